@@ -1,0 +1,176 @@
+"""A wide BNN with Gaussian likelihood: log densities in both coordinate systems.
+
+``BNN(arch, noise_std)`` pairs an architecture with the likelihood
+:math:`Y \\mid f \\sim \\mathcal N(f(X), \\sigma^2 I)` and the N(0, I) prior on
+every parameter.  Parameters in *standard* coordinates (``theta``) and in
+*repriorised* coordinates (``phi``) share one pytree layout; only the readout
+differs (see :mod:`reprior.repriorise`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+from . import repriorise as rp
+from .architectures import Architecture, readout_matrix, with_readout
+
+PARAMETERISATIONS = ("standard", "reprior")
+
+
+def _is_concrete(value) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+class BNN:
+    """Bayesian neural network ``arch`` with Gaussian noise of std ``noise_std``.
+
+    Args:
+        arch: an :class:`~reprior.architectures.Architecture` (``MLP``, ``ResNet``).
+        noise_std: :math:`\\sigma > 0`, the observation noise standard deviation.
+    """
+
+    def __init__(self, arch: Architecture, noise_std: float):
+        if not isinstance(arch, Architecture):
+            raise _checks.fail("arch", "a reprior architecture such as reprior.MLP(width=...)", arch)
+        self.arch = arch
+        self.noise_std = _checks.positive_float("noise_std", noise_std)
+
+    def __repr__(self) -> str:
+        return f"BNN({self.arch!r}, noise_std={self.noise_std})"
+
+    # -- input checks -------------------------------------------------------------
+    def check_data(self, x, y=None):
+        """Validate shapes (always) and finiteness (for concrete arrays).
+
+        ``y`` may be ``(n,)`` or ``(n, k)``; returns ``(x, y)`` with ``y`` 2-D.
+        """
+        self.arch.check_inputs(x, "x")
+        if _is_concrete(x):
+            _checks.finite_array("x", x)
+        if y is None:
+            return x, None
+        if jnp.ndim(y) == 1:
+            y = y[:, None]
+        if jnp.ndim(y) != 2:
+            raise _checks.fail("y", "targets of shape (n,) or (n, out_dim)", f"array of shape {jnp.shape(y)}")
+        if jnp.shape(y)[0] != jnp.shape(x)[0]:
+            raise _checks.fail("y", f"{jnp.shape(x)[0]} rows to match `x`", f"array of shape {jnp.shape(y)}")
+        if _is_concrete(y):
+            _checks.finite_array("y", y)
+        return x, y
+
+    # -- parameters -----------------------------------------------------------------
+    def init(self, rng_key, x, out_dim: int) -> dict:
+        """Draw parameters from the prior (every leaf i.i.d. N(0, 1))."""
+        return self.arch.init(rng_key, x, out_dim)
+
+    def features(self, params, x) -> jax.Array:
+        """``Psi: (n, p)``; only ``params["hidden"]`` is used."""
+        return self.arch.features(params, x)
+
+    def readout_posterior(self, params, x, y, form: str = "auto") -> rp.ReadoutPosterior:
+        """The Gaussian readout posterior given ``params["hidden"]`` (spectral form)."""
+        return rp.readout_posterior(self.features(params, x), y, self.noise_std, form)
+
+    # -- log densities --------------------------------------------------------------
+    def log_density(self, params, x, y, parameterisation: str = "standard", *, form: str = "auto"):
+        """Log joint density ``log p(params, y)``, every normalising constant included.
+
+        ``"standard"``: params are theta,
+
+        .. math:: \\log \\mathcal N(\\theta; 0, I) + \\log \\mathcal N(Y; \\Psi\\theta_{\\mathrm{out}}, \\sigma^2 I).
+
+        ``"reprior"``: params are phi, and the density (log-Jacobian included) is
+        evaluated through the exact factorisation of :mod:`reprior.repriorise`
+        in the ``form`` given (``"auto"``, ``"primal"`` or ``"dual"``).
+        """
+        _checks.one_of("parameterisation", parameterisation, PARAMETERISATIONS)
+        _checks.one_of("form", form, rp.FORMS)
+        x, y = self.check_data(x, y)
+        self._check_params(params, x, y.shape[1])
+        psi = self.features(params, x)
+        if parameterisation == "standard":
+            f = psi @ readout_matrix(params)
+            return rp.log_standard_normal(params) + rp.gaussian_log_likelihood(f, y, self.noise_std)
+        return (
+            rp.log_standard_normal(params)
+            + rp.log_marginal_likelihood(psi, y, self.noise_std, form)
+        )
+
+    def collapsed_log_density(self, hidden, x, y, *, form: str = "auto") -> jax.Array:
+        """Log density of the hidden weights with the readout integrated out.
+
+        .. math:: \\log \\mathcal N(\\phi_{\\mathrm{hidden}}; 0, I) + \\log p(Y \\mid \\phi_{\\mathrm{hidden}}),
+
+        which is the repriorised joint density minus :math:`\\log\\mathcal N(\\phi_{\\mathrm{out}}; 0, I)`:
+        ``phi_out`` is exactly N(0, I) and independent of everything else.
+        """
+        _checks.one_of("form", form, rp.FORMS)
+        x, y = self.check_data(x, y)
+        psi = self.arch.features({"hidden": hidden}, x)
+        return rp.log_standard_normal(hidden) + rp.log_marginal_likelihood(psi, y, self.noise_std, form)
+
+    def log_abs_det_jacobian(self, phi_params, x, y) -> jax.Array:
+        """:math:`\\log|\\det \\partial\\theta/\\partial\\phi|` at ``phi_params`` (depends on the hidden weights only)."""
+        x, y = self.check_data(x, y)
+        return rp.log_abs_det_jacobian(self.readout_posterior(phi_params, x, y), y.shape[1])
+
+    # -- coordinate maps ------------------------------------------------------------
+    def to_theta(self, phi_params, x, y, *, form: str = "auto") -> dict:
+        """Map repriorised parameters to standard ones (hidden weights unchanged)."""
+        x, y = self.check_data(x, y)
+        self._check_params(phi_params, x, y.shape[1])
+        posterior = self.readout_posterior(phi_params, x, y, form)
+        return with_readout(phi_params, rp.to_theta_out(posterior, readout_matrix(phi_params)))
+
+    def to_phi(self, theta_params, x, y, *, form: str = "auto") -> dict:
+        """Inverse of :meth:`to_theta`."""
+        x, y = self.check_data(x, y)
+        self._check_params(theta_params, x, y.shape[1])
+        posterior = self.readout_posterior(theta_params, x, y, form)
+        return with_readout(theta_params, rp.to_phi_out(posterior, readout_matrix(theta_params)))
+
+    def draw_readout(self, rng_key, params, x, y, *, form: str = "auto"):
+        """Exact draw of the readout given ``params["hidden"]``.
+
+        Returns ``(theta_params, phi_out)`` where ``phi_out: (p, k)`` is the
+        N(0, I) draw and ``theta_params`` carries
+        :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`.
+        """
+        x, y = self.check_data(x, y)
+        posterior = self.readout_posterior(params, x, y, form)
+        phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
+        theta_out = rp.to_theta_out(posterior, phi_out)
+        return with_readout(params, theta_out), phi_out
+
+    def predictive(self, params, x, y, x_test, *, form: str = "auto"):
+        """Rao-Blackwellised predictive of ``f`` at ``x_test`` given the hidden weights.
+
+        Returns ``mean: (n_test, k)`` and ``var: (n_test,)``; see :func:`reprior.repriorise.predictive`.
+        """
+        x, y = self.check_data(x, y)
+        self.arch.check_inputs(x_test, "x_test")
+        psi, psi_test = self.features(params, x), self.features(params, x_test)
+        return rp.predictive(psi, y, psi_test, self.noise_std, form)
+
+    def apply(self, params, x) -> jax.Array:
+        """Network outputs ``f: (n, out_dim)`` (standard coordinates)."""
+        return self.arch.apply(params, x)
+
+    # -- helpers --------------------------------------------------------------------
+    def param_shapes(self, x_shape, out_dim: int):
+        """Shapes of the parameter pytree, without allocating it."""
+        dummy = jax.ShapeDtypeStruct(tuple(x_shape), jnp.zeros(()).dtype)
+        return jax.eval_shape(lambda x: self.arch.init(jax.random.key(0), x, out_dim), dummy)
+
+    def _check_params(self, params, x, out_dim: int):
+        if not isinstance(params, dict) or "hidden" not in params or "readout" not in params:
+            raise _checks.fail("params", "a dict with keys 'hidden' and 'readout' (see MLP.init)", type(params).__name__)
+        expected = self.param_shapes(np.shape(x), out_dim)
+        got = jax.tree_util.tree_map(jnp.shape, params)
+        want = jax.tree_util.tree_map(lambda s: s.shape, expected)
+        if got != want:
+            raise _checks.fail("params", f"the layout {want}", f"{got}")

@@ -1,0 +1,236 @@
+"""Repriorisation of the readout: every repriorised quantity, in one place.
+
+Notation (Hron et al. 2022, section 3).  Features ``psi: (n, p)``, targets
+``y: (n, k)``, noise standard deviation :math:`\\sigma`.  Given the hidden
+weights, the readout posterior is Gaussian,
+
+.. math::
+
+    \\theta_{\\mathrm{out}} \\mid \\theta_{\\mathrm{hidden}}, Y
+        \\sim \\mathcal N\\big(\\mu, \\sigma^2 G^{-1}\\big), \\qquad
+    G = \\Psi^\\top \\Psi + \\sigma^2 I_p, \\qquad \\mu = G^{-1} \\Psi^\\top Y.
+
+Repriorisation is the change of variables
+:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\, \\phi_{\\mathrm{out}}` with
+:math:`R R^\\top = G^{-1}`; the hidden weights are unchanged.  We take the
+*symmetric* root :math:`R = G^{-1/2}` rather than the Cholesky root of the
+paper.  Every root gives the same density in :math:`\\phi`; the symmetric one is
+equivariant under permutations of hidden units (the Cholesky root depends on
+their order) and, above all, can be applied in :math:`O(n^2 p + n^3)` through
+the eigendecomposition of the ``n x n`` kernel when ``p > n``, so no ``p x p``
+matrix is ever formed.  Its log-Jacobian is
+
+.. math::
+
+    \\log |\\det \\partial\\theta/\\partial\\phi|
+        = k \\big(p \\log \\sigma - \\tfrac12 \\log\\det G\\big).
+
+**The identity that makes it cheap.**  Writing
+:math:`K = \\Psi\\Psi^\\top` (the empirical NNGP kernel),
+
+.. math::
+
+    \\log p(\\phi, Y) = \\log \\mathcal N(\\phi_{\\mathrm{out}}; 0, I)
+        + \\log \\mathcal N(\\phi_{\\mathrm{hidden}}; 0, I)
+        + \\sum_{j=1}^k \\log \\mathcal N(Y_{:j}; 0, K + \\sigma^2 I_n),
+
+because :math:`p(\\theta_{\\mathrm{out}}, Y \\mid \\mathrm{hidden}) = p(Y \\mid
+\\mathrm{hidden})\\, p(\\theta_{\\mathrm{out}} \\mid Y, \\mathrm{hidden})` and the
+second factor becomes exactly :math:`\\mathcal N(0, I)` in :math:`\\phi`.  The
+marginal likelihood has a *dual* form (Cholesky of the ``n x n`` matrix
+:math:`K + \\sigma^2 I`) and a *primal* form (Cholesky of the ``p x p`` matrix
+:math:`G`, via Woodbury and the matrix determinant lemma):
+
+.. math::
+
+    Y^\\top (K + \\sigma^2 I)^{-1} Y = \\sigma^{-2}\\big(Y^\\top Y
+        - Y^\\top \\Psi G^{-1} \\Psi^\\top Y\\big), \\qquad
+    \\log\\det(K + \\sigma^2 I) = (n - p)\\log\\sigma^2 + \\log\\det G.
+
+``form="auto"`` takes the dual form when ``n <= p`` and the primal otherwise.
+Only the marginal likelihood is differentiated; the transform, exact readout
+draws and predictions are needed only when a draw is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+FORMS = ("auto", "primal", "dual")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def use_dual(num_data: int, num_features: int, form: str = "auto") -> bool:
+    """Whether ``form`` resolves to the dual (``n x n``) computation."""
+    if form == "auto":
+        return num_data <= num_features
+    if form not in ("primal", "dual"):
+        raise ValueError(f"argument `form`: expected one of {FORMS}, received {form!r}")
+    return form == "dual"
+
+
+def _eye(size: int, dtype) -> jax.Array:
+    return jnp.eye(size, dtype=dtype)
+
+
+def log_marginal_likelihood(psi, y, noise_std, form: str = "auto") -> jax.Array:
+    """:math:`\\sum_j \\log \\mathcal N(Y_{:j}; 0, \\Psi\\Psi^\\top + \\sigma^2 I_n)`.
+
+    Args:
+        psi: features ``(n, p)``.
+        y: targets ``(n, k)``.
+        noise_std: :math:`\\sigma > 0`.
+        form: ``"dual"`` (``n x n`` Cholesky), ``"primal"`` (``p x p``) or ``"auto"``.
+
+    A failed factorisation (not positive definite in finite precision) gives
+    NaN, which samplers treat as a divergence.
+    """
+    n, p = psi.shape
+    k = y.shape[1]
+    noise_var = jnp.asarray(noise_std, psi.dtype) ** 2
+    if use_dual(n, p, form):
+        chol = jnp.linalg.cholesky(psi @ psi.T + noise_var * _eye(n, psi.dtype))
+        alpha = solve_triangular(chol, y, lower=True)
+        quad = jnp.sum(alpha**2)
+        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    else:
+        chol = jnp.linalg.cholesky(psi.T @ psi + noise_var * _eye(p, psi.dtype))
+        beta = solve_triangular(chol, psi.T @ y, lower=True)
+        quad = (jnp.sum(y**2) - jnp.sum(beta**2)) / noise_var
+        logdet = (n - p) * jnp.log(noise_var) + 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * (quad + k * logdet + n * k * _LOG_2PI)
+
+
+def log_standard_normal(tree) -> jax.Array:
+    """:math:`\\sum \\log \\mathcal N(z; 0, 1)` over every leaf of a pytree."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    total = sum(jnp.sum(leaf**2) for leaf in leaves)
+    size = sum(leaf.size for leaf in leaves)
+    return -0.5 * (total + size * _LOG_2PI)
+
+
+def gaussian_log_likelihood(f, y, noise_std) -> jax.Array:
+    """:math:`\\sum_{ij} \\log \\mathcal N(Y_{ij}; f_{ij}, \\sigma^2)`."""
+    noise_var = jnp.asarray(noise_std, f.dtype) ** 2
+    return -0.5 * (jnp.sum((y - f) ** 2) / noise_var + y.size * (jnp.log(noise_var) + _LOG_2PI))
+
+
+class ReadoutPosterior(NamedTuple):
+    """Spectral form of the readout posterior, enough for :math:`G^{a}` and :math:`\\mu`.
+
+    Dual (``n <= p``): ``basis`` holds the eigenvectors ``Q: (n, n)`` of
+    :math:`K = \\Psi\\Psi^\\top = Q\\,\\mathrm{diag}(s)\\,Q^\\top` and
+
+    .. math::
+
+        G^{a} v = \\sigma^{2a} v + \\Psi^\\top Q\\, \\mathrm{diag}\\Big(
+            \\frac{(s + \\sigma^2)^a - \\sigma^{2a}}{s}\\Big) Q^\\top \\Psi v,
+
+    which is exact because :math:`G` acts as :math:`\\sigma^2` on the null space
+    of :math:`\\Psi` and as :math:`s_i + \\sigma^2` on the span of
+    :math:`\\Psi^\\top Q`.  Primal (``p < n``): ``basis`` holds the eigenvectors
+    of :math:`\\Psi^\\top\\Psi` and :math:`G^a = Q\\,\\mathrm{diag}((s+\\sigma^2)^a)Q^\\top`.
+    """
+
+    psi: jax.Array  # (n, p)
+    basis: jax.Array  # (n, n) dual or (p, p) primal
+    eigenvalues: jax.Array  # (n,) or (p,), clipped at 0
+    noise_std: jax.Array  # ()
+    mean: jax.Array  # mu: (p, k)
+    dual: bool
+
+    @property
+    def num_features(self) -> int:
+        return self.psi.shape[1]
+
+    def log_det_gram(self) -> jax.Array:
+        """:math:`\\log\\det G`."""
+        noise_var = self.noise_std**2
+        extra = (self.num_features - self.eigenvalues.shape[0]) * jnp.log(noise_var)
+        return jnp.sum(jnp.log(self.eigenvalues + noise_var)) + extra
+
+    def power(self, v: jax.Array, half_power: int) -> jax.Array:
+        """:math:`G^{a} v` for ``a = half_power / 2`` in ``{-1/2, +1/2}``; ``v: (p, k)``."""
+        s, sigma = self.eigenvalues, self.noise_std
+        root = jnp.sqrt(s + sigma**2)
+        if not self.dual:
+            scale = root if half_power == 1 else 1 / root
+            return self.basis @ (scale[:, None] * (self.basis.T @ v))
+        # ((s + sigma^2)^a - sigma^{2a}) / s, written without cancellation.
+        if half_power == 1:
+            ratio = 1 / (root + sigma)
+        else:
+            ratio = -1 / (sigma * root * (sigma + root))
+        projected = self.basis.T @ (self.psi @ v)
+        return sigma**half_power * v + self.psi.T @ (self.basis @ (ratio[:, None] * projected))
+
+
+def readout_posterior(psi, y, noise_std, form: str = "auto") -> ReadoutPosterior:
+    """Eigendecompose the smaller Gram matrix and compute :math:`\\mu = G^{-1}\\Psi^\\top Y`.
+
+    In the dual form :math:`\\mu = \\Psi^\\top (K + \\sigma^2 I)^{-1} Y` (push-through).
+    """
+    n, p = psi.shape
+    sigma = jnp.asarray(noise_std, psi.dtype)
+    dual = use_dual(n, p, form)
+    gram = psi @ psi.T if dual else psi.T @ psi
+    eigenvalues, basis = jnp.linalg.eigh(gram)
+    eigenvalues = jnp.clip(eigenvalues, 0.0)
+    inv = 1 / (eigenvalues + sigma**2)
+    if dual:
+        mean = psi.T @ (basis @ (inv[:, None] * (basis.T @ y)))
+    else:
+        mean = basis @ (inv[:, None] * (basis.T @ (psi.T @ y)))
+    return ReadoutPosterior(psi, basis, eigenvalues, sigma, mean, dual)
+
+
+def to_theta_out(posterior: ReadoutPosterior, phi_out) -> jax.Array:
+    """:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2} \\phi_{\\mathrm{out}}`, shapes ``(p, k)``."""
+    return posterior.mean + posterior.noise_std * posterior.power(phi_out, -1)
+
+
+def to_phi_out(posterior: ReadoutPosterior, theta_out) -> jax.Array:
+    """:math:`\\phi_{\\mathrm{out}} = G^{1/2} (\\theta_{\\mathrm{out}} - \\mu) / \\sigma`, inverse of :func:`to_theta_out`."""
+    return posterior.power(theta_out - posterior.mean, 1) / posterior.noise_std
+
+
+def log_abs_det_jacobian(posterior: ReadoutPosterior, out_dim: int) -> jax.Array:
+    """:math:`k\\,(p \\log\\sigma - \\tfrac12 \\log\\det G)` for the map :math:`\\phi \\mapsto \\theta`."""
+    p = posterior.num_features
+    return out_dim * (p * jnp.log(posterior.noise_std) - 0.5 * posterior.log_det_gram())
+
+
+def predictive(psi, y, psi_test, noise_std, form: str = "auto"):
+    """Rao-Blackwellised predictive of the latent ``f`` at test inputs, given hidden weights.
+
+    .. math::
+
+        \\mathbb E[f_*] = K_*^\\top (K + \\sigma^2 I)^{-1} Y, \\qquad
+        \\mathrm{Var}[f_*] = \\mathrm{diag}\\big(K_{**} - K_*^\\top (K + \\sigma^2 I)^{-1} K_*\\big),
+
+    with :math:`K_* = \\Psi \\Psi_*^\\top`.  Primal form: mean :math:`\\Psi_*\\mu`,
+    variance :math:`\\sigma^2\\,\\mathrm{diag}(\\Psi_* G^{-1} \\Psi_*^\\top)`.
+
+    Returns ``mean: (m, k)`` and ``var: (m,)`` (the same for every output).
+    """
+    n, p = psi.shape
+    noise_var = jnp.asarray(noise_std, psi.dtype) ** 2
+    if use_dual(n, p, form):
+        chol = jnp.linalg.cholesky(psi @ psi.T + noise_var * _eye(n, psi.dtype))
+        cross = psi @ psi_test.T  # K_*: (n, m)
+        a = solve_triangular(chol, cross, lower=True)
+        alpha = solve_triangular(chol, y, lower=True)
+        mean = a.T @ alpha
+        var = jnp.sum(psi_test**2, axis=1) - jnp.sum(a**2, axis=0)
+    else:
+        chol = jnp.linalg.cholesky(psi.T @ psi + noise_var * _eye(p, psi.dtype))
+        b = solve_triangular(chol, psi_test.T, lower=True)
+        beta = solve_triangular(chol, psi.T @ y, lower=True)
+        mean = b.T @ beta
+        var = noise_var * jnp.sum(b**2, axis=0)
+    return mean, jnp.clip(var, 0.0)
