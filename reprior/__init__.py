@@ -7,6 +7,7 @@ weights so that the posterior approaches the prior N(0, I) as width grows.
 __version__ = "0.1.0"
 
 from .architectures import MLP  # noqa: E402
+from .blas import blas_threads  # noqa: E402
 from .bnn import BNN  # noqa: E402
 from .models import bnn_model  # noqa: E402
 from .sampling import sample  # noqa: E402
@@ -16,4 +17,4 @@ try:  # the ResNet lives in its own module
 except ImportError:  # pragma: no cover
     pass
 
-__all__ = ["BNN", "MLP", "ResNet", "bnn_model", "sample", "__version__"]
+__all__ = ["BNN", "MLP", "blas_threads", "ResNet", "bnn_model", "sample", "__version__"]

@@ -26,6 +26,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from . import _checks
+from . import blas as _blas
 from . import repriorise as rp
 from .architectures import readout_matrix, with_readout
 from .bnn import BNN, PARAMETERISATIONS
@@ -86,20 +87,18 @@ def _make_collect_fn(bnn, x, y, x_test, parameterisation, readout, keep, form):
 
     def collect(consts, key, z):
         out = {}
+        hidden_only = {"hidden": z["hidden"], "readout": {"W": None, "b": None}}
+        psi = bnn.features(hidden_only, x)  # computed once per draw, reused below
         if parameterisation == "standard":
             theta, phi = z, None
-        elif readout == "sampled":
-            psi = bnn.features(z, x)
-            posterior = rp.readout_posterior(psi, y, bnn.noise_std, form)
-            theta = with_readout(z, rp.to_theta_out(posterior, readout_matrix(z)))
-            phi = z
         else:
-            template = {"hidden": z["hidden"], "readout": {"W": None, "b": None}}
-            psi = bnn.features(template, x)
             posterior = rp.readout_posterior(psi, y, bnn.noise_std, form)
-            phi_out = jax.random.normal(key, posterior.mean.shape, posterior.mean.dtype)
-            theta = with_readout(template, rp.to_theta_out(posterior, phi_out))
-            phi = with_readout(template, phi_out)
+            if readout == "sampled":
+                phi_out = readout_matrix(z)
+            else:
+                phi_out = jax.random.normal(key, posterior.mean.shape, posterior.mean.dtype)
+            theta = with_readout(hidden_only, rp.to_theta_out(posterior, phi_out))
+            phi = with_readout(hidden_only, phi_out)
         if keep == "all":
             out.update(flatten_params(theta))
         elif keep == "readout":
@@ -110,14 +109,13 @@ def _make_collect_fn(bnn, x, y, x_test, parameterisation, readout, keep, form):
             out["theta_proj"] = ravel_pytree(theta)[0] @ consts["projections"]
             if phi is not None:
                 out["phi_proj"] = ravel_pytree(phi)[0] @ consts["projections"]
-        psi_train = bnn.features(theta, x)
+        theta_out = readout_matrix(theta)
         out["log_likelihood"] = -0.5 * (
-            (y - psi_train @ readout_matrix(theta)) ** 2 / bnn.noise_std**2
-            + jnp.log(2 * jnp.pi * bnn.noise_std**2))
+            (y - psi @ theta_out) ** 2 / bnn.noise_std**2 + jnp.log(2 * jnp.pi * bnn.noise_std**2))
         if x_test is not None:
-            psi_test = bnn.features(theta, x_test)
-            out["f_test"] = psi_test @ readout_matrix(theta)
-            mean, var = rp.predictive(psi_train, y, psi_test, bnn.noise_std, form)
+            psi_test = bnn.features(hidden_only, x_test)
+            out["f_test"] = psi_test @ theta_out
+            mean, var = rp.predictive(psi, y, psi_test, bnn.noise_std, form)
             out["f_test_rb_mean"], out["f_test_rb_var"] = mean, var
         return out
 
@@ -143,7 +141,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
            seed: int = 0, progress_bar: bool = True, chain_method: str = "sequential",
            dtype: str | None = None, sampler_options: dict | None = None, thinning: int = 1,
            keep: str = "all", num_projections: int = 10, projection_seed: int = 0,
-           form: str = "auto"):
+           form: str = "auto", blas_threads: int | None = 1):
     """Sample the posterior of ``bnn`` given data ``(x, y)``; return ``arviz.InferenceData``.
 
     Args:
@@ -168,6 +166,8 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         num_projections, projection_seed: fixed random unit directions for
             ``theta_proj``/``phi_proj`` (:mod:`reprior.projections`).
         form: ``"auto"``, ``"primal"`` or ``"dual"`` linear algebra for the repriorised density.
+        blas_threads: threads of the LAPACK behind JAX's CPU Cholesky during the
+            call (default 1, see :mod:`reprior.blas`; ``None`` leaves the setting alone).
 
     Returns:
         ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (if
@@ -177,10 +177,13 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler, num_warmup=num_warmup,
                 num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method,
                 dtype=dtype, sampler_options=sampler_options, thinning=thinning, keep=keep,
-                num_projections=num_projections, form=form)
+                num_projections=num_projections, form=form,
+                blas_threads="default" if blas_threads is None else blas_threads)
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
+    if blas_threads is not None:
+        _checks.positive_int("blas_threads", blas_threads)
     dtype = dtype or _default_dtype()
-    with jax.enable_x64(dtype == "float64"):
+    with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
         return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed)
 
 
@@ -258,7 +261,6 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         "noise_std": bnn.noise_std,
         "n_train": int(x.shape[0]),
         "out_dim": int(y.shape[1]),
-        "dtype": dtype,
         "projection_seed": projection_seed,
         "grad_evals_warmup": warm_grads,
         "grad_evals_sampling": sample_grads,
@@ -269,5 +271,6 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         **{k: v for k, v in run.timings.items()},
         **{k: ("" if v is None else (str(v) if isinstance(v, dict) else v)) for k, v in opts.items()},
         **{f"env_{k}": v for k, v in _blas_settings().items()},
+        "dtype": dtype,  # the resolved dtype, after the `dtype=None` of opts
     }
     return attrs

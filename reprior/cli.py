@@ -1,0 +1,367 @@
+"""The ``reprior`` command line: ``sweep``, ``report``, ``datasets`` and ``sbc``.
+
+``main(argv)`` is the console script's entry point.  It is the only place in
+the package that changes JAX's global configuration: it turns float64 on or
+off from ``--dtype`` (default float64 on CPU, float32 on accelerators)
+before any computation, and restores the previous setting when it returns.
+
+Every user error (a bad flag value, an unknown config key, bad TOML, a missing
+data file) is one line on stderr starting with ``reprior: error:`` and exit
+status 2.  Set ``REPRIOR_TRACEBACK=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from . import __version__
+from .runner import grid
+
+__all__ = ["build_parser", "main"]
+
+PROG = "reprior"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``reprior: error: ...``, and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _UserError(Exception):
+    """An error to report in one line with exit status 2."""
+
+
+# ---------------------------------------------------------------------------
+# Argument types
+# ---------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), received {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), received {text!r}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return grid.parse_shard(text)
+    except grid.ConfigError:
+        raise argparse.ArgumentTypeError(f"expected I/K with integers 0 <= I < K (e.g. 0/4), "
+                                         f"received {text!r}") from None
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE``; VALUE is read as JSON (``8``, ``0.9``, ``true``, ``["a", "b"]``) or else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+# ---------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------
+
+#: sweep flags: (flags, option name, add_argument keywords).  All default to None, so that a
+#: flag given overrides the config file and a flag not given does not.
+_SWEEP_FLAGS = [
+    (("--arch",), "archs", dict(nargs="+", choices=grid.ARCHS, metavar="ARCH",
+                                help="architectures: mlp, resnet (default: mlp)")),
+    (("--depth",), "depths", dict(nargs="+", type=_positive_int, metavar="D",
+                                  help="MLP hidden layers (default 1); ResNet depth 6k+2 (default 8)")),
+    (("--widths",), "widths", dict(nargs="+", type=_positive_int, metavar="W",
+                                   help="hidden widths (default: 64 256 1024)")),
+    (("--activation",), "activations", dict(nargs="+", metavar="NAME",
+                                            help="relu, erf, gelu, tanh (default: relu)")),
+    (("--residual-scaling",), "residual_scalings", dict(nargs="+", choices=("uniform", "progressive"),
+                                                        metavar="SCALING",
+                                                        help="ResNet: uniform or progressive (default: uniform)")),
+    (("--dataset",), "datasets", dict(nargs="+", metavar="NAME",
+                                      help="data set(s), see `reprior datasets` (default: digits)")),
+    (("--data-path",), "data_path", dict(metavar="PATH", help="file or directory for cifar10, npz and csv")),
+    (("--n-train",), "n_train", dict(nargs="+", type=_positive_int, metavar="N",
+                                     help="training points (default: 128)")),
+    (("--n-test",), "n_test", dict(type=_nonnegative_int, metavar="N", help="test points (default: 64)")),
+    (("--data-seed",), "data_seed", dict(type=_nonnegative_int, metavar="S",
+                                         help="seed of the data subset (default: 0)")),
+    (("--noise-std",), "noise_std", dict(nargs="+", type=_positive_float, metavar="SIGMA",
+                                         help="observation noise std (default: 0.1)")),
+    (("--parameterisations",), "parameterisations", dict(nargs="+", choices=tuple(grid.PARAMETERISATIONS),
+                                                         metavar="P",
+                                                         help="standard, reprior, reprior-sampled "
+                                                              "(default: standard reprior)")),
+    (("--sampler",), "samplers", dict(nargs="+", metavar="NAME", help="sampler(s) (default: nuts)")),
+    (("--target-accept",), "target_accept", dict(type=_probability, metavar="P",
+                                                 help="target acceptance probability of the adaptation")),
+    (("--num-warmup",), "num_warmup", dict(type=_nonnegative_int, metavar="N",
+                                           help="warm-up iterations per chain (default: 300)")),
+    (("--num-samples",), "num_samples", dict(type=_positive_int, metavar="N",
+                                             help="draws per chain (default: 300)")),
+    (("--num-chains",), "num_chains", dict(type=_positive_int, metavar="N", help="chains (default: 2)")),
+    (("--thinning",), "thinning", dict(type=_positive_int, metavar="N", help="iterations per draw (default: 1)")),
+    (("--seeds",), "seeds", dict(nargs="+", type=_nonnegative_int, metavar="S",
+                                 help="sampler seeds (default: 0)")),
+    (("--chain-method",), "chain_method", dict(choices=grid.CHAIN_METHODS,
+                                               help="how chains run (default: sequential)")),
+    (("--keep",), "keep", dict(choices=grid.KEEP,
+                               help="parameters stored per draw (default: auto, by size)")),
+    (("--num-projections",), "num_projections", dict(type=_nonnegative_int, metavar="N",
+                                                     help="random projections of theta and phi (default: 10)")),
+    (("--dtype",), "dtype", dict(choices=grid.DTYPES, help="default: float64 on CPU, float32 on accelerators")),
+    (("--out",), "out", dict(metavar="DIR", help="output directory (default: runs/<config name> or runs/sweep)")),
+    (("--report",), "report", dict(action=argparse.BooleanOptionalAction,
+                                   help="write the report at the end (default: yes)")),
+]
+
+
+def _add_sweep(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run a grid of sampling runs (resumable, shardable)",
+        description="Run every cell of a grid of reprior.sample runs; finished cells are skipped, so "
+                    "rerunning resumes. Flags override the config file, which overrides the defaults.")
+    p.add_argument("--config", metavar="FILE.toml", help="a TOML sweep file (see docs/cli.md)")
+    for flags, dest, kwargs in _SWEEP_FLAGS:
+        p.add_argument(*flags, dest=dest, default=None, **kwargs)
+    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_key_value, default=None,
+                   metavar="KEY=VALUE", help="loader option, repeatable (e.g. target_columns='[\"y\"]')")
+    p.add_argument("--sampler-option", dest="sampler_options", action="append", type=_key_value, default=None,
+                   metavar="KEY=VALUE", help="sampler setting, repeatable (e.g. max_tree_depth=8)")
+    p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells (and which are finished); run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _add_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="write summary.csv, report.md/.html and plots of a sweep",
+                              description="Read every finished cell under DIR/cells and write DIR/summary.csv, "
+                                          "DIR/report.md, DIR/report.html and DIR/plots/*.png.")
+    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
+    p.set_defaults(func=_cmd_report)
+
+
+def _add_datasets(subparsers) -> None:
+    p = subparsers.add_parser("datasets", help="list the data sets", description="List the data sets.")
+    p.set_defaults(func=_cmd_datasets)
+
+
+def _add_sbc(subparsers) -> None:
+    try:
+        from . import sbc
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.sbc":
+            raise
+        p = subparsers.add_parser("sbc", help="simulation-based calibration (not available)", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_cmd_no_sbc)
+        return
+    p = subparsers.add_parser("sbc", help="simulation-based calibration of a sampler",
+                              description=(sbc.__doc__ or "").strip().split("\n")[0])
+    sbc.add_arguments(p)
+    p.set_defaults(func=_cmd_sbc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``reprior`` parser, with its subcommands."""
+    parser = _Parser(prog=PROG, description="Fast exact posterior sampling of wide Bayesian neural networks "
+                                            "by repriorisation: experiment runner and reports.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_sweep(subparsers)
+    _add_report(subparsers)
+    _add_datasets(subparsers)
+    _add_sbc(subparsers)
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# float64
+# ---------------------------------------------------------------------------
+
+
+def _default_dtype() -> str:
+    import jax
+
+    return "float64" if jax.default_backend() == "cpu" else "float32"
+
+
+def _set_dtype(dtype: str | None) -> str:
+    """Resolve ``dtype`` and switch JAX's x64 mode to match (the package's one global switch)."""
+    import jax
+
+    dtype = dtype or _default_dtype()
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    return dtype
+
+
+# ---------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------
+
+
+def _sweep_options(args) -> dict:
+    config = grid.load_config(args.config) if args.config else {}
+    flags = {}
+    for _, dest, _ in _SWEEP_FLAGS:
+        flags[dest] = getattr(args, dest)
+    for dest in ("dataset_options", "sampler_options"):
+        pairs = getattr(args, dest)
+        if pairs is not None:
+            flags[dest] = {**config.get(dest, {}), **dict(pairs)} if isinstance(config.get(dest), dict) \
+                else dict(pairs)
+    return grid.validate(grid.merge(config, flags))
+
+
+def _cmd_sweep(args, argv) -> int:
+    from .runner import sweep
+
+    options = _sweep_options(args)
+    dtype = _set_dtype(options["dtype"])
+    if args.dry_run:
+        return _dry_run(options, dtype, args.shard)
+    result = sweep.run_sweep(options, dtype=dtype, shard=args.shard, quiet=args.quiet,
+                             command=" ".join([PROG, shlex.join(argv)]))
+    return result.exit_code
+
+
+def _dry_run(options, dtype, shard) -> int:
+    from .runner.store import CellStore
+    from .runner.sweep import plan
+
+    all_cells, cells = plan(options, dtype=dtype, shard=shard)
+    store = CellStore(options["out"])
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where}; output in {store.root}")
+    for cell in cells:
+        state = "finished" if store.is_finished(cell.key, cell.settings) else "todo"
+        print(f"{cell.key}  {state:8s}  {cell.label()}  {cell.settings['dataset']} n_train={cell.settings['n_train']}")
+    return 0
+
+
+def _cmd_report(args, argv) -> int:
+    from .runner.store import CellStore
+    from .runner.sweep import write_sweep_report
+
+    directory = args.dir
+    if not os.path.isdir(directory):
+        raise _UserError(f"{directory!r} is not a directory")
+    if not CellStore(directory).finished():
+        raise _UserError(f"no finished cells under {os.path.join(directory, 'cells')!r}")
+    _set_dtype(None)
+    files = write_sweep_report(directory)
+    print(f"report: {files['report_md']}")
+    print(f"        {files['report_html']}")
+    print(f"        {files['summary_csv']}")
+    return 0
+
+
+def _cmd_datasets(args, argv) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .data import list_datasets
+
+    table = Table(title="reprior data sets (no downloads: cifar10, npz and csv read --data-path)")
+    for column in ("name", "source", "inputs", "default n_train / n_test", "options", "description"):
+        table.add_column(column, overflow="fold")
+    for entry in list_datasets():
+        source = "--data-path" if entry["needs_path"] else "built in"
+        shape = entry["image_shape"]
+        inputs = "x".join(map(str, shape)) + " images" if shape else "tabular"
+        sizes = " / ".join("all" if n is None else str(n) for n in (entry["default_n_train"], entry["default_n_test"]))
+        options = ", ".join(f"{k}={v!r}" for k, v in entry["options"].items()) or "-"
+        table.add_row(entry["name"], source, inputs, sizes, options, entry["description"])
+    Console(highlight=False).print(table)
+    return 0
+
+
+def _cmd_sbc(args, argv) -> int:
+    from . import sbc
+
+    _set_dtype(getattr(args, "dtype", None))
+    return sbc.command(args)
+
+
+def _cmd_no_sbc(args, argv) -> int:
+    raise _UserError("the sbc subcommand is not available: this installation has no reprior.sbc module")
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def _error(message: str) -> int:
+    message = " ".join(str(message).split())  # one line
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv=None) -> int:
+    """Run the ``reprior`` command line on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    import jax
+
+    x64 = jax.config.jax_enable_x64
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args, argv)
+    except SystemExit as stop:  # argparse: --help, --version, bad flags
+        code = stop.code
+        return code if isinstance(code, int) else (0 if code is None else _error(code))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (_UserError, grid.ConfigError, ValueError, TypeError, OSError) as err:
+        if os.environ.get("REPRIOR_TRACEBACK"):
+            raise
+        return _error(err)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""Mixing and accuracy metrics of one sampling run (DESIGN.md, section 5).
+
+High-dimensional posteriors are summarised, as in Hron et al. (2022, section 5),
+by scalar *groups* of quantities whose effective sample size (ESS) and R-hat
+stand for the mixing of the whole vector:
+
+========  =====================================================================
+group     scalars (each a ``(chain, draw)`` series)
+========  =====================================================================
+theta     ``theta_proj``: fixed unit-norm random projections of flattened theta
+phi       ``phi_proj``: the same for phi (repriorised runs only)
+pred      fixed unit-norm random projections of the flattened test predictions
+          ``f_test`` (drawn here, from ``projection_seed``)
+points    ``f_test`` at the first ``num_pred_points`` test points, every output
+========  =====================================================================
+
+ESS is ArviZ's rank-normalised bulk and tail ESS over all chains (Vehtari et
+al. 2021), and R-hat ArviZ's rank-normalised split R-hat.  Cost-normalised
+figures divide the *median* bulk ESS of a group by the number of draws, by the
+number of gradient evaluations of the sampling phase, and by the sampling
+wall-clock seconds (compilation and warm-up excluded):
+
+.. math::
+
+    \\mathrm{ESS/draw} = \\frac{\\widehat{\\mathrm{ESS}}}{C S}, \\qquad
+    \\mathrm{ESS/grad} = \\frac{\\widehat{\\mathrm{ESS}}}{N_\\nabla}, \\qquad
+    \\mathrm{ESS/s} = \\frac{\\widehat{\\mathrm{ESS}}}{T_\\mathrm{sample}},
+
+with ``C`` chains of ``S`` recorded draws.  Everything works on NumPy arrays
+taken out of the :class:`arviz.InferenceData` that :func:`reprior.sample`
+returns; a group that the run lacks gives NaN entries, never an error.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import arviz as az
+import numpy as np
+
+from . import _checks
+from .projections import projection_matrix
+
+#: Groups of scalars whose mixing is measured, in report order.
+GROUPS = ("theta", "phi", "pred", "points")
+#: Per-group metric names, ``{g}`` standing for the group (``ess_bulk_pred_median``, ``ess_per_grad_pred``).
+GROUP_METRICS = ("ess_bulk_{g}_median", "ess_bulk_{g}_min", "ess_tail_{g}_median", "ess_tail_{g}_min",
+                 "rhat_{g}_max", "ess_per_draw_{g}", "ess_per_grad_{g}", "ess_per_second_{g}")
+#: Run-level metrics (not per group).
+RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "grad_evals", "grad_evals_total", "sample_seconds",
+               "warmup_seconds", "compile_seconds", "steps_per_draw", "num_draws", "test_rmse", "test_log_lik")
+
+
+def metric_names() -> list[str]:
+    """All keys of :func:`cell_metrics`, in a stable order (groups first, then run-level)."""
+    return [m.format(g=g) for g in GROUPS for m in GROUP_METRICS] + list(RUN_METRICS)
+
+
+# -- extracting the groups -------------------------------------------------------------
+def _variable(idata, group: str, name: str):
+    """``idata.group[name]`` as a NumPy array, or None if the group or variable is absent."""
+    if not hasattr(idata, group):
+        return None
+    dataset = getattr(idata, group)
+    if name not in dataset:
+        return None
+    return np.asarray(dataset[name].values)
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    """``(chain, draw, ...)`` -> ``(chain, draw, k)``."""
+    return values.reshape(values.shape[0], values.shape[1], -1)
+
+
+def group_series(idata, *, num_pred_points: int = 5, num_pred_projections: int = 10,
+                 projection_seed: int = 0) -> dict[str, np.ndarray | None]:
+    """The scalar series of each group in :data:`GROUPS`: ``(chain, draw, k)`` arrays, None if absent.
+
+    ``pred`` projects each draw's flattened ``f_test`` (``m * out_dim`` numbers) on
+    ``num_pred_projections`` unit-norm random directions,
+    :func:`reprior.projections.projection_matrix` ``(m * out_dim, num, projection_seed)``.
+    """
+    theta = _variable(idata, "posterior", "theta_proj")
+    phi = _variable(idata, "posterior", "phi_proj")
+    f_test = _variable(idata, "posterior_predictive", "f_test")
+    series = {
+        "theta": None if theta is None or theta.shape[-1] == 0 else _flat(theta),
+        "phi": None if phi is None or phi.shape[-1] == 0 else _flat(phi),
+        "pred": None,
+        "points": None,
+    }
+    if f_test is not None and f_test.size:
+        flat = _flat(f_test)
+        if num_pred_projections > 0:
+            series["pred"] = flat @ projection_matrix(flat.shape[-1], num_pred_projections, projection_seed)
+        if num_pred_points > 0:
+            series["points"] = _flat(f_test[:, :, :num_pred_points])
+    return series
+
+
+# -- ESS and R-hat ---------------------------------------------------------------------
+def _arviz_stat(fn, values: np.ndarray, **kwargs) -> np.ndarray:
+    """Apply ``az.ess``/``az.rhat`` to a ``(chain, draw, k)`` array; returns ``(k,)``."""
+    dataset = az.convert_to_dataset({"x": values})
+    with warnings.catch_warnings():  # short or constant series: ArviZ warns and returns NaN
+        warnings.simplefilter("ignore")
+        return np.asarray(fn(dataset, **kwargs)["x"].values, dtype=float).reshape(-1)
+
+
+def _reduce(fn, values: np.ndarray) -> float:
+    """``fn`` (np.nanmedian, np.nanmin, np.nanmax) of the finite values; NaN if there are none."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0 or not np.any(np.isfinite(values)):
+        return math.nan
+    return float(fn(values[np.isfinite(values)]))
+
+
+def _ratio(numerator: float, denominator) -> float:
+    if denominator is None or not np.isfinite(denominator) or denominator <= 0:
+        return math.nan
+    return float(numerator) / float(denominator)
+
+
+def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sample_seconds=None) -> dict:
+    """The :data:`GROUP_METRICS` of one group from its ``(chain, draw, k)`` series (NaN if None).
+
+    ``rhat_{group}_max`` is the maximum over the finite R-hats; a series with
+    every R-hat undefined (constant draws, or a single chain) gives NaN.
+    """
+    keys = [m.format(g=group) for m in GROUP_METRICS]
+    if values is None:
+        return dict.fromkeys(keys, math.nan)
+    bulk = _arviz_stat(az.ess, values, method="bulk")
+    tail = _arviz_stat(az.ess, values, method="tail")
+    # R-hat compares chains: undefined (NaN) for one chain, where ArviZ would log a warning.
+    rhat = _arviz_stat(az.rhat, values) if values.shape[0] > 1 else np.full(values.shape[2], math.nan)
+    median = _reduce(np.median, bulk)
+    num_draws = values.shape[0] * values.shape[1]
+    return dict(zip(keys, [
+        median, _reduce(np.min, bulk), _reduce(np.median, tail), _reduce(np.min, tail), _reduce(np.max, rhat),
+        _ratio(median, num_draws), _ratio(median, grad_evals), _ratio(median, sample_seconds),
+    ], strict=True))
+
+
+# -- run-level figures -----------------------------------------------------------------
+def _attr(idata, name: str, default=math.nan):
+    value = idata.attrs.get(name, None) if hasattr(idata, "attrs") else None
+    if value is None or (isinstance(value, str) and value == ""):
+        return default
+    return value
+
+
+def _sampling_grad_evals(idata) -> float:
+    """Gradient evaluations of the sampling phase: the attrs, else the sample stats' sums."""
+    value = _attr(idata, "grad_evals_sampling", None)
+    if value is not None:
+        return float(value)
+    for name in ("num_grad_evals", "num_steps"):
+        stat = _variable(idata, "sample_stats", name)
+        if stat is not None:
+            return float(np.sum(stat))
+    return math.nan
+
+
+def _as_int(value):
+    """A Python int, or NaN for a missing (NaN) count."""
+    value = float(value)
+    return int(value) if np.isfinite(value) else math.nan
+
+
+def _mean_stat(idata, name: str) -> float:
+    stat = _variable(idata, "sample_stats", name)
+    return math.nan if stat is None or stat.size == 0 else float(np.mean(stat))
+
+
+def run_metrics(idata) -> dict:
+    """Acceptance, divergences, cost counts and timings of a run (NaN where unrecorded)."""
+    diverging = _variable(idata, "sample_stats", "diverging")
+    grads = _sampling_grad_evals(idata)
+    steps = _mean_stat(idata, "num_steps")
+    num_draws = _num_draws(idata)
+    if math.isnan(steps) and num_draws:
+        steps = _ratio(grads, num_draws)
+    return {
+        "accept_mean": _mean_stat(idata, "accept_prob"),
+        "divergences": math.nan if diverging is None else int(np.sum(diverging)),
+        "grad_evals": _as_int(grads),
+        "grad_evals_total": _as_int(_attr(idata, "grad_evals")),
+        "sample_seconds": float(_attr(idata, "sample_seconds")),
+        "warmup_seconds": float(_attr(idata, "warmup_seconds")),
+        "compile_seconds": float(_attr(idata, "compile_seconds")),
+        "steps_per_draw": steps,
+        "num_draws": num_draws,
+    }
+
+
+def _num_draws(idata) -> int:
+    for group in ("posterior", "posterior_predictive", "sample_stats"):
+        if hasattr(idata, group):
+            sizes = getattr(idata, group).sizes
+            if "chain" in sizes and "draw" in sizes:
+                return int(sizes["chain"] * sizes["draw"])
+    return 0
+
+
+# -- predictive accuracy ---------------------------------------------------------------
+def _predictive_draws(idata):
+    """``(mean: (S, m, k), var: (S, m))`` of f per draw: Rao-Blackwellised if stored, else f_test, 0."""
+    mean = _variable(idata, "posterior_predictive", "f_test_rb_mean")
+    var = _variable(idata, "posterior_predictive", "f_test_rb_var")
+    if mean is None or var is None:
+        mean = _variable(idata, "posterior_predictive", "f_test")
+        if mean is None:
+            return None, None
+        var = np.zeros(mean.shape[:3])
+    return mean.reshape((-1,) + mean.shape[2:]), var.reshape((-1,) + var.shape[2:])
+
+
+def _check_y_test(y_test, num_test: int, out_dim: int) -> np.ndarray:
+    y_test = _checks.finite_array("y_test", y_test, ndim=(1, 2))
+    if y_test.ndim == 1:
+        y_test = y_test[:, None]
+    if y_test.shape != (num_test, out_dim):
+        raise _checks.fail("y_test", f"targets of shape ({num_test}, {out_dim}) matching f_test",
+                           f"array of shape {y_test.shape}")
+    return y_test
+
+
+def predictive_metrics(idata, y_test) -> dict:
+    """Test RMSE and mean test log likelihood of the posterior predictive of ``y``.
+
+    With draws ``s = 1..S`` of the Rao-Blackwellised predictive
+    :math:`f_{*i} \\mid \\theta_{\\mathrm{hidden}}^{(s)} \\sim \\mathcal N(\\mu_{si}, v_{si} I_k)`,
+
+    .. math::
+
+        \\mathrm{RMSE} = \\Big(\\frac{1}{mk}\\sum_{i,o} (y_{io} - \\bar\\mu_{io})^2\\Big)^{1/2},
+        \\quad \\bar\\mu = \\frac1S\\sum_s \\mu_s,
+
+        \\mathrm{LL} = \\frac1m \\sum_{i=1}^m \\log \\frac1S \\sum_{s=1}^S
+            \\prod_{o=1}^k \\mathcal N\\big(y_{io};\\ \\mu_{sio},\\ v_{si} + \\sigma^2\\big),
+
+    the mean over test points of the log density of the mixture over draws
+    (``sigma = attrs["noise_std"]``).  Without ``f_test_rb_*`` the raw ``f_test``
+    is used with ``v = 0``.  ``y_test`` is ``(m,)`` or ``(m, k)``.
+    """
+    mean, var = _predictive_draws(idata)
+    if y_test is None or mean is None:
+        return {"test_rmse": math.nan, "test_log_lik": math.nan}
+    y = _check_y_test(y_test, mean.shape[1], mean.shape[2])
+    rmse = float(np.sqrt(np.mean((y - mean.mean(axis=0)) ** 2)))
+    noise_std = float(_attr(idata, "noise_std"))
+    total_var = var[:, :, None] + noise_std**2  # (S, m, 1)
+    log_dens = -0.5 * ((y - mean) ** 2 / total_var + np.log(2 * np.pi * total_var))  # (S, m, k)
+    per_draw = log_dens.sum(axis=2)  # (S, m)
+    top = per_draw.max(axis=0)
+    log_mix = top + np.log(np.mean(np.exp(per_draw - top), axis=0))
+    return {"test_rmse": rmse, "test_log_lik": float(np.mean(log_mix))}
+
+
+def predictive_distance_to(idata, mean, var) -> dict:
+    """Distance of the sampled predictive of ``f`` from a Gaussian reference (e.g. the NNGP limit).
+
+    The sampled predictive at each test point has mean
+    :math:`\\bar\\mu_i = \\frac1S\\sum_s \\mu_{si}` and variance
+    :math:`\\bar v_i = \\frac1S\\sum_s v_{si} + \\mathrm{Var}_s(\\mu_{si})` (per
+    output), from ``f_test_rb_*`` (or ``f_test`` with ``v = 0``).  Against the
+    reference ``mean: (m, k)``, ``var: (m,)`` (as returned by
+    :func:`reprior.nngp.nngp_posterior`) it returns
+
+    - ``mean_rmse``: :math:`(\\frac{1}{mk}\\sum (\\bar\\mu - \\mu_\\infty)^2)^{1/2}`;
+    - ``mean_rel``: :math:`\\lVert\\bar\\mu - \\mu_\\infty\\rVert_F / \\lVert\\mu_\\infty\\rVert_F`;
+    - ``var_rel``: :math:`\\lVert\\bar v - v_\\infty\\rVert / \\lVert v_\\infty\\rVert` (mean over outputs);
+    - ``kl``: the mean over points and outputs of
+      :math:`\\mathrm{KL}(\\mathcal N(\\bar\\mu, \\bar v) \\,\\|\\, \\mathcal N(\\mu_\\infty, v_\\infty))`.
+    """
+    draws_mean, draws_var = _predictive_draws(idata)
+    if draws_mean is None:
+        return dict.fromkeys(("mean_rmse", "mean_rel", "var_rel", "kl"), math.nan)
+    ref_mean = np.asarray(mean, dtype=float)
+    ref_mean = ref_mean[:, None] if ref_mean.ndim == 1 else ref_mean
+    ref_var = np.asarray(var, dtype=float).reshape(-1)
+    if ref_mean.shape != draws_mean.shape[1:] or ref_var.shape != (draws_mean.shape[1],):
+        raise _checks.fail("mean, var", f"arrays of shapes {draws_mean.shape[1:]} and ({draws_mean.shape[1]},)",
+                           f"arrays of shapes {ref_mean.shape} and {ref_var.shape}")
+    sample_mean = draws_mean.mean(axis=0)  # (m, k)
+    sample_var = draws_var.mean(axis=0)[:, None] + draws_mean.var(axis=0)  # (m, k)
+    ref_v = ref_var[:, None]
+    diff = sample_mean - ref_mean
+    kl = 0.5 * (np.log(ref_v / sample_var) + (sample_var + diff**2) / ref_v - 1)
+    return {
+        "mean_rmse": float(np.sqrt(np.mean(diff**2))),
+        "mean_rel": _ratio(np.linalg.norm(diff), np.linalg.norm(ref_mean)),
+        "var_rel": _ratio(np.linalg.norm(sample_var.mean(axis=1) - ref_var), np.linalg.norm(ref_var)),
+        "kl": float(np.mean(kl)),
+    }
+
+
+# -- the cell metrics ------------------------------------------------------------------
+def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_seed: int = 0,
+                 num_pred_projections: int = 10) -> dict[str, float | int]:
+    """Every metric of one run, as a flat ``{name: number}`` dict (keys: :func:`metric_names`).
+
+    Args:
+        idata: the ``InferenceData`` of :func:`reprior.sample` (or one loaded from NetCDF).
+        y_test: optional test targets ``(m,)`` or ``(m, out_dim)`` for ``test_rmse``
+            and ``test_log_lik`` (NaN without them).
+        num_pred_points: the ``points`` group uses the first this many test points.
+        projection_seed, num_pred_projections: the ``pred`` group's random directions.
+
+    Returns:
+        For each group ``G`` in :data:`GROUPS`: ``ess_bulk_G_median``,
+        ``ess_bulk_G_min``, ``ess_tail_G_median``, ``ess_tail_G_min``,
+        ``rhat_G_max``, ``ess_per_draw_G`` (median bulk ESS / draws),
+        ``ess_per_grad_G`` (median bulk ESS / sampling-phase gradient
+        evaluations) and ``ess_per_second_G`` (median bulk ESS / sampling
+        seconds); then ``rhat_max`` (over all groups), ``accept_mean``,
+        ``divergences``, ``grad_evals`` (sampling phase), ``grad_evals_total``,
+        ``sample_seconds``, ``warmup_seconds``, ``compile_seconds``,
+        ``steps_per_draw``, ``num_draws``, ``test_rmse`` and ``test_log_lik``.
+        Missing groups and unrecorded figures are NaN.
+    """
+    _checks.nonnegative_int("num_pred_points", num_pred_points)
+    _checks.nonnegative_int("num_pred_projections", num_pred_projections)
+    _checks.nonnegative_int("projection_seed", projection_seed)
+    run = run_metrics(idata)
+    series = group_series(idata, num_pred_points=num_pred_points, num_pred_projections=num_pred_projections,
+                          projection_seed=projection_seed)
+    out: dict[str, float | int] = {}
+    for group in GROUPS:
+        out.update(group_metrics(series[group], group, grad_evals=run["grad_evals"],
+                                 sample_seconds=run["sample_seconds"]))
+    out["rhat_max"] = _reduce(np.max, [out[f"rhat_{g}_max"] for g in GROUPS])
+    out.update(run)
+    out.update(predictive_metrics(idata, y_test))
+    return out
+
+
+def run_info(idata) -> dict[str, str]:
+    """Provenance strings of a run from its attrs (``""`` where absent), for a summary row.
+
+    Keys: ``machine``, ``reprior_version``, ``jax_version``, ``numpyro_version``,
+    ``arviz_version`` (of the run that wrote ``idata``) and ``dtype``.
+    """
+    info = {name: str(_attr(idata, name, "")) for name in ("machine", "reprior_version", "jax_version",
+                                                            "numpyro_version", "dtype")}
+    posterior = getattr(idata, "posterior", None)
+    info["arviz_version"] = "" if posterior is None else str(posterior.attrs.get("arviz_version", ""))
+    return info
+
+
+# -- across cells ----------------------------------------------------------------------
+#: Settings that, with ``width``, identify the cells compared with each other: every
+#: setting except ``width``, ``parameterisation``, ``readout`` and ``seed``.
+COMPARISON_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "n_test", "noise_std", "sampler",
+                   "num_chains", "num_warmup", "num_samples")
+#: Parameterisation that the ratios divide by.
+BASELINE = "standard"
+
+
+def as_number(value) -> float:
+    """``value`` as a float: numbers and numeric strings as such, anything else NaN."""
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def comparison_key(row: dict) -> tuple:
+    """The values of :data:`COMPARISON_KEYS` in ``row`` (None where absent)."""
+    return tuple(row.get(k) for k in COMPARISON_KEYS)
+
+
+def average_over_seeds(rows: list[dict], metrics) -> list[dict]:
+    """One dict per (comparison group, width, parameterisation), averaging ``metrics`` over seeds.
+
+    Each output dict has the :data:`COMPARISON_KEYS`, ``width``,
+    ``parameterisation``, ``num_seeds`` (number of rows averaged) and, for each
+    metric, the mean over those rows of its finite values (NaN if none).
+    Sorted by comparison group (first appearance), width, then parameterisation
+    (``standard`` first).
+    """
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        cells.setdefault((comparison_key(row), as_number(row.get("width")), row.get("parameterisation")),
+                         []).append(row)
+    order = {key: i for i, key in enumerate(dict.fromkeys(comparison_key(r) for r in rows))}
+    out = []
+    for (key, width, param), members in cells.items():
+        entry = dict(zip(COMPARISON_KEYS, key, strict=True))
+        entry.update(width=int(width) if np.isfinite(width) else width, parameterisation=param,
+                     num_seeds=len(members))
+        for metric in metrics:
+            entry[metric] = _reduce(np.mean, [as_number(m.get(metric)) for m in members])
+        out.append(entry)
+    return sorted(out, key=lambda e: (order[comparison_key(e)], as_number(e["width"]),
+                                      e["parameterisation"] != BASELINE, str(e["parameterisation"])))
+
+
+def ratio_to_baseline(averaged: list[dict], metrics) -> list[dict]:
+    """Add ``ratio_<metric>`` to each averaged entry: its value / the baseline's at the same width.
+
+    The ratio of seed averages,
+    :math:`\\overline{\\mathrm{ESS/grad}}_{\\mathrm{reprior}} / \\overline{\\mathrm{ESS/grad}}_{\\mathrm{standard}}`
+    (and likewise per draw and per second), within the same comparison group
+    and width; NaN where that group has no :data:`BASELINE` cell.  Returns new dicts.
+    """
+    base = {(comparison_key(e), e["width"]): e for e in averaged if e["parameterisation"] == BASELINE}
+    out = []
+    for entry in averaged:
+        entry = dict(entry)
+        ref = base.get((comparison_key(entry), entry["width"]))
+        for metric in metrics:
+            entry[f"ratio_{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
+        out.append(entry)
+    return out

@@ -1,0 +1,233 @@
+"""PNG figures of a width sweep; the only module of reprior that imports matplotlib.
+
+Every function takes plain data (a list of summary-row dicts, or an
+``InferenceData`` / NetCDF path) and an output ``path``, writes one PNG there
+and returns the path.  Figures are built on :class:`matplotlib.figure.Figure`
+with an Agg canvas, so nothing touches pyplot's global state or backend and
+nothing is shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import Formatter, FuncFormatter
+
+from . import diagnostics as dg
+
+#: Line style of each parameterisation (others get matplotlib's defaults).
+STYLES = {
+    "standard": dict(color="tab:red", marker="o"),
+    "reprior": dict(color="tab:blue", marker="s"),
+    "reprior-sampled": dict(color="tab:green", marker="^"),
+}
+
+
+def _plain_labels() -> FuncFormatter:
+    return FuncFormatter(lambda value, _: f"{value:g}")
+
+
+class _MinorLogLabels(Formatter):
+    """Plain labels of minor log ticks: all within a decade, 2 and 5 within two, none beyond."""
+
+    def __call__(self, value, pos=None):
+        low, high = sorted(self.axis.get_view_interval())
+        if value <= 0 or low <= 0:
+            return ""
+        decades = math.log10(high / low)
+        lead = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+        return f"{value:.3g}" if decades < 1 or (decades < 2 and lead in (2, 5)) else ""
+
+
+RATIO_METRICS = ("ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred")
+_RATIO_TITLES = ("per draw", "per gradient evaluation", "per second")
+
+
+def _new_figure(num_axes: int, *, width: float = 4.2, height: float = 3.3, sharey: bool = False):
+    fig = Figure(figsize=(width * num_axes, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, num_axes, squeeze=False, sharey=sharey)[0])
+    return fig, axes
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, format="png")
+    return path
+
+
+def group_title(key: tuple) -> str:
+    """Short label of a comparison group (:data:`reprior.diagnostics.COMPARISON_KEYS` values)."""
+    s = dict(zip(dg.COMPARISON_KEYS, key, strict=True))
+    parts = [f"{s['arch'] or '?'} depth {s['depth']}", s["activation"], s["dataset"],
+             f"n={s['n_train']}" if s["n_train"] is not None else None, s["sampler"],
+             f"{s['num_chains']}x{s['num_samples']}" if s["num_chains"] is not None else None]
+    return ", ".join(str(p) for p in parts if p not in (None, ""))
+
+
+def _groups(entries: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for entry in entries:
+        out.setdefault(dg.comparison_key(entry), []).append(entry)
+    return out
+
+
+def _lines(ax, entries, metric, *, label_suffix="", skip=()):
+    """One line per parameterisation: seed-averaged ``metric`` against width."""
+    by_param: dict[str, list[dict]] = {}
+    for entry in entries:
+        by_param.setdefault(entry["parameterisation"], []).append(entry)
+    drawn = False
+    for param, items in by_param.items():
+        if param in skip:
+            continue
+        widths = np.array([dg.as_number(e["width"]) for e in items])
+        values = np.array([dg.as_number(e[metric]) for e in items])
+        ok = np.isfinite(widths) & np.isfinite(values) & (values > 0)
+        if ok.any():
+            ax.plot(widths[ok], values[ok], label=f"{param}{label_suffix}", **STYLES.get(param, {}))
+            drawn = True
+    return drawn
+
+
+def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True):
+    ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _empty(ax, message="no finite values"):
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_metric_vs_width(rows: list[dict], path, *, metric: str = "ess_per_grad_pred", ylabel: str | None = None,
+                         logy: bool = True, reference: float | None = None) -> Path:
+    """``metric`` (averaged over seeds) against width, one panel per comparison group and
+    one line per parameterisation; log-log by default.  ``reference`` draws a dashed
+    horizontal line (e.g. 1.01 for R-hat)."""
+    groups = _groups(dg.average_over_seeds(rows, [metric]))
+    fig, axes = _new_figure(max(len(groups), 1))
+    for ax, (key, entries) in zip(axes, groups.items()):
+        if not _lines(ax, entries, metric):
+            _empty(ax)
+        if reference is not None:
+            ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
+        _finish(ax, ylabel=ylabel or metric, title=group_title(key), logy=logy)
+    if not groups:
+        _empty(axes[0], "no cells")
+    return _save(fig, path)
+
+
+def plot_ess_per_grad(rows: list[dict], path, *, group: str = "pred") -> Path:
+    """Median bulk ESS per gradient evaluation against width (log-log)."""
+    return plot_metric_vs_width(rows, path, metric=f"ess_per_grad_{group}",
+                                ylabel=f"bulk ESS / gradient evaluation ({group})")
+
+
+def plot_rhat(rows: list[dict], path) -> Path:
+    """Maximum R-hat over all groups against width, with the 1.01 threshold dashed."""
+    return plot_metric_vs_width(rows, path, metric="rhat_max", ylabel="max R-hat", logy=False, reference=1.01)
+
+
+def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
+    """Ratio repriorised / standard of ``metrics`` (per draw, per gradient, per second)
+    against width: one panel per metric, one line per (comparison group, repriorised
+    parameterisation); dashed line at 1."""
+    averaged = dg.ratio_to_baseline(dg.average_over_seeds(rows, metrics), metrics)
+    groups = _groups(averaged)
+    fig, axes = _new_figure(len(metrics))
+    for ax, metric, title in zip(axes, metrics, _RATIO_TITLES + tuple(metrics[3:]), strict=False):
+        drawn = False
+        for key, entries in groups.items():
+            suffix = f" ({group_title(key)})" if len(groups) > 1 else ""
+            drawn |= _lines(ax, entries, f"ratio_{metric}", label_suffix=suffix, skip=(dg.BASELINE,))
+        if not drawn:
+            _empty(ax)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        _finish(ax, ylabel="repriorised / standard", title=f"ESS ratio {title}")
+        ax.yaxis.set_major_formatter(_plain_labels())
+        ax.yaxis.set_minor_formatter(_MinorLogLabels())
+    return _save(fig, path)
+
+
+# -- per-cell trace and rank plots -------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_arviz():
+    """ArviZ 0.23's matplotlib backend calls a helper deprecated in matplotlib 3.11; the
+    warning concerns ArviZ, not reprior, so it is ignored here and nowhere else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping",
+                                category=DeprecationWarning)
+        yield
+
+
+def _load(idata):
+    import arviz as az
+
+    if isinstance(idata, (str, Path)):
+        return az.from_netcdf(str(idata))
+    return idata
+
+
+def _projection_dataset(idata, num: int, projection_seed: int):
+    """A posterior Dataset of the first ``num`` series of the theta, phi and pred groups."""
+    import arviz as az
+
+    series = dg.group_series(_load(idata), num_pred_points=0, num_pred_projections=num,
+                             projection_seed=projection_seed)
+    data = {f"{g}_proj": series[g][..., :num] for g in ("theta", "phi", "pred") if series[g] is not None}
+    if not data:
+        raise ValueError("argument `idata`: expected theta_proj, phi_proj or f_test draws, received none")
+    return az.convert_to_dataset(data, dims={name: ["projection"] for name in data})
+
+
+def plot_trace(idata, path, *, num: int = 3, projection_seed: int = 0, title: str = "") -> Path:
+    """ArviZ trace plot (density and trace) of ``num`` theta, phi and test-prediction projections.
+
+    ``idata`` is an ``InferenceData`` or a NetCDF path.
+    """
+    import arviz as az
+
+    dataset = _projection_dataset(idata, num, projection_seed)
+    names = list(dataset.data_vars)
+    fig = Figure(figsize=(10, 2.2 * len(names)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(names), 2, squeeze=False)
+    with _quiet_arviz():
+        az.plot_trace(dataset, var_names=names, axes=axes, show=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_rank(idata, path, *, num: int = 2, projection_seed: int = 0, title: str = "") -> Path:
+    """ArviZ rank plots (per-chain rank histograms) of ``num`` projections of each group."""
+    import arviz as az
+
+    dataset = _projection_dataset(idata, num, projection_seed)
+    names = list(dataset.data_vars)
+    count = sum(int(dataset[n].sizes["projection"]) for n in names)
+    cols = min(count, 3)
+    fig = Figure(figsize=(3.6 * cols, 2.6 * math.ceil(count / cols)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(math.ceil(count / cols), cols, squeeze=False)).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    with _quiet_arviz():
+        az.plot_rank(dataset, var_names=names, ax=axes[:count], show=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

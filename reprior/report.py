@@ -1,0 +1,398 @@
+"""The report of a width sweep: ``summary.csv``, ``report.md``, ``report.html`` and PNG plots.
+
+Input is one *row* per grid cell: a dict with the settings columns
+(:data:`SETTINGS_COLUMNS`) and the output of
+:func:`reprior.diagnostics.cell_metrics`, plus any extra columns (a cell key,
+:func:`reprior.diagnostics.run_info`'s provenance strings, ...), which are kept.
+The tables average each figure over seeds and give the ratio repriorised /
+standard at each width (:func:`reprior.diagnostics.ratio_to_baseline`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import html
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+from . import diagnostics as dg
+
+#: The settings of a cell, first in ``summary.csv``.
+SETTINGS_COLUMNS = ["arch", "depth", "width", "activation", "dataset", "n_train", "n_test", "noise_std",
+                    "parameterisation", "readout", "sampler", "seed", "num_chains", "num_warmup", "num_samples"]
+_HEADLINE = ["grad_evals", "sample_seconds", "ess_bulk_pred_median", "ess_bulk_pred_min", "ess_bulk_theta_median",
+             "ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred", "rhat_max", "accept_mean",
+             "divergences", "test_rmse", "test_log_lik"]
+#: The metrics of :func:`reprior.diagnostics.cell_metrics`, headline figures first.
+METRIC_COLUMNS = _HEADLINE + [m for m in dg.metric_names() if m not in _HEADLINE]
+#: Every column of ``summary.csv``, in order; extra row keys follow them.
+SUMMARY_COLUMNS = SETTINGS_COLUMNS + METRIC_COLUMNS
+#: Row keys under which a cell's identifier (the keys of ``cells_idata``) is looked up.
+CELL_ID_COLUMNS = ("cell", "key", "cell_key", "hash")
+#: The figures compared as repriorised / standard (test-prediction projections).
+RATIO_METRICS = ("ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred")
+#: Table columns: (row key, header).
+TABLE_COLUMNS = [
+    ("width", "width"), ("parameterisation", "parameterisation"), ("num_seeds", "seeds"),
+    ("ess_bulk_pred_median", "ESS pred (median)"), ("ess_bulk_pred_min", "ESS pred (min)"),
+    ("ess_bulk_theta_median", "ESS theta (median)"), ("ess_per_draw_pred", "ESS/draw"),
+    ("ess_per_grad_pred", "ESS/grad"), ("ess_per_second_pred", "ESS/s"), ("rhat_max", "R-hat max"),
+    ("accept_mean", "accept"), ("divergences", "divergences"), ("test_rmse", "test RMSE"),
+    ("ratio_ess_per_draw_pred", "ratio/draw"), ("ratio_ess_per_grad_pred", "ratio/grad"),
+    ("ratio_ess_per_second_pred", "ratio/s"),
+]
+_TABLE_METRICS = [key for key, _ in TABLE_COLUMNS[3:13]]
+
+
+# -- summary.csv -----------------------------------------------------------------------
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # full precision; NaN as "nan"
+    return str(value)
+
+
+def summary_columns(rows: list[dict]) -> list[str]:
+    """:data:`SUMMARY_COLUMNS` followed by any other row keys, in order of first appearance."""
+    extra = dict.fromkeys(k for row in rows for k in row if k not in SUMMARY_COLUMNS)
+    return SUMMARY_COLUMNS + list(extra)
+
+
+def write_summary_csv(rows: list[dict], path) -> Path:
+    """Write one line per row under :func:`summary_columns`; absent values are empty, NaN is ``nan``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        columns = summary_columns(rows)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_text(row.get(c)) for c in columns])
+    os.replace(tmp, path)  # a reader never sees half a file
+    return path
+
+
+def _parse(text: str):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_summary_csv(path) -> list[dict]:
+    """Rows of a ``summary.csv``: ints and floats parsed, empty cells None."""
+    with open(path, newline="", encoding="utf-8") as stream:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+# -- tables ----------------------------------------------------------------------------
+def format_number(value) -> str:
+    """3 significant figures; integers and large numbers without exponent; NaN/None as ``nan``/``-``."""
+    if value is None or value == "":
+        return "-"
+    number = dg.as_number(value)
+    if isinstance(value, str) and math.isnan(number):
+        return value
+    if math.isnan(number):
+        return "nan"
+    if float(number).is_integer() and abs(number) < 1e15:
+        return f"{int(number):d}"
+    if abs(number) >= 1000:
+        return f"{number:.0f}"
+    return f"{number:.3g}"
+
+
+def comparison_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """Per comparison group (:data:`reprior.diagnostics.COMPARISON_KEYS`): its table rows,
+    one per (width, parameterisation), averaged over seeds, with the ratios."""
+    averaged = dg.average_over_seeds(rows, _TABLE_METRICS)
+    averaged = dg.ratio_to_baseline(averaged, RATIO_METRICS)
+    groups: dict[tuple, list[dict]] = {}
+    for entry in averaged:
+        if entry["parameterisation"] == dg.BASELINE:
+            for metric in RATIO_METRICS:
+                entry[f"ratio_{metric}"] = None  # shown as "-": the baseline itself
+        groups.setdefault(dg.comparison_key(entry), []).append(entry)
+    return list(groups.items())
+
+
+def _headline(entries: list[dict]) -> str:
+    """One sentence per repriorised parameterisation: ratio of ESS/grad at every width."""
+    sentences = []
+    for param in dict.fromkeys(e["parameterisation"] for e in entries if e["parameterisation"] != dg.BASELINE):
+        ratios = [e["ratio_ess_per_grad_pred"] for e in entries if e["parameterisation"] == param]
+        finite = [r for r in ratios if r is not None and math.isfinite(r)]
+        if not finite:
+            sentences.append(f"`{param}`: no standard cell to compare with.")
+            continue
+        verdict = "above" if len(finite) == len(ratios) and min(finite) > 1 else "not above"
+        sentences.append(f"`{param}`: ESS per gradient evaluation (pred) {verdict} standard at every width "
+                         f"(ratio {format_number(min(finite))} to {format_number(max(finite))}).")
+    return " ".join(sentences)
+
+
+# -- provenance ------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    """Versions of this environment (package metadata; nothing is imported)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {"python": platform.python_version(), "reprior": __version__,
+            **{name: version(name) for name in ("jax", "jaxlib", "numpyro", "arviz", "numpy", "matplotlib")}}
+
+
+def _this_machine() -> str:
+    return f"{platform.node()}: {platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} cpus"
+
+
+def _distinct(rows, key) -> list[str]:
+    return [str(v) for v in dict.fromkeys(row.get(key) for row in rows) if v not in (None, "")]
+
+
+# -- the document ----------------------------------------------------------------------
+class _Doc:
+    """A list of blocks rendered to Markdown and to self-contained HTML."""
+
+    def __init__(self):
+        self.blocks: list[tuple] = []
+
+    def heading(self, level, text):
+        self.blocks.append(("h", level, text))
+
+    def para(self, text):
+        self.blocks.append(("p", text))
+
+    def bullets(self, items):
+        self.blocks.append(("ul", list(items)))
+
+    def code(self, text):
+        self.blocks.append(("code", text))
+
+    def table(self, header, body):
+        self.blocks.append(("table", header, body))
+
+    def image(self, rel_path, alt):
+        self.blocks.append(("img", rel_path, alt))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                out.append("#" * block[1] + " " + block[2])
+            elif kind == "p":
+                out.append(block[1])
+            elif kind == "ul":
+                out.append("\n".join(f"- {item}" for item in block[1]))
+            elif kind == "code":
+                out.append(f"```\n{block[1]}\n```")
+            elif kind == "table":
+                lines = ["| " + " | ".join(block[1]) + " |", "|" + "---|" * len(block[1])]
+                lines += ["| " + " | ".join(r) + " |" for r in block[2]]
+                out.append("\n".join(lines))
+            elif kind == "img":
+                out.append(f"![{block[2]}]({block[1]})")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        def inline(text):  # `code` spans only
+            parts = html.escape(text).split("`")
+            return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+        out = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                out.append(f"<h{block[1]}>{inline(block[2])}</h{block[1]}>")
+            elif kind == "p":
+                out.append(f"<p>{inline(block[1])}</p>")
+            elif kind == "ul":
+                out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in block[1]) + "</ul>")
+            elif kind == "code":
+                out.append(f"<pre><code>{html.escape(block[1])}</code></pre>")
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                               for r in block[2])
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif kind == "img":
+                out.append(f'<p><img src="{html.escape(block[1])}" alt="{html.escape(block[2])}"></p>')
+        style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+                 "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+                 "td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}"
+                 "th{background:#eee}img{max-width:100%}pre{background:#f4f4f4;padding:.6em;overflow-x:auto}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+
+
+# -- trace and rank plots ------------------------------------------------------------------
+def _cell_id(row: dict, cells_idata: dict):
+    for column in CELL_ID_COLUMNS:
+        value = row.get(column)
+        if value is not None and str(value) in cells_idata:
+            return str(value)
+    return None
+
+
+def _rows_from_files(cells_idata: dict) -> list[dict]:
+    """Rows (width, parameterisation, seed, cell) read from the NetCDF files' attrs."""
+    import arviz as az
+
+    rows = []
+    for cell, path in cells_idata.items():
+        attrs = az.from_netcdf(str(path)).attrs
+        param = attrs.get("parameterisation")
+        if param == "reprior" and attrs.get("readout") == "sampled":
+            param = "reprior-sampled"
+        rows.append({"arch": attrs.get("arch"), "depth": attrs.get("depth"), "width": attrs.get("width"),
+                     "parameterisation": param, "seed": attrs.get("seed"), "cell": cell})
+    return rows
+
+
+def extreme_cells(rows: list[dict], cells_idata: dict) -> list[tuple[str, dict]]:
+    """``(label, row)`` of the cells to plot: per comparison group, the narrowest and widest
+    width with a NetCDF file, each parameterisation there, lowest seed.  Rows are matched to
+    ``cells_idata`` keys through :data:`CELL_ID_COLUMNS`; if none matches, the files' attrs are read."""
+    matched = [dict(r, cell=_cell_id(r, cells_idata)) for r in rows if _cell_id(r, cells_idata)]
+    if not matched:
+        matched = _rows_from_files(cells_idata)
+    picked = []
+    groups: dict[tuple, list[dict]] = {}
+    for row in matched:
+        groups.setdefault(dg.comparison_key(row), []).append(row)
+    for members in groups.values():
+        widths = sorted({dg.as_number(r["width"]) for r in members})
+        for label, width in dict.fromkeys([("narrowest", widths[0]), ("widest", widths[-1])]):
+            at_width = [r for r in members if dg.as_number(r["width"]) == width]
+            for param in dict.fromkeys(r["parameterisation"] for r in at_width):
+                best = min((r for r in at_width if r["parameterisation"] == param),
+                           key=lambda r: dg.as_number(r.get("seed")))
+                picked.append((label, best))
+    return picked
+
+
+def _slug(text) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in str(text))
+
+
+# -- write_report ------------------------------------------------------------------------
+def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict | None = None,
+                 title: str = "reprior width sweep: standard vs repriorised") -> dict[str, Path]:
+    """Write ``summary.csv``, ``report.md``, ``report.html`` and ``plots/*.png`` under ``out_dir``.
+
+    Args:
+        out_dir: output directory (created).
+        rows: one dict per cell: settings columns plus :func:`reprior.diagnostics.cell_metrics`.
+        command: the exact command that produced the sweep, quoted in the report.
+        cells_idata: optional ``{cell id: NetCDF path}``; trace and rank plots are drawn for
+            the narrowest and widest cells (see :func:`extreme_cells`).
+        title: the report's title.
+
+    Returns:
+        ``{name: path}`` of every file written: ``summary_csv``, ``report_md``,
+        ``report_html``, ``plot_ess_per_grad``, ``plot_ess_per_grad_theta``,
+        ``plot_ratio``, ``plot_rhat``, and ``trace_<cell>``/``rank_<cell>`` per plotted cell.
+    """
+    from . import plots
+
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"argument `rows`: expected a list of dicts, received {type(rows).__name__}")
+    out_dir = Path(out_dir)
+    plot_dir = out_dir / "plots"
+    files = {"summary_csv": write_summary_csv(rows, out_dir / "summary.csv")}
+    files["plot_ess_per_grad"] = plots.plot_ess_per_grad(rows, plot_dir / "ess_per_grad_pred.png")
+    files["plot_ess_per_grad_theta"] = plots.plot_ess_per_grad(rows, plot_dir / "ess_per_grad_theta.png",
+                                                               group="theta")
+    files["plot_ratio"] = plots.plot_ratio(rows, plot_dir / "ratio.png")
+    files["plot_rhat"] = plots.plot_rhat(rows, plot_dir / "rhat.png")
+    traces = []
+    for label, row in extreme_cells(rows, cells_idata or {}):
+        name = _slug(row["cell"])
+        caption = f"{label}: width {row['width']}, {row['parameterisation']}, seed {row.get('seed')}"
+        path = cells_idata[row["cell"]]
+        files[f"trace_{name}"] = plots.plot_trace(path, plot_dir / f"trace_{name}.png", title=caption)
+        files[f"rank_{name}"] = plots.plot_rank(path, plot_dir / f"rank_{name}.png", title=caption)
+        traces.append((caption, f"plots/trace_{name}.png", f"plots/rank_{name}.png"))
+
+    doc = _build(rows, command, files, traces, title)
+    files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
+    files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
+    return files
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _build(rows, command, files, traces, title) -> _Doc:
+    from .plots import group_title
+
+    doc = _Doc()
+    doc.heading(1, title)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.para(f"Generated {now} from {len(rows)} cells. Per-cell figures are in `summary.csv`; "
+             "the metrics are defined in `docs/diagnostics.md`.")
+    doc.heading(2, "Provenance")
+    doc.para("Command:")
+    doc.code(command)
+    sampled_on = _distinct(rows, "machine")
+    versions = _versions()
+    items = [f"Sampling machine: {'; '.join(sampled_on) if sampled_on else 'not recorded in the rows'}",
+             f"Report machine: {_this_machine()}",
+             "Software (report): " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+             f"Python executable: `{sys.executable}`"]
+    for key in ("reprior_version", "jax_version", "numpyro_version", "arviz_version", "dtype"):
+        values = _distinct(rows, key)
+        if values:
+            items.append(f"{key} (sampling): {', '.join(values)}")
+    doc.bullets(items)
+
+    tables = comparison_tables(rows)
+    doc.heading(2, "Results")
+    doc.para("One row per width and parameterisation, averaged over seeds (`seeds` = cells averaged). "
+             "ESS is ArviZ's bulk ESS, median over the test-prediction projections (`pred`) or theta "
+             "projections (`theta`); ESS/draw, ESS/grad and ESS/s divide the median `pred` ESS by the "
+             "draws, the sampling-phase gradient evaluations and the sampling seconds. `ratio/*` is the "
+             "seed-averaged figure of the row divided by that of `standard` at the same width.")
+    for key, entries in tables:
+        doc.heading(3, group_title(key) or "all cells")
+        headline = _headline(entries)
+        if headline:
+            doc.para(headline)
+        doc.table([h for _, h in TABLE_COLUMNS],
+                  [[format_number(e.get(k)) if k != "parameterisation" else str(e[k]) for k, _ in TABLE_COLUMNS]
+                   for e in entries])
+    doc.heading(2, "Plots")
+    for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
+                          ("plot_ess_per_grad_theta", "ESS per gradient evaluation (theta) vs width"),
+                          ("plot_ratio", "ratio repriorised / standard vs width"),
+                          ("plot_rhat", "max R-hat vs width")]:
+        doc.heading(3, caption)
+        doc.image(f"plots/{files[name].name}", caption)
+    if traces:
+        doc.heading(2, "Trace and rank plots (narrowest and widest cells)")
+        for caption, trace, rank in traces:
+            doc.heading(3, caption)
+            doc.image(trace, f"trace plot, {caption}")
+            doc.image(rank, f"rank plot, {caption}")
+    return doc

@@ -1,0 +1,412 @@
+"""The sweep grid: options, their validation, grid expansion, cell keys and shards.
+
+A sweep is described by a flat dict of *options* (:data:`OPTIONS`), merged
+from three layers, each overriding the one before::
+
+    built-in defaults  <-  the TOML file (--config)  <-  command-line flags
+
+Grid axes (:data:`AXES`) take one value or a list; the grid is their Cartesian
+product, expanded in the fixed order of :data:`AXES` (the first varies
+slowest).  Every *cell* of the grid is one :func:`reprior.sample` run,
+described by a flat, JSON-serialisable settings dict, and identified by
+
+.. math:: \\mathrm{key} = \\mathrm{sha256}(\\mathrm{canonical\\ JSON}(\\mathrm{settings}))[:16]
+
+(sorted keys, no whitespace, ASCII), so the same settings give the same key in
+any process and on any machine, and any change of a setting gives another key.
+
+``--shard I/K`` selects the cells whose index in the *sorted list of keys* is
+``I`` modulo ``K``: the ``K`` shards are disjoint, their union is the grid, and
+the split does not depend on the order of the options.
+
+This module does no computation; it knows nothing of JAX or ArviZ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AXES", "Cell", "ConfigError", "DEFAULTS", "KEY_LENGTH", "OPTIONS", "PARAMETERISATIONS", "cell_key",
+    "expand", "load_config", "merge", "parse_shard", "select_shard", "validate",
+]
+
+KEY_LENGTH = 16
+"""Hex characters of the sha256 digest kept as the cell key."""
+
+PARAMETERISATIONS = {
+    # CLI name: (reprior.sample's parameterisation, readout)
+    "standard": ("standard", "sampled"),
+    "reprior": ("reprior", "exact"),
+    "reprior-sampled": ("reprior", "sampled"),
+}
+"""Sweep parameterisations and what they mean for :func:`reprior.sample`.
+
+``standard`` samples theta, readout included (``readout`` is ignored by
+:func:`reprior.sample` and reported as ``"sampled"``); ``reprior`` samples the
+hidden weights in repriorised coordinates and draws the readout exactly;
+``reprior-sampled`` samples the hidden weights and ``phi_out`` jointly, as in
+Hron et al. (2022).
+"""
+
+ARCHS = ("mlp", "resnet")
+KEEP = ("auto", "all", "readout", "none")
+DTYPES = ("float64", "float32")
+CHAIN_METHODS = ("sequential", "vectorized", "parallel")
+DEFAULT_DEPTH = {"mlp": 1, "resnet": 8}
+
+#: Grid axes, in expansion order (first = slowest).  Option name -> cell setting name.
+AXES = {
+    "datasets": "dataset", "n_train": "n_train", "archs": "arch", "depths": "depth",
+    "activations": "activation", "residual_scalings": "residual_scaling", "noise_std": "noise_std",
+    "samplers": "sampler", "seeds": "seed", "widths": "width", "parameterisations": "parameterisation",
+}
+
+
+class ConfigError(ValueError):
+    """A bad option value, config file or flag; its message is one readable line."""
+
+
+@dataclass(frozen=True)
+class _Option:
+    default: Any
+    help: str
+    axis: bool = False  # a grid axis: one value or a list
+    aliases: tuple[str, ...] = ()  # other names accepted in a config file
+
+
+#: Every sweep option: name (as in the TOML file; the flag is ``--name-with-dashes``) -> spec.
+OPTIONS: dict[str, _Option] = {
+    "archs": _Option(["mlp"], "architectures: mlp, resnet", axis=True, aliases=("arch",)),
+    "depths": _Option(None, "MLP: hidden layers (default 1); ResNet: 6k+2 (default 8)", axis=True,
+                      aliases=("depth",)),
+    "widths": _Option([64, 256, 1024], "hidden widths (ResNet: channels of the first group)", axis=True,
+                      aliases=("width",)),
+    "activations": _Option(["relu"], "activation: relu, erf, gelu, tanh", axis=True, aliases=("activation",)),
+    "residual_scalings": _Option(["uniform"], "ResNet residual scaling: uniform, progressive", axis=True,
+                                 aliases=("residual_scaling",)),
+    "datasets": _Option(["digits"], "data set names (see `reprior datasets`)", axis=True, aliases=("dataset",)),
+    "data_path": _Option(None, "file or directory for cifar10, npz, csv"),
+    "dataset_options": _Option({}, "loader options, e.g. {in_dim = 8} for synthetic"),
+    "n_train": _Option([128], "training points", axis=True),
+    "n_test": _Option(64, "test points (0: none)"),
+    "data_seed": _Option(0, "seed of the data subset (and of synthetic data)"),
+    "noise_std": _Option([0.1], "observation noise standard deviation", axis=True),
+    "parameterisations": _Option(["standard", "reprior"], "standard, reprior, reprior-sampled", axis=True,
+                                 aliases=("parameterisation",)),
+    "samplers": _Option(["nuts"], "registered sampler names (reprior.kernels.kernel_names())", axis=True,
+                        aliases=("sampler",)),
+    "target_accept": _Option(None, "target acceptance probability of the step-size adaptation"),
+    "sampler_options": _Option({}, "further sampler settings, e.g. {max_tree_depth = 8}"),
+    "num_warmup": _Option(300, "warm-up iterations per chain"),
+    "num_samples": _Option(300, "recorded draws per chain"),
+    "num_chains": _Option(2, "chains per cell"),
+    "thinning": _Option(1, "iterations per recorded draw"),
+    "seeds": _Option([0], "sampler seeds", axis=True, aliases=("seed",)),
+    "chain_method": _Option("sequential", "sequential, vectorized, parallel"),
+    "keep": _Option("auto", "parameters stored per draw: auto, all, readout, none"),
+    "num_projections": _Option(10, "random projections of theta and phi"),
+    "dtype": _Option(None, "float64 or float32 (default: float64 on CPU, float32 on accelerators)"),
+    "out": _Option(None, "output directory (default: runs/<config name> or runs/sweep)"),
+    "report": _Option(True, "write the report at the end"),
+    "name": _Option(None, "a name for the sweep (informational)"),
+    "description": _Option(None, "a description of the sweep (informational)"),
+}
+
+DEFAULTS: dict[str, Any] = {name: spec.default for name, spec in OPTIONS.items()}
+_ALIASES = {alias: name for name, spec in OPTIONS.items() for alias in spec.aliases}
+
+
+# ---------------------------------------------------------------------------
+# Config files and merging
+# ---------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML sweep file into a dict of options (names checked, values not yet).
+
+    Keys are option names (:data:`OPTIONS`) or their singular aliases
+    (``width = 64`` for ``widths = [64]``).  Tables ``[dataset_options]`` and
+    ``[sampler_options]`` hold loader and sampler settings.  Raises
+    :class:`ConfigError` for a missing file, bad TOML or an unknown key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    config = {}
+    for key, value in raw.items():
+        name = _ALIASES.get(key, key)
+        if name not in OPTIONS:
+            raise ConfigError(f"config file {str(path)!r}: unknown key {key!r}; known keys: "
+                              + ", ".join(sorted(OPTIONS)))
+        if name in config:
+            raise ConfigError(f"config file {str(path)!r}: {key!r} given twice (as {name!r} and an alias)")
+        config[name] = value
+    if config.get("out") is None:
+        config["out"] = str(Path("runs") / path.stem)
+    return config
+
+
+def merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, then each layer in turn; ``None`` values in a layer do not override."""
+    merged = dict(DEFAULTS)
+    for layer in layers:
+        for key, value in layer.items():
+            name = _ALIASES.get(key, key)
+            if name not in OPTIONS:
+                raise ConfigError(f"unknown option {key!r}")
+            if value is not None:
+                merged[name] = value
+    if merged["out"] is None:
+        merged["out"] = str(Path("runs") / "sweep")
+    return merged
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+def _bad(name: str, expected: str, received) -> ConfigError:
+    return ConfigError(f"{name.replace('_', '-')}: expected {expected}, received {received!r}")
+
+
+def _int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise _bad(name, "a positive integer" if minimum == 1 else "a non-negative integer", value)
+    return int(value)
+
+
+def _float(name, value, *, positive=True):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise _bad(name, "a positive number", value)
+    return float(value)
+
+
+def _choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise _bad(name, "one of " + ", ".join(choices), value)
+    return value
+
+
+def _axis_values(name, value) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise _bad(name, "at least one value", value)
+    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+        raise _bad(name, "distinct values", value)
+    return values
+
+
+def _table(name, value) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _bad(name, "a table of KEY = VALUE settings", value)
+    return dict(value)
+
+
+def validate(options: dict[str, Any], *, samplers=None, datasets=None, activations=None) -> dict[str, Any]:
+    """Check and normalise merged options; raise :class:`ConfigError` naming the option.
+
+    Args:
+        options: the output of :func:`merge`.
+        samplers, datasets, activations: the names allowed (default: the
+            registered samplers, :func:`reprior.data.list_datasets`, and the
+            activations of :mod:`reprior.architectures`).
+
+    Returns:
+        A new dict: axes as lists, numbers as ``int``/``float``, ``depths``
+        filled in per architecture (as ``{arch: [depths]}``).
+    """
+    if samplers is None:
+        from ..kernels import kernel_names
+
+        samplers = kernel_names()
+    if datasets is None:
+        from ..data import list_datasets
+
+        datasets = [d["name"] for d in list_datasets()]
+    if activations is None:
+        from ..architectures.layers import ACTIVATIONS
+
+        activations = tuple(ACTIVATIONS)
+    o = dict(options)
+    out = {name: o[name] for name in ("name", "description")}
+    out["archs"] = [_choice("arch", a, ARCHS) for a in _axis_values("arch", o["archs"])]
+    out["widths"] = [_int("widths", w, 1) for w in _axis_values("widths", o["widths"])]
+    out["activations"] = [_choice("activation", a, tuple(activations))
+                          for a in _axis_values("activation", o["activations"])]
+    out["residual_scalings"] = [_choice("residual_scaling", r, ("uniform", "progressive"))
+                                for r in _axis_values("residual_scaling", o["residual_scalings"])]
+    if o["depths"] is None:
+        out["depths"] = {arch: [DEFAULT_DEPTH[arch]] for arch in out["archs"]}
+    else:
+        depths = [_int("depth", d, 1) for d in _axis_values("depth", o["depths"])]
+        if "resnet" in out["archs"]:
+            for d in depths:
+                if d < 8 or (d - 2) % 6:
+                    raise _bad("depth", "6k + 2 with k >= 1 (8, 14, 20, ...) for a ResNet", d)
+        out["depths"] = {arch: depths for arch in out["archs"]}
+    out["datasets"] = [_choice("dataset", d, tuple(datasets)) for d in _axis_values("dataset", o["datasets"])]
+    path = o["data_path"]
+    if path is not None and (not isinstance(path, str) or not path):
+        raise _bad("data_path", "a file or directory path", path)
+    out["data_path"] = path
+    out["dataset_options"] = _table("dataset_options", o["dataset_options"])
+    out["n_train"] = [_int("n_train", n, 1) for n in _axis_values("n_train", o["n_train"])]
+    out["n_test"] = _int("n_test", o["n_test"], 0)
+    out["data_seed"] = _int("data_seed", o["data_seed"], 0)
+    out["noise_std"] = [_float("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
+    out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
+                                for p in _axis_values("parameterisations", o["parameterisations"])]
+    out["samplers"] = [_choice("sampler", s, tuple(samplers)) for s in _axis_values("sampler", o["samplers"])]
+    target = o["target_accept"]
+    if target is not None:
+        ok = isinstance(target, numbers.Real) and not isinstance(target, bool) and 0 < target < 1
+        if not ok:
+            raise _bad("target_accept", "a number in (0, 1)", target)
+        target = float(target)
+    out["target_accept"] = target
+    out["sampler_options"] = _table("sampler_options", o["sampler_options"])
+    out["num_warmup"] = _int("num_warmup", o["num_warmup"], 0)
+    out["num_samples"] = _int("num_samples", o["num_samples"], 1)
+    out["num_chains"] = _int("num_chains", o["num_chains"], 1)
+    out["thinning"] = _int("thinning", o["thinning"], 1)
+    out["seeds"] = [_int("seeds", s, 0) for s in _axis_values("seeds", o["seeds"])]
+    out["chain_method"] = _choice("chain_method", o["chain_method"], CHAIN_METHODS)
+    out["keep"] = _choice("keep", o["keep"], KEEP)
+    out["num_projections"] = _int("num_projections", o["num_projections"], 0)
+    out["dtype"] = None if o["dtype"] is None else _choice("dtype", o["dtype"], DTYPES)
+    if not isinstance(o["out"], str) or not o["out"]:
+        raise _bad("out", "a directory path", o["out"])
+    out["out"] = o["out"]
+    if not isinstance(o["report"], bool):
+        raise _bad("report", "true or false", o["report"])
+    out["report"] = o["report"]
+    for name in ("name", "description"):
+        if out[name] is not None and not isinstance(out[name], str):
+            raise _bad(name, "a string", out[name])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Cells
+# ---------------------------------------------------------------------------
+
+
+def cell_key(settings: dict[str, Any]) -> str:
+    """The first :data:`KEY_LENGTH` hex characters of the sha256 of the canonical JSON of ``settings``."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:KEY_LENGTH]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: its ``key``, its ``index`` in grid order and its ``settings``."""
+
+    key: str
+    index: int
+    settings: dict[str, Any]
+
+    def label(self) -> str:
+        s = self.settings
+        return (f"{s['arch']} d{s['depth']} w{s['width']} {s['parameterisation']} {s['sampler']} "
+                f"seed {s['seed']}")
+
+    def data_settings(self) -> tuple:
+        """What the data depends on (cells sharing it share one loaded data set)."""
+        s = self.settings
+        return (s["dataset"], s["data_path"], json.dumps(s["dataset_options"], sort_keys=True), s["n_train"],
+                s["n_test"], s["data_seed"], s["arch"] == "resnet")
+
+
+def _settings(o: dict[str, Any], point: dict[str, Any], dtype: str) -> dict[str, Any]:
+    param = point["parameterisation"]
+    sampler_options = dict(o["sampler_options"])
+    if o["target_accept"] is not None:
+        sampler_options["target_accept_prob"] = o["target_accept"]
+    settings = {
+        "arch": point["arch"], "depth": point["depth"], "width": point["width"],
+        "activation": point["activation"],
+        "dataset": point["dataset"], "data_path": o["data_path"], "dataset_options": o["dataset_options"],
+        "n_train": point["n_train"], "n_test": o["n_test"], "data_seed": o["data_seed"],
+        "noise_std": point["noise_std"],
+        "parameterisation": param, "readout": PARAMETERISATIONS[param][1],
+        "sampler": point["sampler"], "sampler_options": sampler_options,
+        "num_warmup": o["num_warmup"], "num_samples": o["num_samples"], "num_chains": o["num_chains"],
+        "thinning": o["thinning"], "seed": point["seed"], "chain_method": o["chain_method"],
+        "keep": o["keep"], "num_projections": o["num_projections"], "dtype": dtype,
+    }
+    if point["arch"] == "resnet":
+        settings["residual_scaling"] = point["residual_scaling"]
+    return settings
+
+
+def _points(options: dict[str, Any]):
+    """Every combination of axis values, in grid order (depths depend on the architecture)."""
+    axes = list(AXES.items())
+
+    def rec(i, point):
+        if i == len(axes):
+            yield dict(point)
+            return
+        option, name = axes[i]
+        values = options["depths"][point["arch"]] if name == "depth" else options[option]
+        for value in values:
+            point[name] = value
+            yield from rec(i + 1, point)
+
+    yield from rec(0, {})
+
+
+def expand(options: dict[str, Any], *, dtype: str) -> list[Cell]:
+    """All cells of validated ``options``, in grid order (:data:`AXES`, first axis slowest).
+
+    ``dtype`` is the resolved floating-point type (it is part of every cell's
+    settings).  ``residual_scaling`` is a setting of ResNet cells only, so it
+    does not multiply MLP cells: duplicate cells are dropped.
+    """
+    cells, seen = [], set()
+    for point in _points(options):
+        settings = _settings(options, point, dtype)
+        key = cell_key(settings)
+        if key not in seen:
+            seen.add(key)
+            cells.append(Cell(key, len(cells), settings))
+    return cells
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/K"`` -> ``(I, K)`` with ``0 <= I < K``; :class:`ConfigError` otherwise."""
+    try:
+        left, right = str(text).split("/")
+        index, count = int(left), int(right)
+    except ValueError:
+        raise _bad("shard", "I/K with integers 0 <= I < K, e.g. 0/4", text) from None
+    if count < 1 or not 0 <= index < count:
+        raise _bad("shard", "I/K with integers 0 <= I < K, e.g. 0/4", text)
+    return index, count
+
+
+def select_shard(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    """The cells of shard ``(I, K)``: index in the sorted list of keys ``= I mod K``; grid order kept."""
+    if shard is None:
+        return list(cells)
+    index, count = shard
+    rank = {key: i for i, key in enumerate(sorted(c.key for c in cells))}
+    return [c for c in cells if rank[c.key] % count == index]

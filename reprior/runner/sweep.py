@@ -1,0 +1,293 @@
+"""Run the cells of a sweep: load data, build the BNN, sample, measure, store.
+
+Each cell is one call of the public :func:`reprior.sample`, exactly as a user
+would make it, followed by :func:`reprior.diagnostics.cell_metrics`; its
+results go to the :class:`~reprior.runner.store.CellStore`.  Finished cells
+are skipped, so rerunning a sweep resumes it.  A cell that raises is recorded
+(``error.txt``) and the sweep goes on; Ctrl-C stops after the cell in progress
+is abandoned, and every cell finished before it stays finished.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import grid as grid_mod
+from .store import CellStore, to_jsonable
+
+__all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_cell_data", "plan",
+           "report_rows", "resolve_keep", "run_cell", "run_sweep", "write_sweep_report"]
+
+KEEP_BUDGET_BYTES = 64 * 2**20
+"""``keep="auto"``: the largest per-cell size of stored parameter draws."""
+
+#: Settings copied into every summary row (the report's settings columns first).
+SETTINGS_COLUMNS = ("arch", "depth", "width", "activation", "dataset", "n_train", "n_test", "noise_std",
+                    "parameterisation", "readout", "sampler", "seed", "num_chains", "num_warmup", "num_samples")
+_EXTRA_SETTINGS = ("residual_scaling", "data_seed", "thinning", "chain_method", "dtype", "num_projections")
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did: keys skipped (finished before), run now, failed; the report's files."""
+
+    cells: list
+    skipped: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    report: dict | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+def plan(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None):
+    """``(all_cells, selected_cells)`` of validated ``options``."""
+    cells = grid_mod.expand(options, dtype=dtype)
+    return cells, grid_mod.select_shard(cells, shard)
+
+
+# ---------------------------------------------------------------------------
+# One cell
+# ---------------------------------------------------------------------------
+
+
+def load_cell_data(settings: dict[str, Any]):
+    """The :class:`reprior.data.Dataset` of a cell: flat inputs for an MLP, images for a ResNet."""
+    from ..data import load_dataset
+
+    return load_dataset(settings["dataset"], n_train=settings["n_train"], n_test=settings["n_test"],
+                        seed=settings["data_seed"], path=settings["data_path"],
+                        flatten=settings["arch"] == "mlp" or None, **settings["dataset_options"])
+
+
+def build_bnn(settings: dict[str, Any]):
+    """The :class:`reprior.BNN` of a cell."""
+    from .. import BNN, MLP, ResNet
+
+    if settings["arch"] == "mlp":
+        arch = MLP(settings["width"], settings["depth"], settings["activation"])
+    else:
+        arch = ResNet(settings["width"], settings["depth"], settings["activation"],
+                      residual_scaling=settings["residual_scaling"])
+    return BNN(arch, settings["noise_std"])
+
+
+def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: int = KEEP_BUDGET_BYTES) -> str:
+    """``keep="auto"``: ``"all"`` if every parameter's draws fit in ``budget`` bytes, else
+    ``"readout"`` if the readout's do, else ``"none"`` (projections and predictions are always kept)."""
+    import jax
+
+    if settings["keep"] != "auto":
+        return settings["keep"]
+    shapes = bnn.param_shapes(x_shape, out_dim)
+    num_all = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
+    num_readout = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes["readout"]))
+    if settings["parameterisation"] != "standard":
+        num_readout *= 2  # theta_out and phi_out
+    draws = settings["num_chains"] * settings["num_samples"]
+    bytes_per = 4 if settings["dtype"] == "float32" else 8
+    if (num_all + num_readout) * draws * bytes_per <= budget:
+        return "all"
+    if num_readout * draws * bytes_per <= budget:
+        return "readout"
+    return "none"
+
+
+def run_cell(cell, data, *, progress_bar: bool = False):
+    """Sample one cell; return ``(idata, metrics, info)``."""
+    from ..diagnostics import cell_metrics, run_info
+    from ..sampling import sample
+
+    s = cell.settings
+    bnn = build_bnn(s)
+    parameterisation, readout = grid_mod.PARAMETERISATIONS[s["parameterisation"]]
+    keep = resolve_keep(s, bnn, data.x_train.shape, data.out_dim)
+    has_test = data.n_test > 0
+    start = time.perf_counter()
+    idata = sample(bnn, data.x_train, data.y_train, x_test=data.x_test if has_test else None,
+                   parameterisation=parameterisation, readout=readout, sampler=s["sampler"],
+                   num_warmup=s["num_warmup"], num_samples=s["num_samples"], num_chains=s["num_chains"],
+                   seed=s["seed"], progress_bar=progress_bar, chain_method=s["chain_method"], dtype=s["dtype"],
+                   sampler_options=s["sampler_options"] or None, thinning=s["thinning"], keep=keep,
+                   num_projections=s["num_projections"])
+    wall = time.perf_counter() - start
+    for group in idata.groups():
+        idata[group].attrs["cell_key"] = cell.key
+        idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
+    metrics = cell_metrics(idata, y_test=data.y_test if has_test else None)
+    info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
+            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return idata, metrics, info
+
+
+# ---------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------
+
+
+def _console(quiet: bool):
+    from rich.console import Console
+
+    return Console(quiet=quiet, highlight=False)
+
+
+def _cell_progress(console, enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]cells[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    disable=not enabled, transient=False)
+
+
+def _summary_line(metrics: dict, wall: float) -> str:
+    def fmt(name):
+        value = metrics.get(name)
+        try:
+            return f"{float(value):.3g}"
+        except (TypeError, ValueError):
+            return "-"
+
+    return (f"ESS/grad(pred) {fmt('ess_per_grad_pred')}, ESS(pred) {fmt('ess_bulk_pred_median')}, "
+            f"R-hat {fmt('rhat_max')}, accept {fmt('accept_mean')}, {wall:.1f} s")
+
+
+def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
+              quiet: bool = False, report: bool | None = None) -> SweepResult:
+    """Run the (shard of the) grid of validated ``options``; skip finished cells.
+
+    Data are loaded once per data setting, before any sampling, so a missing
+    file is reported before the first cell runs (the error propagates).
+    Writes the report over every finished cell in the output directory at the
+    end, unless ``report`` (default: ``options["report"]``) is false or the
+    sweep was interrupted.
+    """
+    console = _console(quiet)
+    store = CellStore(options["out"])
+    all_cells, cells = plan(options, dtype=dtype, shard=shard)
+    result = SweepResult(cells=cells)
+    todo = []
+    for cell in cells:
+        if store.is_finished(cell.key, cell.settings):
+            result.skipped.append(cell.key)
+        else:
+            todo.append(cell)
+    where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
+    console.print(f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
+                  f"{len(result.skipped)} already finished, {len(todo)} to run; output in {store.root}")
+
+    datasets = {}
+    for cell in todo:  # load every data set first: bad paths fail before any sampling
+        if cell.data_settings() not in datasets:
+            datasets[cell.data_settings()] = load_cell_data(cell.settings)
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    progress = _cell_progress(console, enabled=not quiet and bool(todo))
+    try:
+        with progress:
+            task = progress.add_task("", total=len(todo))
+            for cell in todo:
+                progress.update(task, description=cell.label())
+                _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        console.print(f"interrupted: {len(result.finished)} cells finished in this run "
+                      f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all); "
+                      "rerun the same command to resume")
+        return result
+    if result.failed:
+        console.print(f"{len(result.failed)} cells failed (tracebacks in {store.cells_dir}/<key>/error.txt): "
+                      + ", ".join(result.failed), style="red")
+    console.print(f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, "
+                  f"{len(result.failed)} failed")
+    if report if report is not None else options["report"]:
+        result.report = write_sweep_report(store.root, command=command)
+        if result.report:
+            console.print(f"report: {result.report['report_md']}")
+            console.print(f"        {result.report['report_html']}")
+            console.print(f"        {result.report['summary_csv']}")
+    return result
+
+
+def _run_one(cell, data, store, result, command, progress, quiet):
+    import jax
+
+    store.start(cell.key, cell.settings)
+    try:
+        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet)
+        info["command"] = command
+        store.write_idata(cell.key, idata)
+        store.finish(cell.key, cell.settings, metrics, info)
+    except Exception as err:  # a failed cell is recorded and the sweep goes on
+        store.fail(cell.key, traceback.format_exc())
+        result.failed[cell.key] = f"{type(err).__name__}: {err}"
+        progress.console.print(f"[red]failed[/red] {cell.key} {cell.label()}: {type(err).__name__}: {err}")
+        return
+    finally:
+        jax.clear_caches()  # every cell compiles its own closures; do not accumulate executables
+    result.finished.append(cell.key)
+    progress.console.print(f"[green]done[/green] {cell.key} {cell.label()}: "
+                           f"{_summary_line(metrics, info['wall_seconds'])}")
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def report_rows(store: CellStore) -> tuple[list[dict], dict[str, Path], list[str]]:
+    """``(rows, {key: idata path}, commands)`` of every finished cell in ``store``, in grid-like order."""
+    rows, paths, commands = [], {}, []
+    for key, record in store.finished().items():
+        s, info = record["settings"], record.get("info", {})
+        row = {name: s.get(name) for name in SETTINGS_COLUMNS}
+        row.update(record["metrics"])
+        row["cell"] = key
+        row.update({name: s[name] for name in _EXTRA_SETTINGS if name in s})
+        row["sampler_options"] = json.dumps(s.get("sampler_options", {}), sort_keys=True)
+        row.update({k: v for k, v in info.items() if k not in row and k != "command"})
+        rows.append(row)
+        paths[key] = store.idata_path(key)
+        if info.get("command") and info["command"] not in commands:
+            commands.append(info["command"])
+
+    def order(row):
+        return (str(row["dataset"]), row["n_train"], str(row["arch"]), row["depth"], str(row["activation"]),
+                row["noise_std"], str(row["sampler"]), row["seed"], row["width"], str(row["parameterisation"]))
+
+    rows.sort(key=order)
+    return rows, paths, commands
+
+
+def write_sweep_report(out_dir: str | Path, *, command: str | None = None) -> dict[str, Path] | None:
+    """Write the report of every finished cell under ``out_dir``; None if there is none.
+
+    ``command``: the command quoted in the report (default: the commands that
+    ran the cells, as recorded in their ``metrics.json``).
+    """
+    from ..report import write_report
+
+    store = CellStore(out_dir)
+    rows, paths, commands = report_rows(store)
+    if not rows:
+        return None
+    if command is None or not command:
+        command = "\n".join(commands)
+    elif commands and command not in commands:
+        command = "\n".join(commands + [command])
+    return write_report(store.root, rows, command=command, cells_idata={k: str(p) for k, p in paths.items()})
