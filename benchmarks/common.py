@@ -165,27 +165,35 @@ def time_call(fn: Callable, *args) -> float:
 
 
 def time_interleaved(fns: dict, args: dict, *, rounds: int = 7, max_seconds: float = 20.0,
-                     min_rounds: int = 3) -> dict:
+                     min_rounds: int = 3, slow_seconds: float = 5.0, warmed: dict | None = None) -> dict:
     """Median seconds per call of each compiled function, timed in interleaved rounds.
 
     Args:
         fns: ``{name: compiled_fn}`` (already compiled: no tracing is timed).
         args: ``{name: tuple of arguments}``.
-        rounds: rounds of one call per function (after one untimed warm call each).
+        rounds: rounds of one call per function, after one untimed warm call each
+            (skipped for the names in ``warmed``, already called once).
         max_seconds: a function stops being called once it has ``min_rounds``
             timings and its timed calls exceed this many seconds in total.
+        slow_seconds: a function whose warm call took longer than this needs one
+            timing only (a call that long is barely affected by timer noise).
+        warmed: ``{name: seconds of the warm call}`` already made by the caller.
 
-    Returns ``{name: {"median": s, "min": s, "times": [s, ...]}}``.
+    Returns ``{name: {"median": s, "min": s, "times": [s, ...], "warm": s}}``.
     """
-    times = {name: [] for name in fns}
+    warmed = dict(warmed or {})
     for name, fn in fns.items():
-        time_call(fn, *args[name])  # warm: first-call allocations, caches
+        if name not in warmed:
+            warmed[name] = time_call(fn, *args[name])  # first-call allocations, caches
+    times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            if len(times[name]) >= min_rounds and sum(times[name]) > max_seconds:
+            needed = 1 if warmed[name] > slow_seconds else min_rounds
+            if len(times[name]) >= needed and sum(times[name]) > max_seconds:
                 continue
             times[name].append(time_call(fn, *args[name]))
-    return {name: {"median": statistics.median(t), "min": min(t), "times": t} for name, t in times.items()}
+    return {name: {"median": statistics.median(t), "min": min(t), "times": t, "warm": warmed[name]}
+            for name, t in times.items()}
 
 
 # -- memory -----------------------------------------------------------------------------
@@ -199,6 +207,20 @@ def xla_bytes(compiled) -> int | None:
         return None
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                - m.alias_size_in_bytes)
+
+
+def xla_flops(compiled) -> float | None:
+    """Floating-point operations XLA counts in a compiled executable (``cost_analysis()``).
+
+    LAPACK custom calls (Cholesky, eigh on CPU) are opaque to XLA and count as 0.
+    """
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
 def _status_kib(field: str) -> int | None:
@@ -220,19 +242,27 @@ def _reset_hwm() -> bool:
 
 
 def peak_rss_delta(fn: Callable, *args) -> dict:
-    """Rise of the resident-set high-water mark over one call of ``fn(*args)`` (see module doc)."""
+    """Rise of the resident-set high-water mark over one call of ``fn(*args)`` (see module doc).
+
+    Returns ``peak_rss_delta_bytes``, ``rss_method``, ``seconds`` (of that call) and ``output``.
+    """
     import jax
     import resource
 
     if _reset_hwm() and _status_kib("VmHWM") is not None:
         before = _status_kib("VmRSS")
-        jax.block_until_ready(fn(*args))
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        seconds = time.perf_counter() - start
         return {"peak_rss_delta_bytes": 1024 * max(0, _status_kib("VmHWM") - before),
-                "rss_method": "VmHWM after clear_refs"}
+                "rss_method": "VmHWM after clear_refs", "seconds": seconds, "output": out}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_delta_bytes": 1024 * (after - before), "rss_method": "ru_maxrss (monotone)"}
+    return {"peak_rss_delta_bytes": 1024 * (after - before), "rss_method": "ru_maxrss (monotone)",
+            "seconds": seconds, "output": out}
 
 
 def process_peak_rss_bytes() -> int:

@@ -15,6 +15,16 @@ same process (interleaved rounds, median; see :mod:`common`):
                Cholesky ``G = U^T U``, ``theta_out = mu + s U^{-1} phi_out``, then the
                standard log density at theta plus ``k (p log s - sum log diag U)``.
 
+Profiling variants (not run by default; add them with ``--variants``) split the
+cost of a repriorised gradient into its parts:
+
+``features``        ``vdot(Psi(x), C)`` with a fixed random ``C``: forward and backward pass of the
+                    hidden layers alone (what every density pays).
+``marglik_dual``    ``log_marginal_likelihood(Psi, y, form="dual")``, differentiated in ``Psi`` (given).
+``marglik_primal``  the same, ``form="primal"``.
+``chol_pxp``        ``sum log diag chol(Psi^T Psi + s^2 I)``, differentiated in ``Psi``: the ``p x p``
+                    Cholesky with its gradient alone.
+
 Every repriorised variant is the same function of phi (the paper's with a
 different root of ``G^{-1}``, which leaves the density unchanged), so their
 values and gradients are checked against each other (``max_rel_diff_*``).
@@ -32,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 VARIANTS = ("standard", "primal", "dual", "auto", "collapsed", "paper_pxp")
+PROFILE_VARIANTS = ("features", "marglik_dual", "marglik_primal", "chol_pxp")
 REPRIOR_VARIANTS = ("primal", "dual", "auto", "paper_pxp")
 
 
@@ -64,14 +75,33 @@ def paper_log_density(bnn, params, x, y):
 
 
 def logdensity_fns(bnn):
-    """``{variant: (fn(z, x, y), uses_hidden_only)}`` for :data:`VARIANTS`."""
+    """``{variant: (fn(z, x, y), argument)}``; ``argument`` is what ``z`` is: ``"params"``
+    (theta or phi), ``"hidden"`` (the hidden weights) or ``"psi"`` (the features, given)."""
+    import jax
+    import jax.numpy as jnp
+
+    from reprior import repriorise as rp
+
+    def features(hidden, x, y):
+        psi = bnn.features({"hidden": hidden}, x)
+        weights = jax.random.normal(jax.random.key(1), psi.shape, psi.dtype)
+        return jnp.vdot(psi, weights)
+
+    def chol_pxp(psi, x, y):
+        gram = psi.T @ psi + bnn.noise_std**2 * jnp.eye(psi.shape[1], dtype=psi.dtype)
+        return jnp.sum(jnp.log(jnp.diagonal(jnp.linalg.cholesky(gram))))
+
     return {
-        "standard": (lambda z, x, y: bnn.log_density(z, x, y, "standard"), False),
-        "primal": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="primal"), False),
-        "dual": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="dual"), False),
-        "auto": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="auto"), False),
-        "collapsed": (lambda z, x, y: bnn.collapsed_log_density(z, x, y, form="auto"), True),
-        "paper_pxp": (lambda z, x, y: paper_log_density(bnn, z, x, y), False),
+        "standard": (lambda z, x, y: bnn.log_density(z, x, y, "standard"), "params"),
+        "primal": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="primal"), "params"),
+        "dual": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="dual"), "params"),
+        "auto": (lambda z, x, y: bnn.log_density(z, x, y, "reprior", form="auto"), "params"),
+        "collapsed": (lambda z, x, y: bnn.collapsed_log_density(z, x, y, form="auto"), "hidden"),
+        "paper_pxp": (lambda z, x, y: paper_log_density(bnn, z, x, y), "params"),
+        "features": (features, "hidden"),
+        "marglik_dual": (lambda z, x, y: rp.log_marginal_likelihood(z, y, bnn.noise_std, "dual"), "psi"),
+        "marglik_primal": (lambda z, x, y: rp.log_marginal_likelihood(z, y, bnn.noise_std, "primal"), "psi"),
+        "chol_pxp": (chol_pxp, "psi"),
     }
 
 
@@ -121,19 +151,21 @@ def measure_config(arch: str, width: int, depth: int, n: int, *, noise_std: floa
                "num_params": int(sum(a.size for a in jax.tree_util.tree_leaves(params))),
                "num_hidden_params": int(sum(a.size for a in jax.tree_util.tree_leaves(params["hidden"])))}
         compiled, args = {}, {}
+        psi = jax.jit(bnn.features)(params, x)
         for name in variants:
-            fn, hidden_only = fns[name]
-            z = params["hidden"] if hidden_only else params
+            fn, argument = fns[name]
+            z = {"params": params, "hidden": params["hidden"], "psi": psi}[argument]
             compiled[name], row[f"compile_s_{name}"] = common.compile_fn(jax.value_and_grad(fn), z, x, y)
             args[name] = (z, x, y)
             row[f"xla_bytes_{name}"] = common.xla_bytes(compiled[name])
-        outputs = {}
-        for name in variants:  # one untimed call each: memory and the agreement check
+            row[f"xla_flops_{name}"] = common.xla_flops(compiled[name])
+        outputs, warmed = {}, {}
+        for name in variants:  # the untimed warm call: memory, and outputs for the agreement check
             mem = common.peak_rss_delta(compiled[name], *args[name])
             row[f"peak_rss_delta_bytes_{name}"] = mem["peak_rss_delta_bytes"]
             row["rss_method"] = mem["rss_method"]
-            outputs[name] = jax.device_get(compiled[name](*args[name]))
-        timings = common.time_interleaved(compiled, args, rounds=rounds, max_seconds=max_seconds)
+            outputs[name], warmed[name] = jax.device_get(mem["output"]), mem["seconds"]
+        timings = common.time_interleaved(compiled, args, rounds=rounds, max_seconds=max_seconds, warmed=warmed)
     for name in variants:
         row[f"s_{name}"] = timings[name]["median"]
         row[f"times_{name}"] = timings[name]["times"]
@@ -216,13 +248,14 @@ def main(argv=None):
     p.add_argument("--name", default="grad_cost", help="results file name")
     args = p.parse_args(argv)
     if args.quick:
-        args.mlp_widths, args.mlp_depths, args.resnet_widths, args.n = [16, 32], [1], [2], [24]
-        args.resnet_variants = ["standard", "auto", "paper_pxp"]  # ResNet gradients compile slowly
-        args.rounds, args.max_seconds = 3, 2.0
+        args.mlp_widths, args.mlp_depths, args.resnet_widths, args.n = [16, 32], [1], [1], [24]
+        args.resnet_variants = ["standard", "auto"]  # ResNet gradients compile slowly
+        args.rounds, args.max_seconds = 3, 1.0
+        args.name += "_quick"
     args.resnet_variants = args.resnet_variants or args.variants
     for flag, chosen in (("--variants", args.variants), ("--resnet-variants", args.resnet_variants)):
-        if sorted(set(chosen) - set(VARIANTS)) or "standard" not in chosen:
-            p.error(f"{flag}: expected 'standard' and names among {VARIANTS}, received {chosen}")
+        if sorted(set(chosen) - set(VARIANTS + PROFILE_VARIANTS)) or "standard" not in chosen:
+            p.error(f"{flag}: expected 'standard' and names among {VARIANTS + PROFILE_VARIANTS}, received {chosen}")
 
     info = common.header()
     common.print_header(info, "grad_cost: seconds per log-density-and-gradient, standard vs repriorised")

@@ -106,8 +106,9 @@ def main(argv=None):
     p.add_argument("--name", default="mixing", help="results file name")
     args = p.parse_args(argv)
     if args.quick:
-        args.widths, args.reprior_widths, args.n, args.n_test = [16, 32], [48], 24, 8
+        args.widths, args.reprior_widths, args.n, args.n_test = [16], [], 24, 8
         args.num_chains, args.num_warmup, args.num_samples, args.max_tree_depth = 2, 15, 15, 5
+        args.name += "_quick"
     bad = sorted(set(args.settings + args.reprior_settings) - set(SETTINGS))
     if bad:
         p.error(f"--settings: expected names among {list(SETTINGS)}, received {bad}")

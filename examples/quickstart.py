@@ -30,9 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n-train", type=int, default=128, help="training points (default 128)")
     parser.add_argument("--n-test", type=int, default=64, help="test points (default 64)")
     parser.add_argument("--noise-std", type=float, default=0.1, help="observation noise std (default 0.1)")
-    parser.add_argument("--num-warmup", type=int, default=200, help="warm-up iterations per chain (default 200)")
-    parser.add_argument("--num-samples", type=int, default=200, help="draws per chain (default 200)")
+    parser.add_argument("--num-warmup", type=int, default=100, help="warm-up iterations per chain (default 100)")
+    parser.add_argument("--num-samples", type=int, default=100, help="draws per chain (default 100)")
     parser.add_argument("--num-chains", type=int, default=2, help="chains (default 2)")
+    parser.add_argument("--max-tree-depth", type=int, default=6,
+                        help="NUTS tree depth cap, at most 2**depth - 1 gradients per draw (default 6)")
     parser.add_argument("--readout", choices=("exact", "sampled"), default="exact",
                         help="repriorised readout: drawn exactly or sampled jointly (default exact)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
@@ -78,7 +80,8 @@ def main(argv=None) -> dict:
     print(f"{bnn} on digits: x_train {data.x_train.shape}, y_train {data.y_train.shape}, "
           f"x_test {data.x_test.shape}")
     settings = dict(x_test=data.x_test, num_warmup=args.num_warmup, num_samples=args.num_samples,
-                    num_chains=args.num_chains, seed=args.seed, progress_bar=args.progress_bar)
+                    num_chains=args.num_chains, seed=args.seed, progress_bar=args.progress_bar,
+                    sampler_options={"max_tree_depth": args.max_tree_depth})
     summaries = {}
     for parameterisation in ("standard", "reprior"):
         start = time.perf_counter()

@@ -188,15 +188,24 @@ def _add_datasets(subparsers) -> None:
     p.set_defaults(func=_cmd_datasets)
 
 
-def _add_sbc(subparsers) -> None:
+def _sbc_module():
+    """``reprior.sbc``, or None where this installation lacks it."""
     try:
         from . import sbc
     except ModuleNotFoundError as err:
         if err.name != f"{__package__}.sbc":
             raise
-        p = subparsers.add_parser("sbc", help="simulation-based calibration (not available)", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_cmd_no_sbc)
+        return None
+    return sbc
+
+
+_NO_SBC = "the sbc subcommand is not available: this installation has no reprior.sbc module"
+
+
+def _add_sbc(subparsers) -> None:
+    sbc = _sbc_module()
+    if sbc is None:  # main() answers `reprior sbc ...` before parsing
+        subparsers.add_parser("sbc", help="simulation-based calibration (not available here)")
         return
     p = subparsers.add_parser("sbc", help="simulation-based calibration of a sampler",
                               description=(sbc.__doc__ or "").strip().split("\n")[0])
@@ -268,13 +277,17 @@ def _cmd_sweep(args, argv) -> int:
 
 
 def _dry_run(options, dtype, shard) -> int:
+    """List the cells and load their data (so a bad path or option shows now); sample nothing."""
     from .runner.store import CellStore
-    from .runner.sweep import plan
+    from .runner.sweep import load_all_data, plan
 
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
     store = CellStore(options["out"])
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where}; output in {store.root}")
+    for data in load_all_data(cells).values():
+        print(f"data {data.name}: x_train {data.x_train.shape}, y_train {data.y_train.shape}, "
+              f"x_test {data.x_test.shape}, y_test {data.y_test.shape}")
     for cell in cells:
         state = "finished" if store.is_finished(cell.key, cell.settings) else "todo"
         print(f"{cell.key}  {state:8s}  {cell.label()}  {cell.settings['dataset']} n_train={cell.settings['n_train']}")
@@ -325,10 +338,6 @@ def _cmd_sbc(args, argv) -> int:
     return sbc.command(args)
 
 
-def _cmd_no_sbc(args, argv) -> int:
-    raise _UserError("the sbc subcommand is not available: this installation has no reprior.sbc module")
-
-
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
@@ -347,6 +356,8 @@ def main(argv=None) -> int:
 
     x64 = jax.config.jax_enable_x64
     try:
+        if argv[:1] == ["sbc"] and _sbc_module() is None:
+            raise _UserError(_NO_SBC)
         args = build_parser().parse_args(argv)
         return args.func(args, argv)
     except SystemExit as stop:  # argparse: --help, --version, bad flags
@@ -355,6 +366,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `reprior sweep --dry-run | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (_UserError, grid.ConfigError, ValueError, TypeError, OSError) as err:
         if os.environ.get("REPRIOR_TRACEBACK"):
             raise

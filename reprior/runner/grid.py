@@ -183,7 +183,8 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bad(name: str, expected: str, received) -> ConfigError:
-    return ConfigError(f"{name.replace('_', '-')}: expected {expected}, received {received!r}")
+    flag = "--" + name.replace("_", "-").removesuffix("s" if name.endswith("_options") else "")
+    return ConfigError(f"{name} ({flag}): expected {expected}, received {received!r}")
 
 
 def _int(name, value, minimum):

@@ -19,6 +19,7 @@ temporary files) is a leftover that a rerun ignores and overwrites.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -66,7 +67,8 @@ def atomic_write(path: Path, write_fn: Callable[[Path], None], *, suffix: str = 
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
@@ -153,6 +155,7 @@ class CellStore:
 
     def write_idata(self, key: str, idata) -> Path:
         """Write ``idata`` as NetCDF (``idata.to_netcdf``), atomically."""
+        self.cell_dir(key).mkdir(parents=True, exist_ok=True)
         return atomic_write(self.idata_path(key), lambda tmp: idata.to_netcdf(str(tmp)), suffix=".nc")
 
     def finish(self, key: str, settings: dict[str, Any], metrics: dict, info: dict) -> Path:

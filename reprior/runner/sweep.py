@@ -24,7 +24,7 @@ import numpy as np
 from . import grid as grid_mod
 from .store import CellStore, to_jsonable
 
-__all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_cell_data", "plan",
+__all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_all_data", "load_cell_data", "plan",
            "report_rows", "resolve_keep", "run_cell", "run_sweep", "write_sweep_report"]
 
 KEEP_BUDGET_BYTES = 64 * 2**20
@@ -69,9 +69,23 @@ def load_cell_data(settings: dict[str, Any]):
     """The :class:`reprior.data.Dataset` of a cell: flat inputs for an MLP, images for a ResNet."""
     from ..data import load_dataset
 
-    return load_dataset(settings["dataset"], n_train=settings["n_train"], n_test=settings["n_test"],
+    data = load_dataset(settings["dataset"], n_train=settings["n_train"], n_test=settings["n_test"],
                         seed=settings["data_seed"], path=settings["data_path"],
                         flatten=settings["arch"] == "mlp" or None, **settings["dataset_options"])
+    if settings["arch"] == "resnet" and data.image_shape is None:
+        raise ValueError(f"arch resnet needs image inputs (n, H, W, C), but data set {settings['dataset']!r} "
+                         f"has inputs of shape {data.x_train.shape}; use an MLP, or digits, cifar10 or an "
+                         "image .npz")
+    return data
+
+
+def load_all_data(cells) -> dict:
+    """``{cell.data_settings(): Dataset}``: each distinct data setting of ``cells`` loaded once."""
+    datasets = {}
+    for cell in cells:
+        if cell.data_settings() not in datasets:
+            datasets[cell.data_settings()] = load_cell_data(cell.settings)
+    return datasets
 
 
 def build_bnn(settings: dict[str, Any]):
@@ -139,10 +153,11 @@ def run_cell(cell, data, *, progress_bar: bool = False):
 # ---------------------------------------------------------------------------
 
 
-def _console(quiet: bool):
-    from rich.console import Console
+def _console():
+    """Rich's global console: the per-cell progress bar of :func:`reprior.sample` nests in its live display."""
+    import rich
 
-    return Console(quiet=quiet, highlight=False)
+    return rich.get_console()
 
 
 def _cell_progress(console, enabled: bool):
@@ -176,7 +191,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     end, unless ``report`` (default: ``options["report"]``) is false or the
     sweep was interrupted.
     """
-    console = _console(quiet)
+    console = _console()
     store = CellStore(options["out"])
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
     result = SweepResult(cells=cells)
@@ -190,10 +205,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     console.print(f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
                   f"{len(result.skipped)} already finished, {len(todo)} to run; output in {store.root}")
 
-    datasets = {}
-    for cell in todo:  # load every data set first: bad paths fail before any sampling
-        if cell.data_settings() not in datasets:
-            datasets[cell.data_settings()] = load_cell_data(cell.settings)
+    datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
 
     store.root.mkdir(parents=True, exist_ok=True)
     progress = _cell_progress(console, enabled=not quiet and bool(todo))
@@ -225,8 +237,6 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
 
 
 def _run_one(cell, data, store, result, command, progress, quiet):
-    import jax
-
     store.start(cell.key, cell.settings)
     try:
         idata, metrics, info = run_cell(cell, data, progress_bar=not quiet)
@@ -238,11 +248,10 @@ def _run_one(cell, data, store, result, command, progress, quiet):
         result.failed[cell.key] = f"{type(err).__name__}: {err}"
         progress.console.print(f"[red]failed[/red] {cell.key} {cell.label()}: {type(err).__name__}: {err}")
         return
-    finally:
-        jax.clear_caches()  # every cell compiles its own closures; do not accumulate executables
     result.finished.append(cell.key)
-    progress.console.print(f"[green]done[/green] {cell.key} {cell.label()}: "
-                           f"{_summary_line(metrics, info['wall_seconds'])}")
+    if not quiet:
+        progress.console.print(f"[green]done[/green] {cell.key} {cell.label()}: "
+                               f"{_summary_line(metrics, info['wall_seconds'])}")
 
 
 # ---------------------------------------------------------------------------

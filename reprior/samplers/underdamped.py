@@ -97,9 +97,12 @@ def leapfrog(value_and_grad_fn, z, momentum, z_grad, step_size, num_steps: int):
         m = m - 0.5 * step_size * g
         return (z, m, potential, g), None
 
-    init = (z, momentum, jnp.zeros((), z.dtype), z_grad)
-    (z, momentum, potential, z_grad), _ = jax.lax.scan(step, init, None, length=num_steps)
-    return z, momentum, potential, z_grad
+    carry = (z, momentum, jnp.zeros((), z.dtype), z_grad)
+    if num_steps == 1:  # the default: no loop, which also compiles several times faster
+        carry, _ = step(carry, None)
+    else:
+        carry, _ = jax.lax.scan(step, carry, None, length=num_steps)
+    return carry
 
 
 class UnderdampedHMC(MCMCKernel):

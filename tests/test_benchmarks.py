@@ -1,0 +1,153 @@
+"""Smoke tests of the benchmark scripts: each runs with ``--quick`` in a subprocess.
+
+They check that the scripts run, that their JSON has the documented shape, and
+that every ratio they report is computed from the numbers they measured: the
+correctness of the scripts, not the timings (which ``--quick`` sizes make
+meaningless).  The four scripts run in parallel to keep the wall time down.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32")
+HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
+
+# A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
+FAKE_MIXING = {"rows": [
+    {"width": 16, "setting": "standard", "ess_per_grad_pred": 0.002, "ess_per_grad_theta": 0.001,
+     "steps_per_draw_mean": 31.0},
+    {"width": 16, "setting": "exact", "ess_per_grad_pred": 0.02, "ess_per_grad_theta": 0.01,
+     "steps_per_draw_mean": 7.0},
+]}
+
+
+def close(a, b, rel=1e-9):
+    return a is not None and b is not None and math.isclose(a, b, rel_tol=rel, abs_tol=1e-300)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """``{name: (returncode, output, json)}`` of every benchmark run with ``--quick``."""
+    tmp = tmp_path_factory.mktemp("benchmarks")
+    fake = tmp / "fake_mixing.json"
+    fake.write_text(json.dumps(FAKE_MIXING))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    procs = {}
+    for name in BENCHMARKS:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--json", str(tmp / f"{name}.json")]
+        if name == "ideal":
+            cmd += ["--mixing-json", str(fake)]
+        procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True)
+    out = {}
+    for name, proc in procs.items():
+        text, _ = proc.communicate(timeout=900)
+        path = tmp / f"{name}.json"
+        out[name] = (proc.returncode, text, json.loads(path.read_text()) if path.exists() else None)
+    return out
+
+
+def check_run(results, name):
+    code, text, data = results[name]
+    assert code == 0, text[-4000:]
+    assert data is not None and data["benchmark"] == name
+    assert HEADER_KEYS <= set(data["header"]), sorted(HEADER_KEYS - set(data["header"]))
+    assert "--quick" in data["header"]["command"]
+    assert data["header"]["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert data["settings"]["quick"] is True
+    assert "| " in text  # a table was printed
+    return data
+
+
+def test_grad_cost(results):
+    data = check_run(results, "grad_cost")
+    rows = data["rows"]
+    assert {(r["arch"], r["width"]) for r in rows} == {("mlp", 16), ("mlp", 32), ("resnet", 1)}
+    for r in rows:
+        variants = [v for v in data["variants"] if f"s_{v}" in r]
+        assert "standard" in variants and "auto" in variants
+        assert r["auto_form"] == ("dual" if r["n"] <= r["p"] else "primal")
+        for v in variants:
+            assert close(r[f"s_{v}"], statistics.median(r[f"times_{v}"]))  # median of the timed calls
+            assert r[f"compile_s_{v}"] > 0 and r[f"peak_rss_delta_bytes_{v}"] >= 0
+            if v != "standard":
+                assert close(r[f"ratio_{v}"], r[f"s_{v}"] / r["s_standard"])
+        if "s_paper_pxp" in r:
+            assert close(r["speedup_auto_vs_paper"], r["s_paper_pxp"] / r["s_auto"])
+            assert close(r["speedup_collapsed_vs_paper"], r["s_paper_pxp"] / r["s_collapsed"])
+        # The repriorised forms are one function of phi: float64 agreement.
+        for key in [k for k in r if k.startswith("max_rel_diff_")]:
+            assert r[key] < 1e-9, (key, r[key])
+    mlp = [r for r in rows if r["arch"] == "mlp"]
+    assert {r["auto_form"] for r in mlp} == {"primal", "dual"}  # n = 24 between p = 17 and p = 33
+    assert all("max_rel_diff_paper_pxp" in r and "max_rel_diff_collapsed" in r for r in mlp)
+
+
+def test_mixing(results):
+    data = check_run(results, "mixing")
+    rows = data["rows"]
+    assert {r["setting"] for r in rows} == {"standard", "sampled", "exact"}
+    std = {r["width"]: r for r in rows if r["setting"] == "standard"}
+    for r in rows:
+        assert r["num_traces"] == 2  # one warm-up and one draw executable, shared by every chain
+        assert r["num_chains"] == 2 and r["num_draws"] == 15
+        assert r["grad_evals_sampling"] > 0 and r["sample_seconds"] > 0
+        assert close(r["seconds_per_grad_sampling"], r["sample_seconds"] / r["grad_evals_sampling"])
+        for g in ("pred", "theta"):
+            assert close(r[f"ess_per_grad_{g}"], r[f"ess_bulk_{g}_median"] / r["grad_evals_sampling"])
+            assert close(r[f"ess_per_second_{g}"], r[f"ess_bulk_{g}_median"] / r["sample_seconds"])
+            b = std[r["width"]]
+            assert close(r[f"ratio_ess_per_grad_{g}"], r[f"ess_per_grad_{g}"] / b[f"ess_per_grad_{g}"])
+            assert close(r[f"ratio_ess_per_second_{g}"], r[f"ess_per_second_{g}"] / b[f"ess_per_second_{g}"])
+            assert close(r[f"second_vs_grad_ratio_{g}"],
+                         r[f"ratio_ess_per_second_{g}"] / r[f"ratio_ess_per_grad_{g}"])
+
+
+def test_ideal(results):
+    data = check_run(results, "ideal")
+    rows = data["rows"]
+    assert {(r["width"], r["kind"]) for r in rows} == {(16, "hidden"), (16, "joint")}
+    dims = {r["kind"]: r["dim"] for r in rows}
+    assert dims == {"hidden": 64 * 16 + 16, "joint": 64 * 16 + 16 + 10 * 17}  # digits: 64 inputs, 10 outputs
+    for r in rows:
+        assert close(r["ess_per_grad_proj"], r["ess_bulk_proj_median"] / r["grad_evals_sampling"])
+        assert 0.0 < r["accept_prob_mean"] <= 1.0
+    ideal = {r["kind"]: r for r in rows}
+    comparison = {c["setting"]: c for c in data["comparison"]}
+    assert set(comparison) == {"standard", "exact"}
+    for setting, kind in (("standard", "joint"), ("exact", "hidden")):
+        c, fake = comparison[setting], next(f for f in FAKE_MIXING["rows"] if f["setting"] == setting)
+        assert c["kind"] == kind and c["dim"] == dims[kind]
+        assert close(c["ratio_to_ideal_pred"], fake["ess_per_grad_pred"] / ideal[kind]["ess_per_grad_proj"])
+        assert close(c["ratio_to_ideal_theta"], fake["ess_per_grad_theta"] / ideal[kind]["ess_per_grad_proj"])
+
+
+def test_float32(results):
+    data = check_run(results, "float32")
+    grads = {(r["variant"], r["dtype"]): r for r in data["grad_rows"]}
+    assert set(grads) == {(v, d) for v in ("standard", "auto", "collapsed") for d in ("float32", "float64")}
+    for (variant, dtype), r in grads.items():
+        assert close(r["ratio_to_float64"], r["s"] / grads[(variant, "float64")]["s"])
+        assert close(r["ratio_to_standard_same_dtype"], r["s"] / grads[("standard", dtype)]["s"])
+        # float32 rounding of an O(1e3) log density and its gradient; 0 for float64 against itself.
+        assert r["rel_err_value"] < (1e-4 if dtype == "float32" else 1e-15)
+        assert r["rel_err_grad"] < (1e-3 if dtype == "float32" else 1e-15)
+    runs = {(r["setting"], r["dtype"]) for r in data["mixing_rows"]}
+    assert runs == {("exact", "float32"), ("exact", "float64")}
+    for r in data["mixing_rows"]:
+        assert 0.0 < r["accept_prob_mean"] <= 1.0
+    diffs = {d["quantity"]: d for d in data["predictive_diffs"]}
+    assert set(diffs) == {"f_test", "f_test_rb_mean"}
+    for d in diffs.values():
+        assert d["num_values"] == 8 * 10 and d["max_abs_diff"] >= d["mean_abs_diff"] >= 0
+        assert d["z_max"] >= d["z_median"] >= 0

@@ -1,0 +1,372 @@
+"""Tests for the ``reprior`` command line (in-process through ``reprior.cli.main`` unless a process is needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import reprior
+from reprior import cli
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+REQUIRED_COLUMNS = ["arch", "depth", "width", "parameterisation", "readout", "sampler", "seed", "num_chains",
+                    "num_samples", "grad_evals", "sample_seconds", "ess_bulk_pred_median", "ess_bulk_pred_min",
+                    "ess_bulk_theta_median", "ess_per_grad_pred", "ess_per_second_pred", "rhat_max", "accept_mean",
+                    "divergences", "test_rmse"]
+# Tiny and fast: static HMC with 3 leapfrog steps compiles much faster than NUTS.
+TINY = ["--n-train", "8", "--n-test", "4", "--num-warmup", "10", "--num-samples", "8", "--num-chains", "2",
+        "--sampler", "hmc", "--sampler-option", "num_steps=3", "--quiet"]
+
+
+def run(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``reprior ARGV`` run in this process."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("reprior: error: ")
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# Small data files
+# ---------------------------------------------------------------------------
+
+
+def write_npz(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.standard_normal((20, 3)), y=rng.standard_normal(20))
+    return path
+
+
+def write_csv(path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a", "b", "c", "target"])
+        writer.writerows(rng.standard_normal((20, 4)).round(4).tolist())
+    return path
+
+
+def write_cifar(root: Path) -> Path:
+    """The CIFAR-10 python-batch layout, 4 images per training batch and 4 test images."""
+    rng = np.random.default_rng(2)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3]}
+        (root / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+def data_flags(name: str, tmp_path: Path) -> list[str]:
+    if name == "npz":
+        return ["--dataset", "npz", "--data-path", write_npz(tmp_path / "data.npz")]
+    if name == "csv":
+        return ["--dataset", "csv", "--data-path", write_csv(tmp_path / "data.csv"),
+                "--dataset-option", 'target_columns=["target"]']
+    if name == "cifar10":
+        return ["--dataset", "cifar10", "--data-path", write_cifar(tmp_path / "cifar")]
+    return ["--dataset", name]
+
+
+# ---------------------------------------------------------------------------
+# Help, version, datasets, console script
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["report", "--help"], ["datasets", "--help"],
+                                  ["sbc", "--help"], ["--version"]])
+def test_help_everywhere(capsys, argv):
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert out.strip()
+
+
+def test_sweep_help_lists_the_flags(capsys):
+    _, out, _ = run(capsys, "sweep", "--help")
+    for flag in ("--config", "--arch", "--depth", "--widths", "--activation", "--dataset", "--data-path", "--n-train",
+                 "--n-test", "--noise-std", "--parameterisations", "--sampler", "--num-warmup", "--num-samples",
+                 "--num-chains", "--seeds", "--out", "--shard", "--residual-scaling", "--target-accept",
+                 "--report", "--no-report", "--quiet", "--dtype"):
+        assert flag in out
+
+
+def test_datasets_table(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    for name in ("synthetic", "digits", "diabetes", "cifar10", "npz", "csv"):
+        assert name in out
+
+
+def test_console_script_one_line_error():
+    script = Path(sys.executable).with_name("reprior")
+    if not script.exists():
+        pytest.skip("the reprior console script is not installed next to this Python")
+    proc = subprocess.run([str(script), "sweep", "--widths", "-3"], capture_output=True, text=True, timeout=300)
+    assert_one_line_error(proc.returncode, proc.stderr)
+    assert "--widths" in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, exit status 2, no traceback
+# ---------------------------------------------------------------------------
+
+BAD_FLAGS = {
+    "unknown flag": (["sweep", "--frobnicate"], "unrecognized arguments"),
+    "bad width": (["sweep", "--widths", "64", "-3"], "--widths"),
+    "width not a number": (["sweep", "--widths", "wide"], "--widths"),
+    "bad shard": (["sweep", "--shard", "3/2"], "--shard"),
+    "shard not I/K": (["sweep", "--shard", "two"], "--shard"),
+    "unknown dataset": (["sweep", "--dataset", "mnist", "--dry-run"], "mnist"),
+    "unknown sampler": (["sweep", "--sampler", "mala", "--dry-run"], "mala"),
+    "unknown activation": (["sweep", "--activation", "swish", "--dry-run"], "swish"),
+    "unknown parameterisation": (["sweep", "--parameterisations", "sampled"], "--parameterisations"),
+    "zero chains": (["sweep", "--num-chains", "0"], "--num-chains"),
+    "bad target accept": (["sweep", "--target-accept", "1.5"], "--target-accept"),
+    "bad noise": (["sweep", "--noise-std", "0"], "--noise-std"),
+    "resnet depth": (["sweep", "--arch", "resnet", "--depth", "5", "--dry-run"], "6k + 2"),
+    "resnet on tables": (["sweep", "--arch", "resnet", "--dataset", "diabetes", "--dry-run"], "image"),
+    "missing data file": (["sweep", "--dataset", "npz", "--data-path", "{tmp}/missing.npz", "--dry-run"],
+                          "does not exist"),
+    "missing cifar dir": (["sweep", "--dataset", "cifar10", "--data-path", "{tmp}/nocifar", "--dry-run"],
+                          "nocifar"),
+    "path for built-in data": (["sweep", "--dataset", "digits", "--data-path", "{tmp}", "--dry-run"], "path"),
+    "unknown loader option": (["sweep", "--dataset", "synthetic", "--dataset-option", "colour=1", "--dry-run"],
+                              "colour"),
+    "bad option syntax": (["sweep", "--sampler-option", "max_tree_depth"], "KEY=VALUE"),
+    "too many points": (["sweep", "--dataset", "diabetes", "--n-train", "5000", "--dry-run"], "n_train"),
+    "missing config": (["sweep", "--config", "{tmp}/nope.toml"], "does not exist"),
+    "no subcommand": ([], "required"),
+    "unknown subcommand": (["sweeep"], "invalid choice"),
+    "report of nothing": (["report", "{tmp}"], "no finished cells"),
+    "report of no dir": (["report", "{tmp}/nodir"], "not a directory"),
+}
+
+
+@pytest.mark.parametrize("argv, match", list(BAD_FLAGS.values()), ids=list(BAD_FLAGS))
+def test_bad_input_is_one_line(capsys, tmp_path, argv, match):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run(capsys, *argv, *(["--out", tmp_path / "out"] if argv[:1] == ["sweep"] else []))
+    assert_one_line_error(code, err)
+    assert match in err
+
+
+@pytest.mark.parametrize("text, match", [
+    ("widths = [64,\n", "not valid TOML"),
+    ("[sweep]\nwidths = [64]\n", "unknown key 'sweep'"),
+    ("wdiths = [64]\n", "unknown key 'wdiths'"),
+    ("widths = [-1]\n", "widths"),
+    ("widths = 'many'\n", "widths"),
+    ("num_chains = 2.5\n", "num_chains"),
+    ("noise_std = 'low'\n", "noise_std"),
+    ("sampler_options = 3\n", "sampler_options"),
+])
+def test_bad_config_is_one_line(capsys, tmp_path, text, match):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    code, _, err = run(capsys, "sweep", "--config", config, "--dry-run", "--out", tmp_path / "out")
+    assert_one_line_error(code, err)
+    assert match in err
+
+
+def test_sbc_subcommand_without_the_module(capsys, monkeypatch):
+    monkeypatch.delattr(reprior, "sbc", raising=False)
+    monkeypatch.setitem(sys.modules, "reprior.sbc", None)  # makes `import reprior.sbc` fail
+    code, _, err = run(capsys, "sbc", "--num-replications", "3")
+    assert_one_line_error(code, err)
+    assert "sbc" in err
+
+
+# ---------------------------------------------------------------------------
+# Config files, dry runs, shards, dtype
+# ---------------------------------------------------------------------------
+
+
+def test_config_and_flags_in_a_dry_run(capsys, tmp_path):
+    config = tmp_path / "exp.toml"
+    config.write_text('dataset = "synthetic"\nn_train = 8\nn_test = 4\nwidths = [4, 8, 16]\n'
+                      'parameterisations = ["standard", "reprior", "reprior-sampled"]\nseeds = [0, 1]\n')
+    code, out, _ = run(capsys, "sweep", "--config", config, "--dry-run", "--out", tmp_path / "out")
+    assert code == 0
+    assert "18 cells in the grid" in out
+    code, out, _ = run(capsys, "sweep", "--config", config, "--widths", "4", "--seeds", "3", "--dry-run",
+                       "--out", tmp_path / "out")
+    assert "3 cells in the grid" in out and "seed 3" in out and "w16" not in out
+
+
+def _dry_run_keys(capsys, tmp_path, *extra):
+    code, out, _ = run(capsys, "sweep", "--dataset", "synthetic", "--n-train", "8", "--widths", "4", "8", "16",
+                       "--parameterisations", "standard", "reprior", "reprior-sampled", "--seeds", "0", "1",
+                       "--dry-run", "--out", tmp_path / "out", *extra)
+    assert code == 0
+    return [line.split()[0] for line in out.splitlines() if re.match(r"^[0-9a-f]{16} ", line)]
+
+
+def test_shards_through_the_cli(capsys, tmp_path):
+    everything = _dry_run_keys(capsys, tmp_path)
+    assert len(everything) == 18
+    shards = [_dry_run_keys(capsys, tmp_path, "--shard", f"{i}/4") for i in range(4)]
+    assert sorted(k for s in shards for k in s) == sorted(everything)
+    assert len({k for s in shards for k in s}) == 18
+
+
+def test_dtype_flag_and_global_flag_restored(capsys, tmp_path):
+    before = jax.config.jax_enable_x64
+    keys64 = _dry_run_keys(capsys, tmp_path, "--dtype", "float64")
+    keys32 = _dry_run_keys(capsys, tmp_path, "--dtype", "float32")
+    assert not set(keys64) & set(keys32)  # dtype is part of the cell
+    assert jax.config.jax_enable_x64 == before
+
+
+# ---------------------------------------------------------------------------
+# Every data set loader through the CLI
+# ---------------------------------------------------------------------------
+
+LOADERS = {  # name: (arch, shape of x_train)
+    "synthetic": ("mlp", "(8, 4)"), "digits": ("mlp", "(8, 64)"), "diabetes": ("mlp", "(8, 10)"),
+    "npz": ("mlp", "(8, 3)"), "csv": ("mlp", "(8, 3)"), "cifar10": ("mlp", "(8, 3072)"),
+    "digits-images": ("resnet", "(8, 8, 8, 1)"), "cifar10-images": ("resnet", "(8, 32, 32, 3)"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_every_loader_through_the_cli(capsys, tmp_path, name):
+    arch, shape = LOADERS[name]
+    code, out, err = run(capsys, "sweep", *data_flags(name.split("-")[0], tmp_path), "--arch", arch,
+                         "--widths", "2", "--n-train", "8", "--n-test", "4", "--dry-run", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert f"x_train {shape}" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits", "diabetes", "npz", "csv", "cifar10", "digits-images"])
+def test_every_loader_samples(capsys, tmp_path, name):
+    arch = LOADERS[name][0]
+    code, out, err = run(capsys, "sweep", *data_flags(name.split("-")[0], tmp_path), "--arch", arch,
+                         "--widths", "2", "--parameterisations", "reprior", *TINY, "--no-report",
+                         "--out", tmp_path / "out")
+    assert code == 0, out + err
+    (metrics,) = (tmp_path / "out" / "cells").glob("*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert record["settings"]["dataset"] == name.split("-")[0]
+    assert np.isfinite(record["metrics"]["test_rmse"])
+
+
+# ---------------------------------------------------------------------------
+# A real sweep, its resume and its report
+# ---------------------------------------------------------------------------
+
+
+def test_sweep_resume_and_report(capsys, tmp_path):
+    pytest.importorskip("reprior.report")
+    out_dir = tmp_path / "out"
+    argv = ["sweep", "--dataset", "synthetic", "--widths", "3", "5", "--parameterisations", "standard", "reprior",
+            *TINY, "--out", out_dir]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, out + err
+    assert "report:" in out and str(out_dir / "report.md") in out
+    cells = sorted((out_dir / "cells").glob("*/metrics.json"))
+    assert len(cells) == 4
+    for path in cells:
+        for name in ("settings.json", "idata.nc", "metrics.json"):
+            assert (path.parent / name).is_file()
+    mtimes = {p: p.stat().st_mtime_ns for p in out_dir.glob("cells/*/*")}
+
+    # summary.csv: the schema
+    with open(out_dir / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
+    assert not missing
+    assert {(r["width"], r["parameterisation"], r["readout"]) for r in rows} == {
+        ("3", "standard", "sampled"), ("3", "reprior", "exact"), ("5", "standard", "sampled"),
+        ("5", "reprior", "exact")}
+    for row in rows:
+        assert float(row["grad_evals"]) > 0 and float(row["sample_seconds"]) > 0
+        assert float(row["num_samples"]) == 8 and float(row["num_chains"]) == 2
+        assert np.isfinite(float(row["ess_bulk_pred_median"])) and np.isfinite(float(row["test_rmse"]))
+    for name in ("report.md", "report.html"):
+        assert (out_dir / name).stat().st_size > 0
+    assert list((out_dir / "plots").glob("*.png"))
+
+    # rerun: every cell skipped, nothing rewritten
+    code, out, _ = run(capsys, *argv, "--no-report")
+    assert code == 0
+    assert "4 already finished, 0 to run" in out
+    assert {p: p.stat().st_mtime_ns for p in out_dir.glob("cells/*/*")} == mtimes
+
+    # a new width: only its cells run
+    code, out, _ = run(capsys, *argv[:4], "3", "5", "7", *argv[6:], "--no-report")
+    assert code == 0 and "4 already finished, 2 to run" in out
+    assert len(list((out_dir / "cells").glob("*/metrics.json"))) == 6
+
+    # reprior report DIR over all cells
+    (out_dir / "summary.csv").unlink()
+    code, out, _ = run(capsys, "report", out_dir)
+    assert code == 0 and "summary.csv" in out
+    with open(out_dir / "summary.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 6
+    assert "reprior sweep" in (out_dir / "report.md").read_text()  # the command is quoted
+
+
+# ---------------------------------------------------------------------------
+# Presets and docs
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper_fcn", "paper_resnet"])
+def test_presets_are_valid(capsys, tmp_path, preset):
+    config = EXPERIMENTS / f"{preset}.toml"
+    argv = ["sweep", "--config", config, "--dry-run", "--out", tmp_path / "out"]
+    if preset == "paper_resnet":
+        argv += ["--dataset", "digits"]  # the CIFAR-10 variant needs files on disk
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "cells in the grid" in out
+
+
+def _tutorial_commands() -> list[list[str]]:
+    text = (DOCS / "tutorial_width_sweep.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("reprior "):
+                commands.append(line.split()[1:])
+    return commands
+
+
+def test_tutorial_commands_parse(capsys, tmp_path):
+    commands = _tutorial_commands()
+    assert len(commands) >= 3
+    for argv in commands:
+        if argv[0] == "sweep":
+            code, _, err = run(capsys, *argv, "--dry-run", "--out", tmp_path / "out")
+            assert code == 0, (argv, err)
+
+
+@pytest.mark.slow
+def test_tutorial_runs(capsys, tmp_path, monkeypatch):
+    """Every command of the tutorial, in order, in a scratch directory."""
+    pytest.importorskip("reprior.report")
+    monkeypatch.chdir(tmp_path)
+    for argv in _tutorial_commands():
+        code, out, err = run(capsys, *argv)
+        assert code == 0, (argv, out, err)

@@ -1,0 +1,307 @@
+"""Tests for reprior.samplers: underdamped HMC, pCN, pCNL and elliptical slice sampling.
+
+Monte Carlo checks use tolerances of 4 standard errors, the standard error
+being sd / sqrt(ESS) with ArviZ's ESS of the very quantity being averaged, and
+fixed seeds (never tuned).
+"""
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import MCMC
+
+import reprior
+import reprior.samplers as samplers
+from reprior.kernels import get_kernel, kernel_names, make_kernel
+from reprior.samplers.pcn import pcnl_log_accept
+from reprior.samplers.underdamped import leapfrog
+
+NAMES = ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice")
+
+
+# -- a conjugate linear-Gaussian target -------------------------------------------------------
+class LinearGaussian:
+    """Prior N(0, s^2 I_d), likelihood y ~ N(A z, sigma^2 I_n): posterior N(mean, cov) in closed form."""
+
+    def __init__(self, dim=3, num_data=5, noise_std=0.8, prior_std=1.0, seed=0):
+        rng = np.random.default_rng(seed)
+        self.a = rng.standard_normal((num_data, dim))
+        self.y = self.a @ (prior_std * rng.standard_normal(dim)) + noise_std * rng.standard_normal(num_data)
+        self.noise_std, self.prior_std = noise_std, prior_std
+        precision = np.eye(dim) / prior_std**2 + self.a.T @ self.a / noise_std**2
+        self.cov = np.linalg.inv(precision)
+        self.mean = self.cov @ self.a.T @ self.y / noise_std**2
+
+    def potential_fn(self, z):
+        """Takes the pytree ``{"z": (dim,)}`` so that pytree handling is exercised too."""
+        z = z["z"]
+        return (0.5 * jnp.sum(z**2) / self.prior_std**2
+                + 0.5 * jnp.sum((self.y - self.a @ z) ** 2) / self.noise_std**2)
+
+    def exact_draws(self, num, seed):
+        rng = np.random.default_rng(seed)
+        return self.mean + rng.standard_normal((num, self.mean.size)) @ np.linalg.cholesky(self.cov).T
+
+
+def _run(kernel, stats_fn, init, *, num_warmup, num_samples, seed=0):
+    """Vectorised chains (one per row of ``init``) through ``init``/``sample`` in a jitted scan."""
+
+    def chain(key, z0):
+        state = kernel.init(key, num_warmup, {"z": z0}, (), {})
+
+        def body(state, _):
+            state = kernel.sample(state, (), {})
+            return state, (state.z["z"], stats_fn(state))
+
+        return jax.lax.scan(body, state, None, length=num_warmup + num_samples)[1]
+
+    keys = jax.random.split(jax.random.key(seed), init.shape[0])
+    draws, stats = jax.jit(jax.vmap(chain))(keys, jnp.asarray(init))
+    cut = lambda a: np.asarray(a)[:, num_warmup:]  # noqa: E731
+    return cut(draws), jax.tree_util.tree_map(cut, stats)
+
+
+def _assert_mean_within(series, truth, what):
+    """|mean - truth| < 4 sd / sqrt(ESS); ``series: (chain, draw)``."""
+    ess = float(az.ess(series, method="mean"))
+    se = np.std(series) / np.sqrt(ess)
+    assert abs(np.mean(series) - truth) < 4 * se, f"{what}: {np.mean(series):.4f} vs {truth:.4f} (se {se:.4f})"
+    return ess
+
+
+GAUSSIAN_CASES = [
+    ("underdamped_hmc", {}, 1.0),
+    ("underdamped_hmc", {"num_steps": 3, "momentum_refresh": 0.1}, 1.0),
+    ("pcn", {}, 1.0),
+    ("pcn", {"reference_std": 2.0}, 2.0),
+    ("pcnl", {}, 1.0),
+    ("pcnl", {"reference_std": 2.0}, 2.0),
+    ("elliptical_slice", {}, 1.0),
+    ("elliptical_slice", {"reference_std": 2.0}, 2.0),
+]
+
+
+@pytest.mark.parametrize("name, options, prior_std", GAUSSIAN_CASES)
+def test_gaussian_target_is_invariant_x64(name, options, prior_std):
+    """Chains started at exact posterior draws: moments after adaptation match the closed form.
+
+    Every mean and every covariance entry E[(z_i - m_i)(z_j - m_j)] is checked
+    against 4 standard errors of its own series (39 checks per case at about
+    6e-5 each under normality).
+    """
+    with jax.enable_x64(True):
+        target = LinearGaussian(prior_std=prior_std)
+        kernel = make_kernel(name, target.potential_fn, options)
+        init = target.exact_draws(4, seed=1)
+        draws, stats = _run(kernel, get_kernel(name).stats_fn, init, num_warmup=500, num_samples=4000)
+    assert draws.dtype == np.float64
+    assert not np.any(stats["diverging"])
+    dim = target.mean.size
+    min_ess = np.inf
+    for i in range(dim):
+        min_ess = min(min_ess, _assert_mean_within(draws[..., i], target.mean[i], f"mean[{i}]"))
+        for j in range(i, dim):
+            product = (draws[..., i] - target.mean[i]) * (draws[..., j] - target.mean[j])
+            _assert_mean_within(product, target.cov[i, j], f"cov[{i},{j}]")
+    assert min_ess > 100  # ESS (hence the tolerance) is reliable only if the chains mixed
+
+
+@pytest.mark.parametrize("name, target_accept", [("underdamped_hmc", 0.8), ("pcn", 0.25), ("pcnl", 0.6)])
+def test_step_size_adaptation_reaches_target_x64(name, target_accept):
+    """After warm-up the acceptance rate is near the target (the step size is then fixed).
+
+    Loose band (0.15): dual averaging stops at a noisy average, and the
+    acceptance rate of a fixed step is itself estimated from correlated draws.
+    """
+    with jax.enable_x64(True):
+        target = LinearGaussian(dim=10, num_data=20, noise_std=0.5)
+        kernel = make_kernel(name, target.potential_fn, {})
+        _, stats = _run(kernel, get_kernel(name).stats_fn, target.exact_draws(4, seed=2), num_warmup=1000,
+                        num_samples=2000)
+    assert abs(np.mean(stats["accept_prob"]) - target_accept) < 0.15
+    step = stats["step_size"]
+    assert np.all(step == step[:, :1])  # frozen after warm-up
+
+
+def test_pcnl_acceptance_is_the_metropolis_hastings_ratio_x64():
+    """rho(u, v) - rho(v, u) equals the MH log ratio written with the full Gaussian proposal densities."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        dim, s = 6, 1.7
+        mat = rng.standard_normal((dim, dim))
+
+        def phi_fn(z):  # an arbitrary smooth non-Gaussian likelihood part
+            return jnp.sum(jnp.sin(mat @ z)) + 0.1 * jnp.sum(z**4)
+
+        def log_target(z):
+            return -phi_fn(z) - 0.5 * z @ z / s**2
+
+        for b in (1e-3, 0.3, 0.9, 1.0):
+            u, v = jnp.asarray(rng.standard_normal(dim)), jnp.asarray(rng.standard_normal(dim))
+            a = np.sqrt(1 - b**2)
+            one_minus_a = b**2 / (1 + a)
+            gu, gv = jax.grad(phi_fn)(u), jax.grad(phi_fn)(v)
+
+            def log_q(frm, to, g):  # N(to; a frm - (1 - a) s^2 g, b^2 s^2 I) without constants
+                return -0.5 * jnp.sum((to - a * frm + one_minus_a * s**2 * g) ** 2) / (b * s) ** 2
+
+            direct = log_target(v) + log_q(v, u, gv) - log_target(u) - log_q(u, v, gu)
+            ours = pcnl_log_accept(u, v, phi_fn(u), phi_fn(v), gu, gv, a, one_minus_a, s**2)
+            np.testing.assert_allclose(ours, direct, rtol=1e-8, atol=1e-8)
+
+
+def test_leapfrog_is_reversible_x64():
+    with jax.enable_x64(True):
+        target = LinearGaussian(dim=4)
+        z0 = jnp.asarray(target.exact_draws(1, seed=4)[0])
+        m0 = jnp.asarray(np.random.default_rng(5).standard_normal(4))
+        z, unravel = ravel_pytree({"z": z0})
+        vg = jax.value_and_grad(lambda flat: target.potential_fn(unravel(flat)))
+        _, g0 = vg(z0)
+        z1, m1, _, g1 = leapfrog(vg, z0, m0, g0, 0.1, 5)
+        z2, m2, _, _ = leapfrog(vg, z1, -m1, g1, 0.1, 5)
+        np.testing.assert_allclose(z2, z0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(-m2, m0, rtol=1e-12, atol=1e-12)
+
+
+# -- cost accounting -------------------------------------------------------------------------------
+def _counting_potential(counts):
+    """0.5 |z|^2 that counts its evaluations and its gradients (host callbacks)."""
+
+    def bump(kind):
+        def fn():
+            counts[kind] += 1
+        return fn
+
+    @jax.custom_vjp
+    def potential(z):
+        jax.debug.callback(bump("value"))
+        return 0.5 * jnp.sum(z["z"] ** 2) + 0.1 * jnp.sum(z["z"] ** 4)
+
+    def fwd(z):
+        return potential(z), z
+
+    def bwd(z, g):
+        jax.debug.callback(bump("grad"))
+        return ({"z": g * (z["z"] + 0.4 * z["z"] ** 3)},)
+
+    potential.defvjp(fwd, bwd)
+    return potential
+
+
+@pytest.mark.parametrize("name, options, grads_per_iteration", [
+    ("underdamped_hmc", {}, 1),
+    ("underdamped_hmc", {"num_steps": 4}, 4),
+    ("pcn", {}, 0),
+    ("pcnl", {}, 1),
+    ("elliptical_slice", {}, 0),
+])
+def test_reported_costs_match_actual_evaluations(name, options, grads_per_iteration):
+    """num_grad_evals / num_logdensity_evals equal the evaluations actually made (counted on the host)."""
+    counts = {"value": 0, "grad": 0}
+    kernel = make_kernel(name, _counting_potential(counts), options)
+    stats_fn = get_kernel(name).stats_fn
+    state = kernel.init(jax.random.key(0), 5, {"z": jnp.ones(3)}, (), {})
+    step = jax.jit(lambda s: (lambda t: (t, stats_fn(t)))(kernel.sample(s, (), {})))
+    jax.effects_barrier()
+    counts.update(value=0, grad=0)  # initialisation (step-size search) is not an iteration
+    grads = evals = 0
+    for _ in range(12):
+        state, stats = step(state)
+        grads += int(stats["num_grad_evals"])
+        evals += int(stats["num_logdensity_evals"])
+    jax.effects_barrier()
+    assert grads == counts["grad"] == 12 * grads_per_iteration
+    assert evals == counts["value"]
+    assert evals >= 12
+
+
+def test_elliptical_slice_counts_shrinks():
+    """Each iteration evaluates 1 + num_shrinks points; at most 1 + max_shrinks."""
+    target = LinearGaussian(dim=3, num_data=30, noise_std=0.1)  # a narrow likelihood: many shrinks
+    with jax.enable_x64(True):
+        kernel = make_kernel("elliptical_slice", target.potential_fn, {"max_shrinks": 3})
+        _, stats = _run(kernel, get_kernel("elliptical_slice").stats_fn, target.exact_draws(2, seed=6),
+                        num_warmup=0, num_samples=300)
+    evals = stats["num_logdensity_evals"]
+    assert np.all(evals >= 1) and np.all(evals <= 4)
+    np.testing.assert_array_equal(stats["num_shrinks"], evals - 1)
+    np.testing.assert_array_equal(stats["diverging"], (evals == 4) & (stats["accept_prob"] == 0))
+    assert np.all(stats["num_grad_evals"] == 0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_failed_density_is_a_divergence_not_a_crash(name):
+    """NaN (a failed factorisation) beyond z_0 > 0.5: never accepted, flagged for MH kernels."""
+
+    def potential_fn(z):
+        z = z["z"]
+        return jnp.where(z[0] > 0.5, jnp.nan, 0.5 * jnp.sum(z**2))
+
+    kernel = make_kernel(name, potential_fn, {})
+    draws, stats = _run(kernel, get_kernel(name).stats_fn, np.zeros((2, 2)), num_warmup=50, num_samples=200)
+    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] <= 0.5)
+    assert np.all(np.isfinite(stats["lp"]))
+    if name != "elliptical_slice":  # the slice shrinks away from NaN instead
+        assert np.any(stats["diverging"])
+
+
+# -- integration -------------------------------------------------------------------------------
+def test_registered_with_options_validated_before_tracing():
+    for name in NAMES:
+        assert name in kernel_names()
+    with pytest.raises(ValueError, match="sampler_options"):
+        make_kernel("pcn", lambda z: 0.0, {"num_steps": 3})
+    with pytest.raises(ValueError, match="momentum_refresh"):
+        make_kernel("underdamped_hmc", lambda z: 0.0, {"momentum_refresh": 0.0})
+    with pytest.raises(ValueError, match="step_size"):
+        make_kernel("pcnl", lambda z: 0.0, {"step_size": 1.5})
+    with pytest.raises(ValueError, match="max_shrinks"):
+        make_kernel("elliptical_slice", lambda z: 0.0, {"max_shrinks": 0})
+    with pytest.raises(ValueError, match="init_params"):
+        make_kernel("pcn", lambda z: 0.0).init(jax.random.key(0), 10, None, (), {})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_under_numpyro_mcmc(name):
+    """Vectorised chains, extra_fields and arviz.from_numpyro work as for NUTS."""
+    target = LinearGaussian(dim=2)
+    kernel = make_kernel(name, target.potential_fn, {})
+    mcmc = MCMC(kernel, num_warmup=50, num_samples=100, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(0), init_params={"z": jnp.zeros((2, 2))}, extra_fields=("potential_energy",))
+    assert mcmc.get_samples()["z"].shape == (200, 2)
+    assert mcmc.get_extra_fields()["potential_energy"].shape == (200,)
+    idata = az.from_numpyro(mcmc)
+    assert idata.posterior["z"].shape == (2, 100, 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_problem():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2))
+    y = np.sin(x[:, :1]) + 0.1 * rng.standard_normal((6, 1))
+    return reprior.BNN(reprior.MLP(width=4), noise_std=0.3), x, y
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("parameterisation", ["standard", "reprior"])
+def test_reprior_sample_returns_sane_inference_data(tiny_problem, name, parameterisation):
+    bnn, x, y = tiny_problem
+    idata = reprior.sample(bnn, x, y, x_test=x[:2], parameterisation=parameterisation, sampler=name,
+                           num_warmup=30, num_samples=20, num_chains=2, chain_method="vectorized",
+                           progress_bar=False)
+    stats = idata.sample_stats
+    for field in ("num_grad_evals", "num_logdensity_evals", "accept_prob", "diverging", "lp"):
+        assert stats[field].shape == (2, 20), field
+    assert np.all(np.isfinite(idata.posterior_predictive["f_test"]))
+    assert np.all(np.isfinite(stats["lp"]))
+    assert idata.posterior["readout_W"].shape == (2, 20, 4, 1)
+    grads, evals = stats["num_grad_evals"].values, stats["num_logdensity_evals"].values
+    expected_grads = {"underdamped_hmc": 1, "pcn": 0, "pcnl": 1, "elliptical_slice": 0}[name]
+    assert np.all(grads == expected_grads)
+    assert np.all(evals >= 1)
+    assert idata.attrs["grad_evals"] == 50 * 2 * expected_grads

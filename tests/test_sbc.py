@@ -1,0 +1,136 @@
+"""Tests for reprior.sbc: the rank statistics, the target, and SBC of the samplers.
+
+The default suite runs a small SBC (elliptical slice and underdamped HMC, in
+repriorised coordinates, 200 replications) and shows that the test has power:
+the same sampler with the wrong observation noise in its likelihood is rejected.
+The full matrix (every kernel and NUTS, standard and repriorised coordinates)
+is ``slow``.
+"""
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+import reprior
+from reprior import sbc
+
+SMALL = dict(num_replications=200, num_draws=19, num_bins=10, num_warmup=200, level=0.01)
+
+
+def test_rank_counts_and_chi_square_match_scipy():
+    ranks = np.array([[0, 19], [1, 18], [2, 2], [19, 0], [10, 9]])
+    counts = sbc.rank_counts(ranks, num_draws=19, num_bins=10)
+    np.testing.assert_array_equal(counts[0], [2, 1, 0, 0, 0, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(counts[1], [1, 1, 0, 0, 1, 0, 0, 0, 0, 2])
+    _, chi2, p = sbc.uniformity_test(ranks, 19, 10)
+    ref = sps.chisquare(counts, axis=1)
+    np.testing.assert_allclose(chi2, ref.statistic, rtol=1e-12)
+    np.testing.assert_allclose(p, ref.pvalue, rtol=1e-12)
+
+
+def test_uniformity_test_rejects_u_shaped_ranks():
+    """Ranks of a too-narrow posterior pile up at both ends."""
+    u_shaped = np.concatenate([np.zeros(60, int), np.full(60, 19), np.arange(80) % 20])[:, None]
+    assert sbc.uniformity_test(u_shaped, 19, 10)[2][0] < 1e-10
+    flat = (np.arange(200) % 20)[:, None]  # exactly uniform counts
+    assert sbc.uniformity_test(flat, 19, 10)[2][0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("parameterisation, readout", [("standard", "sampled"), ("reprior", "sampled"),
+                                                       ("reprior", "exact")])
+def test_potential_matches_bnn_log_density_x64(parameterisation, readout):
+    """SBC's traced-noise target is exactly the density reprior.sample targets."""
+    with jax.enable_x64(True):
+        x, _ = sbc._inputs(0, 10, 2)
+        x = jnp.asarray(x)
+        bnn = reprior.BNN(reprior.MLP(width=8), noise_std=0.4)
+        params = bnn.init(jax.random.key(1), x, 1)
+        y = bnn.apply(params, x) + 0.4 * jax.random.normal(jax.random.key(2), (10, 1))
+        potential = sbc._potential_fn(bnn.arch, x, y, jnp.asarray(0.4), parameterisation, readout, "auto")
+        if readout == "exact":
+            ours = potential({"hidden": params["hidden"]})
+            ref = -bnn.collapsed_log_density(params["hidden"], x, y)
+        else:
+            ours = potential(params)
+            ref = -bnn.log_density(params, x, y, parameterisation)
+        assert ours.dtype == jnp.float64
+        np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_arguments_are_validated_before_tracing():
+    with pytest.raises(ValueError, match="num_bins"):
+        sbc.run_sbc(num_draws=19, num_bins=7)
+    with pytest.raises(ValueError, match="sampler"):
+        sbc.run_sbc(sampler="gibbs")
+    with pytest.raises(ValueError, match="sampler_options"):
+        sbc.run_sbc(sampler="pcn", sampler_options={"num_steps": 2})
+
+
+@pytest.mark.parametrize("sampler, thinning", [("elliptical_slice", 10), ("underdamped_hmc", 20)])
+def test_small_sbc_passes_and_rejects_a_wrong_sampler(sampler, thinning):
+    """Uniform ranks for the right likelihood; the wrong noise (posterior too narrow) is rejected.
+
+    Level 0.01 family-wise (Bonferroni over the 7 summaries).  The thinning is
+    above the largest integrated autocorrelation time of any summary in a
+    pilot of 16 replications (docs/sbc.md).  The wrong sampler uses half the true noise
+    std; in the power study of docs/sbc.md it is rejected in every run, with
+    p-values below 1e-20.
+    """
+    right = sbc.run_sbc(sampler=sampler, thinning=thinning, **SMALL)
+    assert right.passed, right.table()
+    assert right.num_divergences == 0
+    assert np.all(np.abs(right.autocorrelation) < 0.2), right.table()  # draws close to independent
+    wrong = sbc.run_sbc(sampler=sampler, thinning=thinning, sampler_noise_std=0.25, **SMALL)
+    assert not wrong.passed
+    assert wrong.p_values[sbc.SUMMARY_NAMES.index("log_likelihood")] < 1e-10
+    assert wrong.timings["compile_seconds"] < 0.5  # the executable of `right` is reused
+
+
+def test_command_prints_writes_plot_and_json(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sbc.add_arguments(parser)
+    plot, out = tmp_path / "ranks.png", tmp_path / "sbc.json"
+    args = parser.parse_args(["--thinning", "10", "--num-replications", "200", "--plot", str(plot),
+                              "--json", str(out)])
+    assert sbc.command(args) == 0  # the same settings as the small test: the executable is reused
+    assert "PASS" in capsys.readouterr().out
+    assert plot.stat().st_size > 10_000
+    saved = json.loads(out.read_text())
+    assert saved["passed"] and len(saved["ranks"]) == 200
+    args = parser.parse_args(["--thinning", "5", "--sampler-noise-std", "0.25", "--sampler-option",
+                              "max_shrinks=50"])
+    assert args.sampler_option == [("max_shrinks", 50)]
+
+
+# -- the full matrix ----------------------------------------------------------------------------
+# (sampler, parameterisation, readout, thinning, num_warmup): thinning above the largest integrated
+# autocorrelation time of any summary over 16 pilot replications (docs/sbc.md).
+FULL = [
+    ("nuts", "standard", "exact", 4, 500),
+    ("nuts", "reprior", "exact", 4, 500),
+    ("hmc", "reprior", "exact", 20, 500),
+    ("underdamped_hmc", "standard", "exact", 400, 2000),
+    ("underdamped_hmc", "reprior", "exact", 20, 500),
+    ("underdamped_hmc", "reprior", "sampled", 500, 2000),
+    ("pcn", "standard", "exact", 800, 4000),
+    ("pcn", "reprior", "exact", 20, 500),
+    ("pcnl", "standard", "exact", 800, 4000),
+    ("pcnl", "reprior", "exact", 40, 500),
+    ("elliptical_slice", "standard", "exact", 150, 2000),
+    ("elliptical_slice", "reprior", "exact", 20, 500),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler, parameterisation, readout, thinning, num_warmup", FULL)
+def test_full_sbc(sampler, parameterisation, readout, thinning, num_warmup):
+    """Level 0.01 family-wise over the whole matrix: Bonferroni over configurations and summaries."""
+    result = sbc.run_sbc(sampler=sampler, parameterisation=parameterisation, readout=readout,
+                         thinning=thinning, num_warmup=num_warmup, num_replications=500, num_draws=19,
+                         num_bins=10, level=0.01 / len(FULL), batch_size=250)
+    assert result.passed, result.table()
