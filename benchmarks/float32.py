@@ -94,13 +94,14 @@ def mixing_part(args) -> tuple[list[dict], list[dict]]:
     from reprior.data import load_dataset
 
     data = load_dataset("digits", n_train=args.n, n_test=args.n_test, seed=args.seed, flatten=True)
+    width = args.mixing_width or args.width
     runs, diffs = [], []
     for setting in args.settings:
         idatas = {}
         for dtype in ("float64", "float32"):
-            row, idatas[dtype] = run_cell(args.width, setting, data, args, dtype=dtype)
+            row, idatas[dtype] = run_cell(width, setting, data, args, dtype=dtype)
             runs.append(row)
-            print(f"width {args.width} {setting} {dtype}: accept {row['accept_prob_mean']:.3f}, "
+            print(f"width {width} {setting} {dtype}: accept {row['accept_prob_mean']:.3f}, "
                   f"divergent {row['num_divergent']}, grads/draw {row['steps_per_draw_mean']:.4g}, "
                   f"sample {row['sample_seconds']:.4g} s", flush=True)
         for name in ("f_test", "f_test_rb_mean"):
@@ -108,7 +109,7 @@ def mixing_part(args) -> tuple[list[dict], list[dict]]:
             m32, se32, _ = _moments(idatas["float32"], name)
             z = np.abs(m32 - m64) / np.sqrt(se32**2 + se64**2)
             diffs.append({
-                "width": args.width, "setting": setting, "quantity": name,
+                "width": width, "setting": setting, "quantity": name,
                 "max_abs_diff": float(np.max(np.abs(m32 - m64))),
                 "mean_abs_diff": float(np.mean(np.abs(m32 - m64))),
                 "max_abs_diff_over_post_sd": float(np.max(np.abs(m32 - m64) / sd64)),
@@ -126,6 +127,7 @@ def mixing_part(args) -> tuple[list[dict], list[dict]]:
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--width", type=int, default=4096, help="the (widest) width")
+    p.add_argument("--mixing-width", type=int, default=None, help="width of the NUTS runs (default: --width)")
     p.add_argument("--n", type=int, default=128)
     p.add_argument("--n-test", type=int, default=100)
     p.add_argument("--settings", type=lambda s: s.split(","), default=["exact", "sampled"],
@@ -142,7 +144,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.settings = [s for s in args.settings if s]
     if args.quick:
-        args.width, args.n, args.n_test, args.settings = 32, 24, 8, ["exact"]
+        args.width, args.mixing_width, args.n, args.n_test, args.settings = 32, None, 24, 8, ["exact"]
         args.num_chains, args.num_warmup, args.num_samples, args.max_tree_depth = 2, 15, 15, 5
         args.rounds, args.max_seconds = 3, 1.0
         args.name += "_quick"

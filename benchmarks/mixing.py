@@ -121,17 +121,21 @@ def main(argv=None):
     cells = [(w, s) for w in args.widths for s in args.settings]
     cells += [(w, s) for w in args.reprior_widths for s in args.reprior_settings]
     rows = []
+    result = {"benchmark": "mixing", "header": info,
+              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "rows": rows, "complete": False}
     for width, setting in cells:
         row, _ = run_cell(width, setting, data, args)
         rows.append(row)
         print(f"width {width} {setting}: ESS/grad pred {row['ess_per_grad_pred']:.3g}, theta "
               f"{row['ess_per_grad_theta']:.3g}; grads/draw {row['steps_per_draw_mean']:.4g}; "
               f"sample {row['sample_seconds']:.4g} s, wall {row['wall_seconds']:.4g} s", flush=True)
+        if not args.quick:  # partial results survive an interrupted run
+            add_ratios(rows)
+            common.write_json(args.name, result, None)
     add_ratios(rows)
     print_tables(rows)
-    result = {"benchmark": "mixing", "header": info,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "rows": rows, "process_peak_rss_bytes": common.process_peak_rss_bytes()}
+    result.update(complete=True, process_peak_rss_bytes=common.process_peak_rss_bytes())
     common.write_json(args.name, result, args.json)
     return result
 

@@ -303,7 +303,6 @@ def _cmd_report(args, argv) -> int:
         raise _UserError(f"{directory!r} is not a directory")
     if not CellStore(directory).finished():
         raise _UserError(f"no finished cells under {os.path.join(directory, 'cells')!r}")
-    _set_dtype(None)
     files = write_sweep_report(directory)
     print(f"report: {files['report_md']}")
     print(f"        {files['report_html']}")

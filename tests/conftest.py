@@ -15,6 +15,13 @@ import os
 # Must be set before SciPy's OpenBLAS is loaded, i.e. before the first JAX linear algebra.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# Tests compile many small programs and run each for milliseconds: XLA's LLVM
+# optimisations cost about a third of the CPU time of the suite and buy nothing here.
+# Both flags are long-standing XLA debug options; set before JAX starts its backend.
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+_flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join([_flags, *(f for f in _FAST_COMPILE if f.split("=")[0] not in _flags)]).strip()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

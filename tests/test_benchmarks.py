@@ -80,8 +80,10 @@ def test_grad_cost(results):
         for v in variants:
             assert close(r[f"s_{v}"], statistics.median(r[f"times_{v}"]))  # median of the timed calls
             assert r[f"compile_s_{v}"] > 0 and r[f"peak_rss_delta_bytes_{v}"] >= 0
+            assert close(r[f"s_min_{v}"], min(r[f"times_{v}"]))
             if v != "standard":
                 assert close(r[f"ratio_{v}"], r[f"s_{v}"] / r["s_standard"])
+                assert close(r[f"ratio_min_{v}"], r[f"s_min_{v}"] / r["s_min_standard"])
         if "s_paper_pxp" in r:
             assert close(r["speedup_auto_vs_paper"], r["s_paper_pxp"] / r["s_auto"])
             assert close(r["speedup_collapsed_vs_paper"], r["s_paper_pxp"] / r["s_collapsed"])

@@ -26,11 +26,9 @@ NOISE = 0.2
 CASES = {
     "mlp-w3-d1-relu-p4<n8": (reprior.MLP(3, depth=1, activation="relu"), 8, 1),
     "mlp-w6-d2-tanh-p7>n4": (reprior.MLP(6, depth=2, activation="tanh"), 4, 2),
-    "mlp-w4-d3-erf-p5=n5": (reprior.MLP(4, depth=3, activation="erf"), 5, 1),
-    "mlp-w2-d2-gelu-p3<n9": (reprior.MLP(2, depth=2, activation="gelu"), 9, 3),
+    "mlp-w4-d3-erf-p5=n5": (reprior.MLP(4, depth=3, activation="erf"), 5, 3),
     # ResNet(width=1, depth=8) on 4x4x1 images: p = 5 features, about 450 parameters.
-    "resnet-w1-d8-p5>n3": (reprior.ResNet(1, depth=8), 3, 2),
-    "resnet-w1-d8-p5<n7": (reprior.ResNet(1, depth=8), 7, 1),
+    "resnet-w1-d8-p5>n3": (reprior.ResNet(1, depth=8, activation="gelu"), 3, 2),
 }
 
 

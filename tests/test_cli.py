@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import pickle
 import re
 import subprocess
@@ -149,6 +148,7 @@ BAD_FLAGS = {
     "path for built-in data": (["sweep", "--dataset", "digits", "--data-path", "{tmp}", "--dry-run"], "path"),
     "unknown loader option": (["sweep", "--dataset", "synthetic", "--dataset-option", "colour=1", "--dry-run"],
                               "colour"),
+    "unknown sampler option": (["sweep", "--sampler-option", "max_depth=3", "--dry-run"], "max_depth"),
     "bad option syntax": (["sweep", "--sampler-option", "max_tree_depth"], "KEY=VALUE"),
     "too many points": (["sweep", "--dataset", "diabetes", "--n-train", "5000", "--dry-run"], "n_train"),
     "missing config": (["sweep", "--config", "{tmp}/nope.toml"], "does not exist"),
@@ -311,17 +311,16 @@ def test_sweep_resume_and_report(capsys, tmp_path):
     assert "4 already finished, 0 to run" in out
     assert {p: p.stat().st_mtime_ns for p in out_dir.glob("cells/*/*")} == mtimes
 
-    # a new width: only its cells run
-    code, out, _ = run(capsys, *argv[:4], "3", "5", "7", *argv[6:], "--no-report")
-    assert code == 0 and "4 already finished, 2 to run" in out
-    assert len(list((out_dir / "cells").glob("*/metrics.json"))) == 6
+    # a wider grid: only the new cells are to run
+    code, out, _ = run(capsys, *argv[:4], "3", "5", "7", *argv[6:], "--dry-run")
+    assert code == 0 and out.count(" finished ") == 4 and out.count(" todo ") == 2
 
     # reprior report DIR over all cells
     (out_dir / "summary.csv").unlink()
     code, out, _ = run(capsys, "report", out_dir)
     assert code == 0 and "summary.csv" in out
     with open(out_dir / "summary.csv", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 6
+        assert len(list(csv.DictReader(handle))) == 4
     assert "reprior sweep" in (out_dir / "report.md").read_text()  # the command is quoted
 
 
@@ -341,25 +340,40 @@ def test_presets_are_valid(capsys, tmp_path, preset):
     assert "cells in the grid" in out
 
 
-def _tutorial_commands() -> list[list[str]]:
+def _tutorial_steps() -> list[tuple[str, object]]:
+    """The tutorial's bash blocks, in order: ("file", (name, text)) for heredocs, ("reprior", argv)."""
     text = (DOCS / "tutorial_width_sweep.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    commands = []
-    for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
+    steps = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        lines = iter(block.replace("\\\n", " ").splitlines())
+        for line in lines:
             line = line.strip()
-            if line.startswith("reprior "):
-                commands.append(line.split()[1:])
-    return commands
+            heredoc = re.match(r"cat > (\S+) <<'EOF'$", line)
+            if heredoc:
+                body = []
+                for inner in lines:
+                    if inner.strip() == "EOF":
+                        break
+                    body.append(inner)
+                steps.append(("file", (heredoc.group(1), "\n".join(body) + "\n")))
+            elif line.startswith("reprior "):
+                steps.append(("reprior", line.split()[1:]))
+    return steps
 
 
-def test_tutorial_commands_parse(capsys, tmp_path):
-    commands = _tutorial_commands()
-    assert len(commands) >= 3
-    for argv in commands:
-        if argv[0] == "sweep":
-            code, _, err = run(capsys, *argv, "--dry-run", "--out", tmp_path / "out")
-            assert code == 0, (argv, err)
+def test_tutorial_commands_parse(capsys, tmp_path, monkeypatch):
+    """Every sweep of the tutorial plans (--dry-run) and loads its data."""
+    monkeypatch.chdir(tmp_path)
+    steps = _tutorial_steps()
+    assert sum(kind == "reprior" for kind, _ in steps) >= 6
+    for kind, step in steps:
+        if kind == "file":
+            Path(step[0]).write_text(step[1])
+        elif step[0] == "sweep":
+            code, _, err = run(capsys, *step, "--dry-run")
+            assert code == 0, (step, err)
+        elif step[0] == "datasets":
+            assert run(capsys, *step)[0] == 0
 
 
 @pytest.mark.slow
@@ -367,6 +381,11 @@ def test_tutorial_runs(capsys, tmp_path, monkeypatch):
     """Every command of the tutorial, in order, in a scratch directory."""
     pytest.importorskip("reprior.report")
     monkeypatch.chdir(tmp_path)
-    for argv in _tutorial_commands():
-        code, out, err = run(capsys, *argv)
-        assert code == 0, (argv, out, err)
+    for kind, step in _tutorial_steps():
+        if kind == "file":
+            Path(step[0]).write_text(step[1])
+            continue
+        code, out, err = run(capsys, *step)
+        assert code == 0, (step, out, err)
+    with open(tmp_path / "runs" / "tutorial" / "summary.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 16  # 4 widths x 2 parameterisations x 2 seeds

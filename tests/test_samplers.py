@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC
 
 import reprior
-import reprior.samplers as samplers
+import reprior.samplers  # noqa: F401  (registers the kernels)
 from reprior.kernels import get_kernel, kernel_names, make_kernel
 from reprior.samplers.pcn import pcnl_log_accept
 from reprior.samplers.underdamped import leapfrog

@@ -183,6 +183,9 @@ def merge(*layers: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bad(name: str, expected: str, received) -> ConfigError:
+    """The error for option ``name``, naming its flag where it has one."""
+    if name in ("name", "description"):
+        return ConfigError(f"{name}: expected {expected}, received {received!r}")
     flag = "--" + name.replace("_", "-").removesuffix("s" if name.endswith("_options") else "")
     return ConfigError(f"{name} ({flag}): expected {expected}, received {received!r}")
 
@@ -234,10 +237,12 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         A new dict: axes as lists, numbers as ``int``/``float``, ``depths``
         filled in per architecture (as ``{arch: [depths]}``).
     """
+    sampler_option_names = None
     if samplers is None:
-        from ..kernels import kernel_names
+        from ..kernels import get_kernel, kernel_names
 
         samplers = kernel_names()
+        sampler_option_names = {name: get_kernel(name).options for name in samplers}
     if datasets is None:
         from ..data import list_datasets
 
@@ -284,6 +289,13 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         target = float(target)
     out["target_accept"] = target
     out["sampler_options"] = _table("sampler_options", o["sampler_options"])
+    if sampler_option_names is not None:
+        given = set(out["sampler_options"]) | ({"target_accept_prob"} if target is not None else set())
+        for sampler in out["samplers"]:
+            unknown = sorted(given - set(sampler_option_names[sampler]))
+            if unknown:
+                raise _bad("sampler_options", f"settings of sampler {sampler!r} among "
+                           f"{', '.join(sampler_option_names[sampler])}", ", ".join(unknown))
     out["num_warmup"] = _int("num_warmup", o["num_warmup"], 0)
     out["num_samples"] = _int("num_samples", o["num_samples"], 1)
     out["num_chains"] = _int("num_chains", o["num_chains"], 1)

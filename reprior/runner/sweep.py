@@ -46,12 +46,13 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     report: dict | None = None
+    report_error: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.report_error else 0
 
 
 def plan(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None):
@@ -161,12 +162,25 @@ def _console():
 
 
 def _cell_progress(console, enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """A bar over cells: count, elapsed time, and an ETA from the mean time per finished cell."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class MeanEta(ProgressColumn):
+        def render(self, task):
+            if not task.completed or task.total is None or task.elapsed is None:
+                return Text("ETA -:--:--", style="progress.remaining")
+            seconds = int(task.elapsed / task.completed * max(task.total - task.completed, 0))
+            return Text(f"ETA {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}",
+                        style="progress.remaining")
 
     return Progress(TextColumn("[bold]cells[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                    disable=not enabled, transient=False)
+                    TimeElapsedColumn(), MeanEta(), console=console, disable=not enabled, transient=False)
+
+
+def _say(console, text: str, style: str | None = None) -> None:
+    """Print plain text (no markup, no highlighting, no wrapping: paths stay whole)."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _summary_line(metrics: dict, wall: float) -> str:
@@ -202,7 +216,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
         else:
             todo.append(cell)
     where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
-    console.print(f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
+    _say(console, f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
                   f"{len(result.skipped)} already finished, {len(todo)} to run; output in {store.root}")
 
     datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
@@ -218,21 +232,26 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                 progress.advance(task)
     except KeyboardInterrupt:
         result.interrupted = True
-        console.print(f"interrupted: {len(result.finished)} cells finished in this run "
+        _say(console, f"interrupted: {len(result.finished)} cells finished in this run "
                       f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all); "
                       "rerun the same command to resume")
         return result
     if result.failed:
-        console.print(f"{len(result.failed)} cells failed (tracebacks in {store.cells_dir}/<key>/error.txt): "
-                      + ", ".join(result.failed), style="red")
-    console.print(f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, "
+        _say(console, f"{len(result.failed)} cells failed (tracebacks in {store.cells_dir}/<key>/error.txt): "
+             + ", ".join(result.failed), style="red")
+    _say(console, f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, "
                   f"{len(result.failed)} failed")
     if report if report is not None else options["report"]:
-        result.report = write_sweep_report(store.root, command=command)
+        try:
+            result.report = write_sweep_report(store.root, command=command)
+        except Exception as err:  # the cells are safe; the report can be redone alone
+            result.report_error = f"{type(err).__name__}: {err}"
+            _say(console, f"the report failed ({result.report_error}); retry with: reprior report {store.root}",
+                 style="red")
         if result.report:
-            console.print(f"report: {result.report['report_md']}")
-            console.print(f"        {result.report['report_html']}")
-            console.print(f"        {result.report['summary_csv']}")
+            _say(console, f"report: {result.report['report_md']}")
+            _say(console, f"        {result.report['report_html']}")
+            _say(console, f"        {result.report['summary_csv']}")
     return result
 
 
@@ -246,12 +265,11 @@ def _run_one(cell, data, store, result, command, progress, quiet):
     except Exception as err:  # a failed cell is recorded and the sweep goes on
         store.fail(cell.key, traceback.format_exc())
         result.failed[cell.key] = f"{type(err).__name__}: {err}"
-        progress.console.print(f"[red]failed[/red] {cell.key} {cell.label()}: {type(err).__name__}: {err}")
+        _say(progress.console, f"failed {cell.key} {cell.label()}: {type(err).__name__}: {err}", style="red")
         return
     result.finished.append(cell.key)
     if not quiet:
-        progress.console.print(f"[green]done[/green] {cell.key} {cell.label()}: "
-                               f"{_summary_line(metrics, info['wall_seconds'])}")
+        _say(progress.console, f"done {cell.key} {cell.label()}: {_summary_line(metrics, info['wall_seconds'])}")
 
 
 # ---------------------------------------------------------------------------

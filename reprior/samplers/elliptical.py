@@ -97,7 +97,6 @@ class EllipticalSlice(MCMCKernel):
         _checks.nonnegative_int("num_warmup", num_warmup)
         if not is_prng_key(rng_key):  # one key per chain: NumPyro's vectorized chains
             return jax.vmap(lambda key, params: self.init(key, num_warmup, params))(rng_key, init_params)
-        z, unravel = ravel_pytree(init_params)
         potential = self.potential_fn(init_params)
         return EllipticalSliceState(i=jnp.zeros((), jnp.int32), z=init_params, potential_energy=potential,
                                     num_evals=jnp.zeros((), jnp.int32), diverging=jnp.zeros((), bool),

@@ -1,0 +1,160 @@
+"""Tests for reprior.models: the BNN posteriors as NumPyro programs.
+
+The potential energy NumPyro computes from each model must be exactly minus the
+log density of :class:`reprior.BNN` (standard, repriorised with ``phi_out``
+sampled, and repriorised with ``phi_out`` integrated out), so any NumPyro
+inference algorithm targets the same posterior as :func:`reprior.sample`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+from conftest import assert_tree_allclose, regression_data
+from numpyro import handlers
+from numpyro.infer.util import potential_energy
+
+import reprior
+from reprior import repriorise as rp
+from reprior.models import FeatureMarginal, flatten_params, unflatten_params
+
+NOISE = 0.25
+
+
+def problem(width=5, depth=2, n=6, k=2, seed=0):
+    bnn = reprior.BNN(reprior.MLP(width, depth=depth, activation="tanh"), noise_std=NOISE)
+    x, y = regression_data(n, 3, k, seed=seed)
+    params = jax.jit(bnn.init, static_argnums=2)(jax.random.key(seed), jnp.asarray(x), k)
+    return bnn, jnp.asarray(x), jnp.asarray(y), params
+
+
+def reprior_sites(params):
+    """Sites of the repriorised model: hidden as is, readout under ``*_reprior`` names."""
+    sites = flatten_params({"hidden": params["hidden"]})
+    sites.update({f"{name}_reprior": v for name, v in flatten_params({"readout": params["readout"]}).items()})
+    return sites
+
+
+def potential(bnn, x, y, sites, **kwargs):
+    return potential_energy(reprior.bnn_model, (bnn, x, y), kwargs, sites)
+
+
+def test_site_names_follow_the_parameter_pytree():
+    bnn, x, y, params = problem(depth=2)
+    assert list(flatten_params(params)) == [
+        "hidden_0_W", "hidden_0_b", "hidden_1_W", "hidden_1_b", "readout_W", "readout_b"]
+    assert_tree_allclose(unflatten_params(flatten_params(params), params), params, rtol=0)
+
+    with handlers.seed(rng_seed=0):
+        trace = handlers.trace(reprior.bnn_model).get_trace(bnn, x, y, parameterisation="standard")
+    latent = [name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]]
+    assert latent == ["hidden_0_W", "hidden_0_b", "hidden_1_W", "hidden_1_b", "readout_W", "readout_b"]
+    assert trace["y"]["is_observed"]
+    for name, value in flatten_params(params).items():
+        assert trace[name]["value"].shape == value.shape
+
+    with handlers.seed(rng_seed=0):
+        trace = handlers.trace(reprior.bnn_model).get_trace(bnn, x, y, parameterisation="reprior")
+    latent = [name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]]
+    assert latent == ["hidden_0_W", "hidden_0_b", "hidden_1_W", "hidden_1_b", "readout_W_reprior", "readout_b_reprior"]
+    assert trace["readout_W"]["type"] == trace["readout_b"]["type"] == "deterministic"
+
+    with handlers.seed(rng_seed=0):
+        trace = handlers.trace(reprior.bnn_model).get_trace(bnn, x, y, parameterisation="reprior", readout="exact")
+    latent = [name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]]
+    assert latent == ["hidden_0_W", "hidden_0_b", "hidden_1_W", "hidden_1_b"]
+    assert "readout_W" not in trace
+
+
+@pytest.mark.parametrize("width, n", [(5, 6), (3, 9)], ids=["dual", "primal"])
+def test_potential_energy_is_minus_the_log_density(width, n):
+    with jax.enable_x64(True):
+        bnn, x, y, params = problem(width=width, n=n)
+
+        @jax.jit
+        def energies(params):
+            sites = flatten_params(params)
+            return {
+                "standard": (potential(bnn, x, y, sites, parameterisation="standard"),
+                             -bnn.log_density(params, x, y, "standard")),
+                "reprior-sampled": (potential(bnn, x, y, reprior_sites(params), parameterisation="reprior"),
+                                    -bnn.log_density(params, x, y, "reprior")),
+                "reprior-exact": (potential(bnn, x, y, flatten_params({"hidden": params["hidden"]}),
+                                            parameterisation="reprior", readout="exact"),
+                                  -bnn.collapsed_log_density(params["hidden"], x, y)),
+            }
+
+        for name, (energy, expected) in energies(params).items():
+            np.testing.assert_allclose(float(energy), float(expected), rtol=1e-10, err_msg=name)
+        # The readout is not a constant of the repriorised density: moving phi_out changes it by log N.
+        moved = {**params, "readout": jax.tree_util.tree_map(lambda a: a + 1.0, params["readout"])}
+        delta = energies(moved)["reprior-sampled"][0] - energies(params)["reprior-sampled"][0]
+        expected = rp.log_standard_normal(params["readout"]) - rp.log_standard_normal(moved["readout"])
+        np.testing.assert_allclose(float(delta), float(expected), rtol=1e-9)
+
+
+def test_deterministic_readout_sites_are_theta():
+    with jax.enable_x64(True):
+        bnn, x, y, params = problem()
+        model = handlers.substitute(reprior.bnn_model, data=reprior_sites(params))
+        trace = handlers.trace(model).get_trace(bnn, x, y, parameterisation="reprior")
+        theta = bnn.to_theta(params, x, y)
+        np.testing.assert_allclose(trace["readout_W"]["value"], theta["readout"]["W"], rtol=1e-12)
+        np.testing.assert_allclose(trace["readout_b"]["value"], theta["readout"]["b"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("parameterisation", ["standard", "reprior"])
+def test_prior_predictive_draws_targets(parameterisation):
+    bnn, x, _, _ = problem(k=3)
+    with handlers.seed(rng_seed=1):
+        trace = handlers.trace(reprior.bnn_model).get_trace(bnn, x, None, out_dim=3,
+                                                            parameterisation=parameterisation)
+    assert trace["y"]["value"].shape == (6, 3)
+    assert not trace["y"]["is_observed"]
+    assert np.all(np.isfinite(trace["y"]["value"]))
+
+
+def test_feature_marginal_sample_and_log_prob():
+    """Columns of Y are i.i.d. N(0, psi psi^T + s^2 I): log_prob and the covariance of draws."""
+    rng = np.random.default_rng(0)
+    psi = jnp.asarray(rng.standard_normal((4, 3)))
+    marginal = FeatureMarginal(psi, NOISE, 2)
+    assert marginal.event_shape == (4, 2) and marginal.batch_shape == ()
+    num = 20_000
+    with jax.enable_x64(True):
+        draws = np.asarray(marginal.sample(jax.random.key(0), (num,)))
+        value = jnp.asarray(rng.standard_normal((4, 2)))
+        np.testing.assert_allclose(marginal.log_prob(value), rp.log_marginal_likelihood(psi, value, NOISE),
+                                   rtol=1e-12)
+    assert draws.shape == (num, 4, 2)
+    cov = np.asarray(psi @ psi.T) + NOISE**2 * np.eye(4)
+    cols = draws.transpose(0, 2, 1).reshape(-1, 4)  # 2 num i.i.d. columns
+    emp = cols.T @ cols / len(cols)
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / len(cols))
+    assert (np.abs(emp - cov) / se).max() < 5
+
+
+def test_numpyro_inference_runs_on_the_model():
+    """Any NumPyro algorithm runs on the model: a few iterations of NUTS on the collapsed model."""
+    bnn, x, y, _ = problem(width=3, depth=1, n=5, k=1)
+    mcmc = numpyro.infer.MCMC(numpyro.infer.NUTS(reprior.bnn_model, max_tree_depth=3),
+                              num_warmup=5, num_samples=5, progress_bar=False)
+    mcmc.run(jax.random.key(0), bnn, x, y, parameterisation="reprior", readout="exact")
+    samples = mcmc.get_samples()
+    assert set(samples) == {"hidden_0_W", "hidden_0_b"}
+    assert samples["hidden_0_W"].shape == (5, 3, 3)
+
+
+def test_model_validation():
+    bnn, x, y, _ = problem()
+    with pytest.raises(ValueError, match=r"`out_dim`: expected the number of outputs when `y` is None"):
+        handlers.seed(reprior.bnn_model, 0)(bnn, x, None)
+    with pytest.raises(ValueError, match=r"`readout`: expected one of 'sampled', 'exact', received 'gibbs'"):
+        reprior.bnn_model(bnn, x, y, readout="gibbs")
+    with pytest.raises(ValueError, match=r"`parameterisation`: expected one of .* received 'ntk'"):
+        reprior.bnn_model(bnn, x, y, parameterisation="ntk")
+    with pytest.raises(ValueError, match=r"`y`: expected 6 rows to match `x`"):
+        reprior.bnn_model(bnn, x, y[:4])
