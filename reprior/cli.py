@@ -326,7 +326,10 @@ def _cmd_datasets(args, argv) -> int:
         sizes = " / ".join("all" if n is None else str(n) for n in (entry["default_n_train"], entry["default_n_test"]))
         options = ", ".join(f"{k}={v!r}" for k, v in entry["options"].items()) or "-"
         table.add_row(entry["name"], source, inputs, sizes, options, entry["description"])
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a file or a pipe: do not wrap at 80 columns
+        console = Console(highlight=False, width=160)
+    console.print(table)
     return 0
 
 

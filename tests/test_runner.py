@@ -256,6 +256,20 @@ def test_store_trusts_only_whole_matching_records(tmp_path):
     assert not store.is_finished(key, settings)
 
 
+def test_keep_auto_bounds_the_stored_draws():
+    from reprior.runner.sweep import KEEP_BUDGET_BYTES, build_bnn, resolve_keep
+
+    def keep(width, **extra):
+        (cell,) = _cells(widths=[width], parameterisations=["reprior"], **{"num_samples": 150, **extra})
+        return resolve_keep(cell.settings, build_bnn(cell.settings), (128, 64), 10)
+
+    assert keep(64) == "all"  # ~5k parameters
+    assert keep(1024) == "readout"  # 77k parameters: 90 MB of draws; the readout's 20k: 25 MB
+    assert keep(1024, num_samples=2000) == "none"
+    assert keep(1024, keep="all") == "all"  # an explicit choice is kept
+    assert KEEP_BUDGET_BYTES == 64 * 2**20
+
+
 # ---------------------------------------------------------------------------
 # Resume after Ctrl-C and kill -9 (a real sweep process)
 # ---------------------------------------------------------------------------
