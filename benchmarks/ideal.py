@@ -122,6 +122,8 @@ def main(argv=None):
     p.add_argument("--max-tree-depth", type=int, default=10)
     p.add_argument("--mixing-json", type=Path, default=None,
                    help="mixing results to compare with (default: benchmarks/results/mixing.json if present)")
+    p.add_argument("--rows-from", type=Path, default=None,
+                   help="reuse the N(0, I) runs of this earlier ideal JSON (only redo the comparison)")
     p.add_argument("--name", default="ideal", help="results file name")
     args = p.parse_args(argv)
     if args.quick:
@@ -135,8 +137,8 @@ def main(argv=None):
 
     info = common.header()
     common.print_header(info, "ideal: NUTS on an exact N(0, I) target of each width's dimension")
-    rows = []
-    for width in args.widths:
+    rows = [] if args.rows_from is None else json.loads(Path(args.rows_from).read_text())["rows"]
+    for width in args.widths if args.rows_from is None else []:
         dims = dimensions(width)
         for kind in args.kinds:
             row = {"width": width, "kind": kind, **run_ideal(dims[kind], args)}

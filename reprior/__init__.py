@@ -11,6 +11,7 @@ from .blas import blas_threads  # noqa: E402
 from .bnn import BNN  # noqa: E402
 from .models import bnn_model  # noqa: E402
 from .sampling import sample  # noqa: E402
+from . import samplers  # noqa: E402,F401  (registers the Gaussian-reference kernels)
 
 try:  # the ResNet lives in its own module
     from .architectures import ResNet  # noqa: F401

@@ -231,3 +231,34 @@ def plot_rank(idata, path, *, num: int = 2, projection_seed: int = 0, title: str
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_sbc_ranks(names, counts, rejected, p_values, path, *, title: str = "") -> Path:
+    """Rank histograms of simulation-based calibration, one panel per summary.
+
+    The grey band holds 99% of bin counts under uniformity (Binomial(N, 1/B)
+    quantiles, Talts et al. 2018); rejected summaries are drawn in red.
+    """
+    from scipy import stats as sps
+
+    counts = np.asarray(counts)
+    num_bins = counts.shape[1]
+    total = int(counts[0].sum())
+    low, high = sps.binom.ppf([0.005, 0.995], total, 1 / num_bins)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= len(names):
+            ax.set_visible(False)
+            continue
+        ax.axhspan(low, high, color="0.85", zorder=0)
+        ax.axhline(total / num_bins, color="0.4", lw=0.8, zorder=1)
+        ax.bar(np.arange(num_bins), counts[j], width=0.9, color="tab:red" if rejected[j] else "tab:blue", zorder=2)
+        ax.set_title(f"{names[j]}  (p = {p_values[j]:.2g})", fontsize=9)
+        ax.set_xticks([0, num_bins - 1], ["low", "high"])
+        ax.tick_params(labelsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

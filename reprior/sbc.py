@@ -399,34 +399,14 @@ def plot_ranks(result: SBCResult, path, *, title: str | None = None) -> None:
     One panel per summary, with the expected count and the band that holds
     99% of bins under uniformity (Binomial(N, 1/B) quantiles, as in Talts et al.).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plots import plot_sbc_ranks  # matplotlib stays inside reprior.plots
 
-    names, counts = result.summary_names, result.counts
-    num_bins = counts.shape[1]
-    total = int(counts[0].sum())
-    low, high = sps.binom.ppf([0.005, 0.995], total, 1 / num_bins)
-    cols = min(4, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), constrained_layout=True)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= len(names):
-            ax.set_visible(False)
-            continue
-        ax.axhspan(low, high, color="0.85", zorder=0)
-        ax.axhline(total / num_bins, color="0.4", lw=0.8, zorder=1)
-        color = "tab:red" if result.rejected[j] else "tab:blue"
-        ax.bar(np.arange(num_bins), counts[j], width=0.9, color=color, zorder=2)
-        ax.set_title(f"{names[j]}  (p = {result.p_values[j]:.2g})", fontsize=9)
-        ax.set_xticks([0, num_bins - 1], ["low", "high"])
-        ax.tick_params(labelsize=8)
     s = result.settings
-    fig.suptitle(title or (f"SBC ranks: {s['sampler']}, {s['parameterisation']}"
-                           f"{' (' + s['readout'] + ' readout)' if s['parameterisation'] == 'reprior' else ''}, "
-                           f"N = {total}, L = {s['num_draws']}"), fontsize=10)
-    fig.savefig(path, dpi=110)
+    total = int(result.counts[0].sum())
+    title = title or (f"SBC ranks: {s['sampler']}, {s['parameterisation']}"
+                      f"{' (' + s['readout'] + ' readout)' if s['parameterisation'] == 'reprior' else ''}, "
+                      f"N = {total}, L = {s['num_draws']}")
+    plot_sbc_ranks(result.summary_names, result.counts, result.rejected, result.p_values, path, title=title)
 
 
 # -- command line -------------------------------------------------------------------------------
