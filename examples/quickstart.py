@@ -33,8 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-warmup", type=int, default=100, help="warm-up iterations per chain (default 100)")
     parser.add_argument("--num-samples", type=int, default=100, help="draws per chain (default 100)")
     parser.add_argument("--num-chains", type=int, default=2, help="chains (default 2)")
-    parser.add_argument("--max-tree-depth", type=int, default=6,
-                        help="NUTS tree depth cap, at most 2**depth - 1 gradients per draw (default 6)")
+    parser.add_argument("--max-tree-depth", type=int, default=5,
+                        help="NUTS tree depth cap, at most 2**depth - 1 gradients per draw (default 5)")
     parser.add_argument("--readout", choices=("exact", "sampled"), default="exact",
                         help="repriorised readout: drawn exactly or sampled jointly (default exact)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
