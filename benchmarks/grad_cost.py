@@ -44,6 +44,7 @@ import common  # noqa: E402
 VARIANTS = ("standard", "primal", "dual", "auto", "collapsed", "paper_pxp")
 PROFILE_VARIANTS = ("features", "marglik_dual", "marglik_primal", "chol_pxp")
 REPRIOR_VARIANTS = ("primal", "dual", "auto", "paper_pxp")
+PXP_VARIANTS = ("primal", "paper_pxp", "marglik_primal", "chol_pxp")
 
 
 def paper_log_density(bnn, params, x, y):
@@ -248,6 +249,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per configuration")
     p.add_argument("--max-seconds", type=float, default=20.0, help="timing budget per variant and configuration")
     p.add_argument("--skip", nargs="*", default=[], help="configurations to skip, as arch:width:depth:n")
+    p.add_argument("--pxp-max-width", type=int, default=None,
+                   help="skip the p x p variants (primal, paper_pxp, marglik_primal, chol_pxp) above this width")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--name", default="grad_cost", help="results file name")
     args = p.parse_args(argv)
@@ -266,6 +269,8 @@ def main(argv=None):
     rows = []
     for arch, width, depth, n in configurations(args):
         variants = args.resnet_variants if arch == "resnet" else args.variants
+        if args.pxp_max_width is not None and width > args.pxp_max_width:
+            variants = [v for v in variants if v not in PXP_VARIANTS]
         row = measure_config(arch, width, depth, n, noise_std=args.noise_std, seed=args.seed, dtype=args.dtype,
                              variants=variants, rounds=args.rounds, max_seconds=args.max_seconds)
         rows.append(row)

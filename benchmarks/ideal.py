@@ -125,6 +125,8 @@ def main(argv=None):
     p.add_argument("--rows-from", type=Path, default=None,
                    help="reuse the N(0, I) runs of this earlier ideal JSON (only redo the comparison)")
     p.add_argument("--name", default="ideal", help="results file name")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs of benchmarks/results/<name>.json and run only the missing ones")
     args = p.parse_args(argv)
     if args.quick:
         args.widths, args.num_chains, args.num_warmup, args.num_samples, args.max_tree_depth = [16], 2, 15, 15, 5
@@ -138,13 +140,20 @@ def main(argv=None):
     info = common.header()
     common.print_header(info, "ideal: NUTS on an exact N(0, I) target of each width's dimension")
     rows = [] if args.rows_from is None else json.loads(Path(args.rows_from).read_text())["rows"]
+    path = common.RESULTS_DIR / f"{args.name}.json"
+    if args.resume and args.rows_from is None and path.exists():
+        rows = json.loads(path.read_text())["rows"]
+    done = {(r["width"], r["kind"]) for r in rows}
     for width in args.widths if args.rows_from is None else []:
         dims = dimensions(width)
-        for kind in args.kinds:
+        for kind in [k for k in args.kinds if (width, k) not in done]:
             row = {"width": width, "kind": kind, **run_ideal(dims[kind], args)}
             rows.append(row)
             print(f"width {width} {kind} (d = {row['dim']}): ESS/grad {row['ess_per_grad_proj']:.3g}, "
                   f"grads/draw {row['steps_per_draw_mean']:.4g}, wall {row['wall_seconds']:.3g} s", flush=True)
+            if not args.quick:  # partial results survive an interrupted run
+                common.write_json(args.name, {"benchmark": "ideal", "header": info, "rows": rows,
+                                              "complete": False}, None)
     print("\n## NUTS on N(0, I_d)\n")
     print(common.table(rows, [
         ("width", "width", ""), ("kind", "kind", ""), ("dim", "d", ""), ("accept_prob_mean", "accept", ".2f"),

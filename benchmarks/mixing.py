@@ -19,6 +19,7 @@ two ratios (target >= 0.7: the repriorisation must not eat its own gain).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,8 @@ def main(argv=None):
     p.add_argument("--target-accept", type=float, default=0.8)
     p.add_argument("--max-tree-depth", type=int, default=10)
     p.add_argument("--name", default="mixing", help="results file name")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the cells of benchmarks/results/<name>.json and run only the missing ones")
     args = p.parse_args(argv)
     if args.quick:
         args.widths, args.reprior_widths, args.n, args.n_test = [16], [], 24, 8
@@ -120,10 +123,18 @@ def main(argv=None):
     data = load_dataset("digits", n_train=args.n, n_test=args.n_test, seed=args.seed, flatten=True)
     cells = [(w, s) for w in args.widths for s in args.settings]
     cells += [(w, s) for w in args.reprior_widths for s in args.reprior_settings]
-    rows = []
+    rows, earlier = [], []
+    path = common.RESULTS_DIR / f"{args.name}.json"
+    if args.resume and path.exists():
+        previous = json.loads(path.read_text())
+        rows = previous["rows"]
+        earlier = previous.get("earlier_runs", []) + [{"header": previous["header"], "settings": previous["settings"]}]
+        done = {(r["width"], r["setting"]) for r in rows}
+        cells = [c for c in cells if c not in done]
+        print(f"resuming {path}: {len(rows)} cells kept, {len(cells)} to run")
     result = {"benchmark": "mixing", "header": info,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "rows": rows, "complete": False}
+              "earlier_runs": earlier, "rows": rows, "complete": False}
     for width, setting in cells:
         row, _ = run_cell(width, setting, data, args)
         rows.append(row)

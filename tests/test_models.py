@@ -11,7 +11,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 import pytest
 from conftest import assert_tree_allclose, regression_data
 from numpyro import handlers
@@ -135,17 +134,6 @@ def test_feature_marginal_sample_and_log_prob():
     emp = cols.T @ cols / len(cols)
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / len(cols))
     assert (np.abs(emp - cov) / se).max() < 5
-
-
-def test_numpyro_inference_runs_on_the_model():
-    """Any NumPyro algorithm runs on the model: a few iterations of NUTS on the collapsed model."""
-    bnn, x, y, _ = problem(width=3, depth=1, n=5, k=1)
-    mcmc = numpyro.infer.MCMC(numpyro.infer.NUTS(reprior.bnn_model, max_tree_depth=3),
-                              num_warmup=5, num_samples=5, progress_bar=False)
-    mcmc.run(jax.random.key(0), bnn, x, y, parameterisation="reprior", readout="exact")
-    samples = mcmc.get_samples()
-    assert set(samples) == {"hidden_0_W", "hidden_0_b"}
-    assert samples["hidden_0_W"].shape == (5, 3, 3)
 
 
 def test_model_validation():

@@ -40,7 +40,7 @@ WIDTH, NOISE, N_TRAIN = 16, 0.2, 20
 X_TEST = np.array([[0.0, 0.0], [1.5, -1.0], [-3.0, 2.0]])  # the last one outside the data
 BNN = reprior.BNN(reprior.MLP(WIDTH), noise_std=NOISE)
 
-LONG = dict(num_warmup=300, num_samples=500, num_chains=4)
+LONG = dict(num_warmup=200, num_samples=400, num_chains=4)
 SHORT = dict(num_warmup=20, num_samples=15, num_chains=2)
 HMC_STEPS = 5
 
@@ -178,7 +178,7 @@ def test_projections_and_readout_are_consistent(name):
 
 
 def test_exact_readout_draws_are_standard_normal():
-    """With readout="exact", phi_out is drawn i.i.d. N(0, 1): moments over 2000 x 17 exact draws."""
+    """With readout="exact", phi_out is drawn i.i.d. N(0, 1): moments over 1600 x 17 exact draws."""
     phi = idata_var("exact-nuts-seq", "posterior", "readout_W_reprior")
     phi = np.concatenate([phi.reshape(-1), idata_var("exact-nuts-seq", "posterior", "readout_b_reprior").ravel()])
     num = phi.size

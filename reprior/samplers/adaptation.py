@@ -17,7 +17,9 @@ Two pieces, both pure and jit-able:
       \\qquad \\log\\epsilon_t = \\mu - \\frac{\\sqrt t}{\\gamma}\\,\\bar g_t,
       \\qquad \\log\\bar\\epsilon_t = t^{-\\kappa}\\log\\epsilon_t + (1 - t^{-\\kappa})\\log\\bar\\epsilon_{t-1},
 
-  and after warm-up the step size is frozen at :math:`\\bar\\epsilon`.
+  and after warm-up the step size is frozen at :math:`\\bar\\epsilon`.  With
+  ``block_size > 1`` the step size is held for a block of iterations and
+  :math:`\\alpha_t` is the block's mean acceptance (underdamped HMC uses 10).
 
 Step sizes may be capped (``max_step_size``): the pCN family's step is a
 fraction :math:`b \\in (0, 1]`.
