@@ -17,16 +17,22 @@ points    ``f_test`` at the first ``num_pred_points`` test points, every output
 ESS is ArviZ's rank-normalised bulk and tail ESS over all chains (Vehtari et
 al. 2021), and R-hat ArviZ's rank-normalised split R-hat.  Cost-normalised
 figures divide the *median* bulk ESS of a group by the number of draws, by the
-number of gradient evaluations of the sampling phase, and by the sampling
-wall-clock seconds (compilation and warm-up excluded):
+number of gradient evaluations of the sampling phase, by the number of
+log-density evaluations of the sampling phase, and by the sampling wall-clock
+seconds (compilation and warm-up excluded):
 
 .. math::
 
     \\mathrm{ESS/draw} = \\frac{\\widehat{\\mathrm{ESS}}}{C S}, \\qquad
     \\mathrm{ESS/grad} = \\frac{\\widehat{\\mathrm{ESS}}}{N_\\nabla}, \\qquad
+    \\mathrm{ESS/eval} = \\frac{\\widehat{\\mathrm{ESS}}}{N_p}, \\qquad
     \\mathrm{ESS/s} = \\frac{\\widehat{\\mathrm{ESS}}}{T_\\mathrm{sample}},
 
-with ``C`` chains of ``S`` recorded draws.  Everything works on NumPy arrays
+with ``C`` chains of ``S`` recorded draws.  A gradient evaluation also
+evaluates the density and counts in :math:`N_p`, so ``ESS/eval`` equals
+``ESS/grad`` for the gradient-based kernels (NUTS, HMC, underdamped HMC, pCNL)
+and is the figure to compare a gradient-free kernel (pCN, elliptical slice
+sampling) by, whose ``ESS/grad`` is undefined (NaN: no gradients).  Everything works on NumPy arrays
 taken out of the :class:`arviz.InferenceData` that :func:`reprior.sample`
 returns; a group that the run lacks gives NaN entries, never an error.
 """
@@ -46,10 +52,12 @@ from .projections import projection_matrix
 GROUPS = ("theta", "phi", "pred", "points")
 #: Per-group metric names, ``{g}`` standing for the group (``ess_bulk_pred_median``, ``ess_per_grad_pred``).
 GROUP_METRICS = ("ess_bulk_{g}_median", "ess_bulk_{g}_min", "ess_tail_{g}_median", "ess_tail_{g}_min",
-                 "rhat_{g}_max", "ess_per_draw_{g}", "ess_per_grad_{g}", "ess_per_second_{g}")
+                 "rhat_{g}_max", "ess_per_draw_{g}", "ess_per_grad_{g}", "ess_per_second_{g}",
+                 "ess_per_eval_{g}")
 #: Run-level metrics (not per group).
 RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "grad_evals", "grad_evals_total", "sample_seconds",
-               "warmup_seconds", "compile_seconds", "steps_per_draw", "num_draws", "test_rmse", "test_log_lik")
+               "warmup_seconds", "compile_seconds", "steps_per_draw", "num_draws", "test_rmse", "test_log_lik",
+               "logdensity_evals")
 
 
 def metric_names() -> list[str]:
@@ -122,7 +130,8 @@ def _ratio(numerator: float, denominator) -> float:
     return float(numerator) / float(denominator)
 
 
-def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sample_seconds=None) -> dict:
+def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sample_seconds=None,
+                  logdensity_evals=None) -> dict:
     """The :data:`GROUP_METRICS` of one group from its ``(chain, draw, k)`` series (NaN if None).
 
     ``rhat_{group}_max`` is the maximum over the finite R-hats; a series with
@@ -140,6 +149,7 @@ def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sam
     return dict(zip(keys, [
         median, _reduce(np.min, bulk), _reduce(np.median, tail), _reduce(np.min, tail), _reduce(np.max, rhat),
         _ratio(median, num_draws), _ratio(median, grad_evals), _ratio(median, sample_seconds),
+        _ratio(median, logdensity_evals),
     ], strict=True))
 
 
@@ -161,6 +171,19 @@ def _sampling_grad_evals(idata) -> float:
         if stat is not None:
             return float(np.sum(stat))
     return math.nan
+
+
+def _sampling_logdensity_evals(idata) -> float:
+    """Log-density evaluations of the sampling phase (gradient evaluations included): the
+    attrs, else the sample stats' sums, else the gradient evaluations (NUTS and HMC evaluate
+    the density exactly where they evaluate the gradient)."""
+    value = _attr(idata, "logdensity_evals_sampling", None)
+    if value is not None:
+        return float(value)
+    stat = _variable(idata, "sample_stats", "num_logdensity_evals")
+    if stat is not None:
+        return float(np.sum(stat))
+    return _sampling_grad_evals(idata)
 
 
 def _as_int(value):
@@ -187,6 +210,7 @@ def run_metrics(idata) -> dict:
         "divergences": math.nan if diverging is None else int(np.sum(diverging)),
         "grad_evals": _as_int(grads),
         "grad_evals_total": _as_int(_attr(idata, "grad_evals")),
+        "logdensity_evals": _as_int(_sampling_logdensity_evals(idata)),
         "sample_seconds": float(_attr(idata, "sample_seconds")),
         "warmup_seconds": float(_attr(idata, "warmup_seconds")),
         "compile_seconds": float(_attr(idata, "compile_seconds")),
@@ -314,11 +338,13 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
         ``ess_bulk_G_min``, ``ess_tail_G_median``, ``ess_tail_G_min``,
         ``rhat_G_max``, ``ess_per_draw_G`` (median bulk ESS / draws),
         ``ess_per_grad_G`` (median bulk ESS / sampling-phase gradient
-        evaluations) and ``ess_per_second_G`` (median bulk ESS / sampling
-        seconds); then ``rhat_max`` (over all groups), ``accept_mean``,
+        evaluations), ``ess_per_second_G`` (median bulk ESS / sampling
+        seconds) and ``ess_per_eval_G`` (median bulk ESS / sampling-phase
+        log-density evaluations, gradient evaluations included); then ``rhat_max`` (over all groups), ``accept_mean``,
         ``divergences``, ``grad_evals`` (sampling phase), ``grad_evals_total``,
         ``sample_seconds``, ``warmup_seconds``, ``compile_seconds``,
-        ``steps_per_draw``, ``num_draws``, ``test_rmse`` and ``test_log_lik``.
+        ``steps_per_draw``, ``num_draws``, ``test_rmse``, ``test_log_lik`` and
+        ``logdensity_evals`` (sampling phase).
         Missing groups and unrecorded figures are NaN.
     """
     _checks.nonnegative_int("num_pred_points", num_pred_points)
@@ -330,10 +356,11 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
     out: dict[str, float | int] = {}
     for group in GROUPS:
         out.update(group_metrics(series[group], group, grad_evals=run["grad_evals"],
-                                 sample_seconds=run["sample_seconds"]))
+                                 sample_seconds=run["sample_seconds"], logdensity_evals=run["logdensity_evals"]))
     out["rhat_max"] = _reduce(np.max, [out[f"rhat_{g}_max"] for g in GROUPS])
-    out.update(run)
+    out.update({k: v for k, v in run.items() if k != "logdensity_evals"})
     out.update(predictive_metrics(idata, y_test))
+    out["logdensity_evals"] = run["logdensity_evals"]  # last: added after the other columns
     return out
 
 
@@ -415,5 +442,40 @@ def ratio_to_baseline(averaged: list[dict], metrics) -> list[dict]:
         ref = base.get((comparison_key(entry), entry["width"]))
         for metric in metrics:
             entry[f"ratio_{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
+        out.append(entry)
+    return out
+
+
+#: The settings that fix the *target* (network, data, noise): cells that agree on them sample the
+#: same posterior, whatever the sampler and chain lengths, and are compared across samplers.
+TARGET_KEYS = tuple(k for k in COMPARISON_KEYS if k not in ("sampler", "num_chains", "num_warmup", "num_samples"))
+#: The (parameterisation, sampler) that :func:`ratio_to_reference` divides by.
+REFERENCE = ("standard", "nuts")
+
+
+def target_key(row: dict) -> tuple:
+    """The values of :data:`TARGET_KEYS` in ``row`` (None where absent)."""
+    return tuple(row.get(k) for k in TARGET_KEYS)
+
+
+def ratio_to_reference(averaged: list[dict], metrics, reference: tuple[str, str] = REFERENCE) -> list[dict]:
+    """Add ``vs_reference_<metric>`` to each entry of :func:`average_over_seeds`: its value over
+    that of the ``reference`` (parameterisation, sampler) cell of the same target and width.
+
+    This compares *samplers*: a repriorised elliptical-slice run against standard NUTS on
+    the same network and data, whatever their chain lengths.  With several reference
+    entries at a target and width (different chain settings) the first is used.  NaN where
+    there is none.  Returns new dicts.
+    """
+    base: dict[tuple, dict] = {}
+    for entry in averaged:
+        if (entry.get("parameterisation"), entry.get("sampler")) == tuple(reference):
+            base.setdefault((target_key(entry), entry["width"]), entry)
+    out = []
+    for entry in averaged:
+        entry = dict(entry)
+        ref = base.get((target_key(entry), entry["width"]))
+        for metric in metrics:
+            entry[f"vs_reference_{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
         out.append(entry)
     return out

@@ -46,6 +46,18 @@ TABLE_COLUMNS = [
     ("ratio_ess_per_second_pred", "ratio/s"),
 ]
 _TABLE_METRICS = [key for key, _ in TABLE_COLUMNS[3:13]]
+#: The figures compared across samplers, against standard NUTS (:data:`reprior.diagnostics.REFERENCE`).
+SAMPLER_RATIO_METRICS = ("ess_per_eval_pred", "ess_per_second_pred")
+#: Columns of the samplers table: (row key, header).
+SAMPLER_COLUMNS = [
+    ("width", "width"), ("parameterisation", "parameterisation"), ("sampler", "sampler"), ("num_seeds", "seeds"),
+    ("num_draws", "draws"), ("evals_per_draw", "evals/draw"), ("ess_bulk_pred_median", "ESS pred (median)"),
+    ("ess_per_eval_pred", "ESS/eval"), ("ess_per_second_pred", "ESS/s"), ("rhat_max", "R-hat max"),
+    ("accept_mean", "accept"), ("vs_reference_ess_per_eval_pred", "vs std NUTS /eval"),
+    ("vs_reference_ess_per_second_pred", "vs std NUTS /s"),
+]
+_SAMPLER_METRICS = ["num_draws", "logdensity_evals", "ess_bulk_pred_median", "ess_per_eval_pred",
+                    "ess_per_second_pred", "rhat_max", "accept_mean"]
 
 
 # -- summary.csv -----------------------------------------------------------------------
@@ -124,6 +136,43 @@ def comparison_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
                 entry[f"ratio_{metric}"] = None  # shown as "-": the baseline itself
         groups.setdefault(dg.comparison_key(entry), []).append(entry)
     return list(groups.items())
+
+
+def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """Per target (:data:`reprior.diagnostics.TARGET_KEYS`) run by more than one sampler: one
+    entry per (width, parameterisation, sampler, chain settings), averaged over seeds, with
+    ``evals_per_draw`` and the ratios ``vs_reference_*`` to standard NUTS at the same width."""
+    averaged = dg.average_over_seeds(rows, _SAMPLER_METRICS)
+    averaged = dg.ratio_to_reference(averaged, SAMPLER_RATIO_METRICS)
+    targets: dict[tuple, list[dict]] = {}
+    for entry in averaged:
+        draws = entry["num_draws"]
+        entry["evals_per_draw"] = entry["logdensity_evals"] / draws if draws and math.isfinite(draws) else math.nan
+        targets.setdefault(dg.target_key(entry), []).append(entry)
+    out = []
+    for key, entries in targets.items():
+        if len({e["sampler"] for e in entries}) > 1:
+            entries.sort(key=lambda e: (dg.as_number(e["width"]), (e["parameterisation"], e["sampler"]) != dg.REFERENCE,
+                                        str(e["parameterisation"]), str(e["sampler"])))
+            out.append((key, entries))
+    return out
+
+
+def _sampler_headline(entries: list[dict]) -> str:
+    """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s ratio."""
+    sentences = []
+    for width in dict.fromkeys(e["width"] for e in entries):
+        others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != dg.REFERENCE]
+        parts = []
+        for metric, what in (("ess_per_eval_pred", "ESS/eval"), ("ess_per_second_pred", "ESS/s")):
+            finite = [e for e in others if math.isfinite(e[f"vs_reference_{metric}"])]
+            if finite:
+                best = max(finite, key=lambda e: e[f"vs_reference_{metric}"])
+                parts.append(f"{what} {format_number(best[f'vs_reference_{metric}'])}x "
+                             f"(`{best['parameterisation']}` `{best['sampler']}`)")
+        if parts:
+            sentences.append(f"Width {width}, best against standard NUTS: " + ", ".join(parts) + ".")
+    return " ".join(sentences)
 
 
 def _headline(entries: list[dict]) -> str:
@@ -308,7 +357,8 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
     Returns:
         ``{name: path}`` of every file written: ``summary_csv``, ``report_md``,
         ``report_html``, ``plot_ess_per_grad``, ``plot_ess_per_grad_theta``,
-        ``plot_ratio``, ``plot_rhat``, and ``trace_<cell>``/``rank_<cell>`` per plotted cell.
+        ``plot_ratio``, ``plot_rhat``, ``plot_ess_per_eval`` (only when some target was
+        run by several samplers, see :func:`sampler_tables`), and ``trace_<cell>``/``rank_<cell>`` per plotted cell.
     """
     from . import plots
 
@@ -322,6 +372,10 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
                                                                group="theta")
     files["plot_ratio"] = plots.plot_ratio(rows, plot_dir / "ratio.png")
     files["plot_rhat"] = plots.plot_rhat(rows, plot_dir / "rhat.png")
+    if sampler_tables(rows):
+        files["plot_ess_per_eval"] = plots.plot_metric_vs_width(
+            rows, plot_dir / "ess_per_eval_pred.png", metric="ess_per_eval_pred",
+            ylabel="bulk ESS / log-density evaluation (pred)")
     traces = []
     for label, row in extreme_cells(rows, cells_idata or {}):
         name = _slug(row["cell"])
@@ -382,6 +436,23 @@ def _build(rows, command, files, traces, title) -> _Doc:
         doc.table([h for _, h in TABLE_COLUMNS],
                   [[format_number(e.get(k)) if k != "parameterisation" else str(e[k]) for k, _ in TABLE_COLUMNS]
                    for e in entries])
+    samplers = sampler_tables(rows)
+    if samplers:
+        doc.heading(2, "Samplers against standard NUTS")
+        doc.para("Cells that sample the same network and data with different samplers, one row per width, "
+                 "parameterisation and sampler (averaged over seeds). ESS/eval divides the median `pred` ESS by "
+                 "the sampling-phase log-density evaluations, a gradient evaluation counting as one: it is "
+                 "ESS/grad for the gradient-based kernels and the only cost count of the gradient-free ones "
+                 "(`pcn`, `elliptical_slice`), whose evaluations are cheaper (no backward pass). `evals/draw` "
+                 "counts every iteration behind a recorded draw (thinning included). `vs std NUTS` is the "
+                 "row's figure over standard NUTS's at the same width.")
+        for key, entries in samplers:
+            doc.heading(3, ", ".join(f"{k}={v}" for k, v in zip(dg.TARGET_KEYS, key, strict=True) if v is not None))
+            doc.para(_sampler_headline(entries))
+            doc.table([h for _, h in SAMPLER_COLUMNS],
+                      [[format_number(e.get(k)) if k not in ("parameterisation", "sampler") else str(e[k])
+                        for k, _ in SAMPLER_COLUMNS] for e in entries])
+        doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
                           ("plot_ess_per_grad_theta", "ESS per gradient evaluation (theta) vs width"),

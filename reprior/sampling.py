@@ -247,6 +247,8 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
 
     warm_grads = int(np.sum(run.warmup_stats.get("num_grad_evals", 0)))
     sample_grads = int(np.sum(run.stats["num_grad_evals"]))
+    warm_evals = int(np.sum(run.warmup_stats.get("num_logdensity_evals", 0)))
+    sample_evals = int(np.sum(run.stats["num_logdensity_evals"]))
     arch = bnn.arch
     attrs = {
         "reprior_version": __import__("reprior").__version__,
@@ -265,8 +267,9 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         "grad_evals_warmup": warm_grads,
         "grad_evals_sampling": sample_grads,
         "grad_evals": warm_grads + sample_grads,
-        "logdensity_evals": int(np.sum(run.warmup_stats.get("num_logdensity_evals", 0)))
-        + int(np.sum(run.stats["num_logdensity_evals"])),
+        "logdensity_evals_warmup": warm_evals,
+        "logdensity_evals_sampling": sample_evals,
+        "logdensity_evals": warm_evals + sample_evals,
         "num_traces": run.num_traces,
         **{k: v for k, v in run.timings.items()},
         **{k: ("" if v is None else (str(v) if isinstance(v, dict) else v)) for k, v in opts.items()},

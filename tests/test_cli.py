@@ -323,6 +323,20 @@ def test_sweep_resume_and_report(capsys, tmp_path):
         assert len(list(csv.DictReader(handle))) == 4
     assert "reprior sweep" in (out_dir / "report.md").read_text()  # the command is quoted
 
+    # a cell written before a metric existed: the report recomputes it from idata.nc, metrics.json untouched
+    with open(out_dir / "summary.csv", newline="") as handle:
+        before = {r["cell"]: r for r in csv.DictReader(handle)}
+    path = cells[0]
+    record = json.loads(path.read_text())
+    del record["metrics"]["ess_per_eval_pred"], record["metrics"]["logdensity_evals"]
+    path.write_text(json.dumps(record))
+    code, out, _ = run(capsys, "report", out_dir)
+    assert code == 0
+    with open(out_dir / "summary.csv", newline="") as handle:
+        after = {r["cell"]: r for r in csv.DictReader(handle)}
+    assert after == before
+    assert "ess_per_eval_pred" not in json.loads(path.read_text())["metrics"]
+
 
 # ---------------------------------------------------------------------------
 # Presets and docs

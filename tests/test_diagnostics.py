@@ -138,6 +138,25 @@ def test_sample_stats_figures():
     m = dg.cell_metrics(_synthetic({"theta_proj": rng.standard_normal((2, 40, 3))}, stats=stats, attrs={}))
     assert m["grad_evals"] == int(stats["num_steps"].sum())
     assert m["ess_per_grad_theta"] == m["ess_bulk_theta_median"] / stats["num_steps"].sum()
+    # ... and without a density count, the density evaluations are the gradient evaluations.
+    assert m["logdensity_evals"] == m["grad_evals"]
+    assert m["ess_per_eval_theta"] == m["ess_per_grad_theta"]
+
+
+def test_gradient_free_run_is_costed_per_density_evaluation():
+    """A kernel with no gradients (elliptical slice, pCN): ESS/grad is undefined, ESS/eval is
+    the median ESS over the recorded density evaluations, from attrs or else the stats."""
+    rng = np.random.default_rng(8)
+    evals = rng.integers(1, 6, size=(2, 50))
+    stats = {"num_grad_evals": np.zeros((2, 50), int), "num_logdensity_evals": evals}
+    theta = {"theta_proj": rng.standard_normal((2, 50, 3))}
+    m = dg.cell_metrics(_synthetic(theta, stats=stats, attrs={"sample_seconds": 2.0}))
+    assert m["grad_evals"] == 0 and math.isnan(m["ess_per_grad_theta"])
+    assert m["logdensity_evals"] == int(evals.sum())
+    assert m["ess_per_eval_theta"] == m["ess_bulk_theta_median"] / evals.sum()
+    attrs = {"sample_seconds": 2.0, "grad_evals_sampling": 0, "logdensity_evals_sampling": 777}
+    m = dg.cell_metrics(_synthetic(theta, stats=stats, attrs=attrs))
+    assert m["logdensity_evals"] == 777 and m["ess_per_eval_theta"] == m["ess_bulk_theta_median"] / 777
 
 
 # -- predictive accuracy ------------------------------------------------------------------
@@ -210,6 +229,8 @@ def test_cell_metrics_on_a_real_run(real_run, tmp_path):
         assert np.isfinite(m[key]), key
     assert m["grad_evals"] == idata.attrs["grad_evals_sampling"] == int(idata.sample_stats.num_grad_evals.sum())
     assert m["ess_per_grad_pred"] == m["ess_bulk_pred_median"] / m["grad_evals"]
+    assert m["logdensity_evals"] == idata.attrs["logdensity_evals_sampling"] == m["grad_evals"]
+    assert m["ess_per_eval_pred"] == m["ess_per_grad_pred"]
     assert m["ess_per_second_pred"] == m["ess_bulk_pred_median"] / idata.attrs["sample_seconds"]
     assert m["num_draws"] == 60 and 0 <= m["accept_mean"] <= 1 and m["rhat_max"] > 0.9
     # ArviZ on the stored variable gives the same theta figures.

@@ -175,3 +175,56 @@ def test_docs_example_runs(tmp_path, monkeypatch):
     table = _table((tmp_path / "example_report" / "report.md").read_text())
     assert float(table[1]["ratio/grad"]) == pytest.approx(
         rows[1]["ess_per_grad_pred"] / rows[0]["ess_per_grad_pred"], rel=5e-3)
+
+
+# -- samplers against standard NUTS ----------------------------------------------------------
+def _sampler_rows():
+    """Standard NUTS and two repriorised kernels on one target, at widths 8 and 128; a NUTS run at
+    width 8 with other chain settings, and a kernel run on another data size (no reference)."""
+    figures = {  # (width, parameterisation, sampler, num_chains, n_train): (ESS/eval, ESS/s, evals, draws)
+        (8, "standard", "nuts", 2, 128): (0.001, 2.0, 5000, 100),
+        (8, "reprior", "pcn", 4, 128): (0.004, 3.0, 2000, 200),
+        (8, "reprior", "elliptical_slice", 4, 128): (0.002, 8.0, 6000, 200),
+        (8, "standard", "nuts", 4, 128): (0.5, 0.5, 100, 10),  # a second NUTS entry: not the reference
+        (128, "standard", "nuts", 2, 128): (0.0005, 1.0, 9000, 100),
+        (128, "reprior", "pcn", 4, 128): (0.05, 30.0, 2000, 200),
+        (128, "reprior", "pcn", 4, 256): (0.07, 7.0, 2000, 200),
+    }
+    rows = []
+    for (width, param, sampler, chains, n_train), (per_eval, per_second, evals, draws) in figures.items():
+        row = {"arch": "mlp", "depth": 1, "width": width, "activation": "relu", "dataset": "digits",
+               "n_train": n_train, "n_test": 64, "noise_std": 0.1, "parameterisation": param, "readout": "exact",
+               "sampler": sampler, "seed": 0, "num_chains": chains, "num_warmup": 10, "num_samples": draws // chains}
+        row.update(dict.fromkeys(dg.metric_names(), float("nan")))
+        row.update(ess_per_eval_pred=per_eval, ess_per_second_pred=per_second, logdensity_evals=evals,
+                   num_draws=draws, ess_bulk_pred_median=per_eval * evals, cell=f"{width}-{sampler}-{chains}")
+        rows.append(row)
+    return rows
+
+
+def test_sampler_tables_divide_by_standard_nuts_of_the_same_target_and_width():
+    tables = report.sampler_tables(_sampler_rows())
+    assert len(tables) == 1  # the n_train=256 target has a single sampler: no table
+    key, entries = tables[0]
+    assert dict(zip(dg.TARGET_KEYS, key, strict=True))["n_train"] == 128
+    got = {(e["width"], e["sampler"], e["num_chains"]): e for e in entries}
+    assert got[(8, "pcn", 4)]["vs_reference_ess_per_eval_pred"] == pytest.approx(4.0, rel=1e-12)
+    assert got[(8, "pcn", 4)]["vs_reference_ess_per_second_pred"] == pytest.approx(1.5, rel=1e-12)
+    assert got[(8, "elliptical_slice", 4)]["vs_reference_ess_per_second_pred"] == pytest.approx(4.0, rel=1e-12)
+    assert got[(128, "pcn", 4)]["vs_reference_ess_per_eval_pred"] == pytest.approx(100.0, rel=1e-12)
+    assert got[(8, "nuts", 2)]["vs_reference_ess_per_eval_pred"] == pytest.approx(1.0, rel=1e-12)
+    assert got[(8, "pcn", 4)]["evals_per_draw"] == pytest.approx(10.0, rel=1e-12)
+    # widths ascending, the reference first at each width
+    assert [(e["width"], e["sampler"]) for e in entries][:2] == [(8, "nuts"), (8, "nuts")]
+    assert entries[0]["num_chains"] == 2
+
+
+def test_report_has_a_samplers_section_only_with_several_samplers(tmp_path):
+    files = report.write_report(tmp_path / "mixed", _sampler_rows(), command="reprior sweep ...")
+    text = files["report_md"].read_text()
+    assert "## Samplers against standard NUTS" in text
+    assert "Width 128, best against standard NUTS: ESS/eval 100x (`reprior` `pcn`), ESS/s 30x" in text
+    assert files["plot_ess_per_eval"].exists()
+    files = report.write_report(tmp_path / "nuts", _rows(), command="reprior sweep ...")
+    assert "Samplers against standard NUTS" not in files["report_md"].read_text()
+    assert "plot_ess_per_eval" not in files

@@ -277,13 +277,35 @@ def _run_one(cell, data, store, result, command, progress, quiet):
 # ---------------------------------------------------------------------------
 
 
+def current_metrics(store: CellStore, key: str, record: dict, data_cache: dict | None = None) -> dict:
+    """A finished cell's metrics, recomputed from its NetCDF file when ``metrics.json`` lacks some
+    of :func:`reprior.diagnostics.metric_names` (a cell written by an earlier reprior, before
+    those metrics existed).  ``metrics.json`` itself is left as it was written."""
+    from ..diagnostics import cell_metrics, metric_names
+
+    metrics = record["metrics"]
+    if set(metric_names()) <= set(metrics):
+        return metrics
+    import arviz as az
+
+    settings = record["settings"]
+    data_key = json.dumps([settings.get(k) for k in ("dataset", "data_path", "dataset_options", "n_train", "n_test",
+                                                      "data_seed", "arch")], sort_keys=True, default=str)
+    cache = {} if data_cache is None else data_cache
+    if data_key not in cache:
+        cache[data_key] = load_cell_data(settings)
+    data = cache[data_key]
+    idata = az.from_netcdf(str(store.idata_path(key)))
+    return {**metrics, **cell_metrics(idata, y_test=data.y_test if data.n_test > 0 else None)}
+
+
 def report_rows(store: CellStore) -> tuple[list[dict], dict[str, Path], list[str]]:
     """``(rows, {key: idata path}, commands)`` of every finished cell in ``store``, in grid-like order."""
-    rows, paths, commands = [], {}, []
+    rows, paths, commands, data_cache = [], {}, [], {}
     for key, record in store.finished().items():
         s, info = record["settings"], record.get("info", {})
         row = {name: s.get(name) for name in SETTINGS_COLUMNS}
-        row.update(record["metrics"])
+        row.update(current_metrics(store, key, record, data_cache))
         row["cell"] = key
         row.update({name: s[name] for name in _EXTRA_SETTINGS if name in s})
         row["sampler_options"] = json.dumps(s.get("sampler_options", {}), sort_keys=True)
