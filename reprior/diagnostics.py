@@ -435,13 +435,22 @@ def ratio_to_baseline(averaged: list[dict], metrics) -> list[dict]:
     (and likewise per draw and per second), within the same comparison group
     and width; NaN where that group has no :data:`BASELINE` cell.  Returns new dicts.
     """
-    base = {(comparison_key(e), e["width"]): e for e in averaged if e["parameterisation"] == BASELINE}
+    return _divide_by(averaged, metrics, comparison_key, lambda e: e["parameterisation"] == BASELINE, "ratio_")
+
+
+def _divide_by(averaged: list[dict], metrics, group_of, is_reference, prefix: str) -> list[dict]:
+    """Copies of ``averaged`` with ``<prefix><metric>``: the entry's value over that of the first
+    reference entry (``is_reference``) with the same ``group_of(entry)`` and width; NaN if none."""
+    base: dict[tuple, dict] = {}
+    for entry in averaged:
+        if is_reference(entry):
+            base.setdefault((group_of(entry), entry["width"]), entry)
     out = []
     for entry in averaged:
         entry = dict(entry)
-        ref = base.get((comparison_key(entry), entry["width"]))
+        ref = base.get((group_of(entry), entry["width"]))
         for metric in metrics:
-            entry[f"ratio_{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
+            entry[f"{prefix}{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
         out.append(entry)
     return out
 
@@ -467,15 +476,6 @@ def ratio_to_reference(averaged: list[dict], metrics, reference: tuple[str, str]
     entries at a target and width (different chain settings) the first is used.  NaN where
     there is none.  Returns new dicts.
     """
-    base: dict[tuple, dict] = {}
-    for entry in averaged:
-        if (entry.get("parameterisation"), entry.get("sampler")) == tuple(reference):
-            base.setdefault((target_key(entry), entry["width"]), entry)
-    out = []
-    for entry in averaged:
-        entry = dict(entry)
-        ref = base.get((target_key(entry), entry["width"]))
-        for metric in metrics:
-            entry[f"vs_reference_{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
-        out.append(entry)
-    return out
+    reference = tuple(reference)
+    return _divide_by(averaged, metrics, target_key,
+                      lambda e: (e.get("parameterisation"), e.get("sampler")) == reference, "vs_reference_")
