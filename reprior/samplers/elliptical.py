@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
-from numpyro.util import is_prng_key
 
 from .. import _checks
+from .init_checks import batched_init
 
 
 class EllipticalSliceState(NamedTuple):
@@ -92,11 +92,9 @@ class EllipticalSlice(MCMCKernel):
         return -potential + 0.5 * (z @ z) / self.reference_std**2
 
     def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        if init_params is None:
-            raise _checks.fail("init_params", "initial positions (this kernel is built on a potential_fn)", None)
-        _checks.nonnegative_int("num_warmup", num_warmup)
-        if not is_prng_key(rng_key):  # one key per chain: NumPyro's vectorized chains
-            return jax.vmap(lambda key, params: self.init(key, num_warmup, params))(rng_key, init_params)
+        batched = batched_init(self, rng_key, num_warmup, init_params)
+        if batched is not None:  # one key per chain: NumPyro's vectorized chains
+            return batched
         potential = self.potential_fn(init_params)
         return EllipticalSliceState(i=jnp.zeros((), jnp.int32), z=init_params, potential_energy=potential,
                                     num_evals=jnp.zeros((), jnp.int32), diverging=jnp.zeros((), bool),

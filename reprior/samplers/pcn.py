@@ -60,9 +60,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
-from numpyro.util import is_prng_key
 
 from .. import _checks
+from .init_checks import batched_init
 from . import adaptation as adapt
 
 
@@ -186,11 +186,9 @@ class PCN(MCMCKernel):
         return z_new, potential_new, grad_new, log_accept
 
     def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        if init_params is None:
-            raise _checks.fail("init_params", "initial positions (this kernel is built on a potential_fn)", None)
-        _checks.nonnegative_int("num_warmup", num_warmup)
-        if not is_prng_key(rng_key):  # one key per chain: NumPyro's vectorized chains
-            return jax.vmap(lambda key, params: self.init(key, num_warmup, params))(rng_key, init_params)
+        batched = batched_init(self, rng_key, num_warmup, init_params)
+        if batched is not None:  # one key per chain: NumPyro's vectorized chains
+            return batched
         z, unravel = ravel_pytree(init_params)
         potential, z_grad = self._evaluate(unravel, z)
         step_key, rng_key = jax.random.split(rng_key)

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.mcmc import MCMCKernel
-from numpyro.util import is_prng_key
 
 from .. import _checks
+from .init_checks import batched_init
 from . import adaptation as adapt
 
 
@@ -167,11 +167,9 @@ class UnderdampedHMC(MCMCKernel):
         return adapt.find_reasonable_step_size(log_accept, rng_key, step_size, self.target_accept_prob)
 
     def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        if init_params is None:
-            raise _checks.fail("init_params", "initial positions (this kernel is built on a potential_fn)", None)
-        _checks.nonnegative_int("num_warmup", num_warmup)
-        if not is_prng_key(rng_key):  # one key per chain: NumPyro's vectorized chains
-            return jax.vmap(lambda key, params: self.init(key, num_warmup, params))(rng_key, init_params)
+        batched = batched_init(self, rng_key, num_warmup, init_params)
+        if batched is not None:  # one key per chain: NumPyro's vectorized chains
+            return batched
         z, unravel = ravel_pytree(init_params)
         vg_fn = _flat_potential(self.potential_fn, unravel)
         potential, z_grad = vg_fn(z)
