@@ -174,7 +174,7 @@ def main(argv=None):
             ("mean_abs_diff", "mean |diff|", ".3g"), ("max_abs_diff_over_post_sd", "max |diff| / sd", ".3g"),
             ("mcse_median", "MCSE (both)", ".3g"), ("z_median", "z median", ".2f"), ("z_max", "z max", ".2f")]))
     result = {"benchmark": "float32", "header": info,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "settings": vars(args),
               "grad_rows": grads, "mixing_rows": runs, "predictive_diffs": diffs,
               "process_peak_rss_bytes": common.process_peak_rss_bytes()}
     common.write_json(args.name, result, args.json)

@@ -277,8 +277,7 @@ def main(argv=None):
         print(f"{arch} depth {depth} width {width} n {n}: " + ", ".join(
             f"{v} {1e3 * row[f's_{v}']:.3g} ms" for v in variants), flush=True)
     print_tables(rows, args.variants)
-    result = {"benchmark": "grad_cost", "header": info, "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                                   for k, v in vars(args).items()},
+    result = {"benchmark": "grad_cost", "header": info, "settings": vars(args),
               "variants": list(args.variants), "rows": rows,
               "process_peak_rss_bytes": common.process_peak_rss_bytes()}
     common.write_json(args.name, result, args.json)

@@ -172,7 +172,7 @@ def main(argv=None):
             ("ratio_to_ideal_theta", "theta / ideal", ".3g"), ("steps_per_draw", "grads/draw", ".4g"),
             ("ideal_steps_per_draw", "ideal grads/draw", ".4g")]))
     result = {"benchmark": "ideal", "header": info,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "settings": vars(args),
               "mixing_json": None if mixing_path is None else str(mixing_path),
               "rows": rows, "comparison": comparison, "process_peak_rss_bytes": common.process_peak_rss_bytes()}
     common.write_json(args.name, result, args.json)

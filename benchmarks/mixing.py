@@ -133,7 +133,7 @@ def main(argv=None):
         cells = [c for c in cells if c not in done]
         print(f"resuming {path}: {len(rows)} cells kept, {len(cells)} to run")
     result = {"benchmark": "mixing", "header": info,
-              "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "settings": vars(args),
               "earlier_runs": earlier, "rows": rows, "complete": False}
     for width, setting in cells:
         row, _ = run_cell(width, setting, data, args)

@@ -3,7 +3,7 @@
 They check that the scripts run, that their JSON has the documented shape, and
 that every ratio they report is computed from the numbers they measured: the
 correctness of the scripts, not the timings (which ``--quick`` sizes make
-meaningless).  The four scripts run in parallel to keep the wall time down.
+meaningless).  The scripts run in parallel to keep the wall time down.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32")
+BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale")
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -153,3 +153,19 @@ def test_float32(results):
     for d in diffs.values():
         assert d["num_values"] == 8 * 10 and d["max_abs_diff"] >= d["mean_abs_diff"] >= 0
         assert d["z_max"] >= d["z_median"] >= 0
+
+
+def test_scale(results):
+    data = check_run(results, "scale")
+    (row,) = data["rows"]
+    assert row["sampler"] == "underdamped_hmc" and row["num_draws"] == 20 and row["thinning"] == 2
+    assert row["num_traces"] == 2
+    assert row["grad_evals_sampling"] == row["logdensity_evals_sampling"] == 20 * 2  # one step per iteration
+    assert close(row["ess_per_eval_pred"], row["ess_bulk_pred_median"] / row["logdensity_evals_sampling"])
+    assert close(row["seconds_per_eval"], row["sample_seconds"] / row["logdensity_evals_sampling"])
+    assert row["wall_seconds"] >= row["compile_seconds"] + row["warmup_seconds"] + row["sample_seconds"]
+    # 20 draws, target 40: the time for the target is projected from the measured phases.
+    assert row["projected"] is True and row["target_draws"] == 40
+    fixed = row["compile_seconds"] + row["warmup_seconds"]
+    assert close(row["minutes_for_target_draws"], (fixed + row["sample_seconds"] * 2) / 60)
+    assert row["within_target"] == (row["minutes_for_target_draws"] <= 30)
