@@ -15,8 +15,10 @@ ArviZ's median bulk ESS over 10 fixed random unit projections (as for
 during sampling.
 
 With ``--mixing-json`` (default ``benchmarks/results/mixing.json`` if it
-exists) the table adds, for every cell of that run, the ratio of its ESS per
-gradient to the ideal one of the matching dimension.
+exists), or ``--runs-csv`` (the ``summary.csv`` of a ``reprior sweep``, its
+NUTS cells), the table adds, for every cell of that run, the ratio of its ESS
+per gradient (test-prediction, theta and phi projections) to the ideal one of
+the matching dimension.
 """
 
 from __future__ import annotations
@@ -106,9 +108,29 @@ def compare(mixing: dict, ideal_rows: list[dict]) -> list[dict]:
             "ideal_ess_per_grad": ref["ess_per_grad_proj"],
             "ratio_to_ideal_pred": common.ratio(cell.get("ess_per_grad_pred"), ref["ess_per_grad_proj"]),
             "ratio_to_ideal_theta": common.ratio(cell.get("ess_per_grad_theta"), ref["ess_per_grad_proj"]),
+            "ess_per_grad_phi": cell.get("ess_per_grad_phi"),
+            "ratio_to_ideal_phi": common.ratio(cell.get("ess_per_grad_phi"), ref["ess_per_grad_proj"]),
             "steps_per_draw": cell.get("steps_per_draw_mean"), "ideal_steps_per_draw": ref["steps_per_draw_mean"],
         })
     return rows
+
+
+#: ``reprior sweep`` parameterisations as ``mixing.py`` settings.
+RUNNER_SETTINGS = {"standard": "standard", "reprior": "exact", "reprior-sampled": "sampled"}
+
+
+def mixing_from_runs(summary_csv: Path) -> dict:
+    """The NUTS cells of a ``reprior sweep`` (its ``summary.csv``) in ``mixing.json``'s row format."""
+    from reprior.report import read_summary_csv
+
+    rows = []
+    for cell in read_summary_csv(summary_csv):
+        if cell.get("sampler") != "nuts" or cell.get("parameterisation") not in RUNNER_SETTINGS:
+            continue
+        rows.append({"width": cell["width"], "setting": RUNNER_SETTINGS[cell["parameterisation"]],
+                     **{f"ess_per_grad_{g}": cell.get(f"ess_per_grad_{g}") for g in ("pred", "theta", "phi")},
+                     "steps_per_draw_mean": cell.get("steps_per_draw")})
+    return {"rows": rows}
 
 
 def main(argv=None):
@@ -122,6 +144,8 @@ def main(argv=None):
     p.add_argument("--max-tree-depth", type=int, default=10)
     p.add_argument("--mixing-json", type=Path, default=None,
                    help="mixing results to compare with (default: benchmarks/results/mixing.json if present)")
+    p.add_argument("--runs-csv", type=Path, default=None,
+                   help="compare with the NUTS cells of a `reprior sweep` instead (its summary.csv)")
     p.add_argument("--rows-from", type=Path, default=None,
                    help="reuse the N(0, I) runs of this earlier ideal JSON (only redo the comparison)")
     p.add_argument("--name", default="ideal", help="results file name")
@@ -161,15 +185,19 @@ def main(argv=None):
         ("ess_bulk_proj_median", "ESS proj", ".4g"), ("ess_per_grad_proj", "ESS/grad proj", ".3g"),
         ("ess_per_grad_lp", "ESS/grad log density", ".3g"), ("proj_var_median", "var(proj)", ".3f")]))
     comparison = []
+    if args.runs_csv is not None:
+        mixing_path = args.runs_csv
     if mixing_path is not None:
-        mixing = json.loads(Path(mixing_path).read_text())
+        mixing = (mixing_from_runs(mixing_path) if args.runs_csv is not None
+                  else json.loads(Path(mixing_path).read_text()))
         comparison = compare(mixing, rows)
         print(f"\n## ratio to ideal ({mixing_path})\n")
         print(common.table(comparison, [
             ("width", "width", ""), ("setting", "setting", ""), ("dim", "d", ""),
             ("ess_per_grad_pred", "ESS/grad pred", ".3g"), ("ess_per_grad_theta", "ESS/grad theta", ".3g"),
             ("ideal_ess_per_grad", "ideal ESS/grad", ".3g"), ("ratio_to_ideal_pred", "pred / ideal", ".3g"),
-            ("ratio_to_ideal_theta", "theta / ideal", ".3g"), ("steps_per_draw", "grads/draw", ".4g"),
+            ("ratio_to_ideal_theta", "theta / ideal", ".3g"), ("ratio_to_ideal_phi", "phi / ideal", ".3g"),
+            ("steps_per_draw", "grads/draw", ".4g"),
             ("ideal_steps_per_draw", "ideal grads/draw", ".4g")]))
     result = {"benchmark": "ideal", "header": info,
               "settings": vars(args),

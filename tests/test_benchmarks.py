@@ -169,3 +169,26 @@ def test_scale(results):
     fixed = row["compile_seconds"] + row["warmup_seconds"]
     assert close(row["minutes_for_target_draws"], (fixed + row["sample_seconds"] * 2) / 60)
     assert row["within_target"] == (row["minutes_for_target_draws"] <= 30)
+
+
+def test_ideal_reads_a_sweep_summary(tmp_path):
+    """``ideal.py --runs-csv``: the NUTS cells of a runner summary.csv as mixing rows."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ideal
+
+    from reprior.report import write_summary_csv
+
+    cells = [{"width": 64, "parameterisation": p, "sampler": s, "ess_per_grad_pred": g, "ess_per_grad_theta": g / 2,
+              "ess_per_grad_phi": g / 3, "steps_per_draw": 31.0}
+             for p, s, g in [("standard", "nuts", 0.001), ("reprior", "nuts", 0.01), ("reprior-sampled", "nuts", 0.005),
+                             ("reprior", "pcn", 0.5)]]
+    path = write_summary_csv(cells, tmp_path / "summary.csv")
+    rows = ideal.mixing_from_runs(path)["rows"]
+    assert [(r["setting"], r["ess_per_grad_pred"]) for r in rows] == [
+        ("standard", 0.001), ("exact", 0.01), ("sampled", 0.005)]  # the pcn cell is not NUTS
+    assert rows[1]["ess_per_grad_phi"] == 0.01 / 3 and rows[1]["steps_per_draw_mean"] == 31.0
+    ideal_rows = [{"width": 64, "kind": k, "dim": d, "ess_per_grad_proj": 0.02, "steps_per_draw_mean": 15.0}
+                  for k, d in (("hidden", 4160), ("joint", 4810))]
+    comparison = {c["setting"]: c for c in ideal.compare({"rows": rows}, ideal_rows)}
+    assert close(comparison["exact"]["ratio_to_ideal_phi"], (0.01 / 3) / 0.02)
+    assert comparison["exact"]["dim"] == 4160 and comparison["standard"]["dim"] == 4810
