@@ -117,8 +117,7 @@ def make_arch(arch: str, width: int, depth: int):
 def load_data(arch: str, n: int, seed: int):
     from reprior.data import load_dataset
 
-    # n_test=1, not 0: Dataset.flattened() cannot reshape an empty test set (reprior 0.1.0).
-    data = load_dataset("digits", n_train=n, n_test=1, seed=seed, flatten=(arch == "mlp"))
+    data = load_dataset("digits", n_train=n, n_test=0, seed=seed, flatten=(arch == "mlp"))
     return data.x_train, data.y_train
 
 

@@ -146,7 +146,7 @@ class Dataset:
         return replace(
             self,
             x_train=self.x_train.reshape(self.n_train, -1),
-            x_test=self.x_test.reshape(self.n_test, -1),
+            x_test=self.x_test.reshape(self.n_test, self.x_train[0].size),  # also for n_test = 0
             image_shape=None,
             info=info,
         )

@@ -500,6 +500,11 @@ def test_unknown_option_is_a_type_error():
 def test_n_test_zero_gives_an_empty_test_set():
     ds = load_dataset("diabetes", n_train=442, n_test=0)
     assert ds.n_test == 0 and ds.x_test.shape == (0, 10) and ds.y_test.shape == (0, 1)
+    images = load_dataset("digits", n_train=5, n_test=0)  # images, flattened and back
+    flat = images.flattened()
+    assert flat.x_train.shape == (5, 64) and flat.x_test.shape == (0, 64)
+    assert flat.as_images().x_test.shape == (0, *images.image_shape)
+    assert load_dataset("digits", n_train=5, n_test=0, flatten=True).x_test.shape == (0, 64)
 
 
 def test_list_datasets_describes_every_loader():
