@@ -72,6 +72,16 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_nuts_options(p: argparse.ArgumentParser) -> None:
+    """The chain and NUTS options shared by the mixing benchmarks."""
+    p.add_argument("--num-chains", type=int, default=2)
+    p.add_argument("--num-warmup", type=int, default=200)
+    p.add_argument("--num-samples", type=int, default=200)
+    p.add_argument("--chain-method", default="sequential")
+    p.add_argument("--target-accept", type=float, default=0.8)
+    p.add_argument("--max-tree-depth", type=int, default=10)
+
+
 def int_list(text: str) -> list[int]:
     """``"64,256"`` -> ``[64, 256]`` (for argparse ``type=``)."""
     return [int(v) for v in text.split(",") if v.strip()]

@@ -132,12 +132,7 @@ def main(argv=None):
     p.add_argument("--n-test", type=int, default=100)
     p.add_argument("--settings", type=lambda s: s.split(","), default=["exact", "sampled"],
                    help="mixing settings (see mixing.py); empty to skip the mixing part")
-    p.add_argument("--num-chains", type=int, default=2)
-    p.add_argument("--num-warmup", type=int, default=200)
-    p.add_argument("--num-samples", type=int, default=200)
-    p.add_argument("--chain-method", default="sequential")
-    p.add_argument("--target-accept", type=float, default=0.8)
-    p.add_argument("--max-tree-depth", type=int, default=10)
+    common.add_nuts_options(p)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--name", default="float32", help="results file name")

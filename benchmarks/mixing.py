@@ -98,12 +98,7 @@ def main(argv=None):
                    help="settings run at --reprior-widths")
     p.add_argument("--n", type=int, default=128, help="training points")
     p.add_argument("--n-test", type=int, default=100, help="test points")
-    p.add_argument("--num-chains", type=int, default=2)
-    p.add_argument("--num-warmup", type=int, default=200)
-    p.add_argument("--num-samples", type=int, default=200)
-    p.add_argument("--chain-method", default="sequential")
-    p.add_argument("--target-accept", type=float, default=0.8)
-    p.add_argument("--max-tree-depth", type=int, default=10)
+    common.add_nuts_options(p)
     p.add_argument("--name", default="mixing", help="results file name")
     p.add_argument("--resume", action="store_true",
                    help="keep the cells of benchmarks/results/<name>.json and run only the missing ones")
