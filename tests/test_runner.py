@@ -294,10 +294,17 @@ def _finished(out: Path) -> dict[str, float]:
     return done
 
 
+def _default_sigint():
+    """In the child: SIGINT back to its default, so that Python turns it into KeyboardInterrupt even
+    when the test run itself was started in the background by a shell without job control (which
+    starts it with SIGINT ignored, a setting children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(out: Path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.Popen(_reprior_command() + TINY + ["--out", str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for_cells(proc, out: Path, num: int, timeout: float = 600.0) -> dict:
