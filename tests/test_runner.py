@@ -279,12 +279,6 @@ TINY = ["sweep", "--dataset", "synthetic", "--n-train", "8", "--n-test", "4", "-
         "--num-chains", "2", "--sampler", "hmc", "--sampler-option", "num_steps=3", "--no-report", "--quiet"]
 
 
-def _reprior_command():
-    script = Path(sys.executable).with_name("reprior")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "import sys, reprior.cli; "
-                                                  "sys.exit(reprior.cli.main())"]
-
-
 def _finished(out: Path) -> dict[str, float]:
     """{key: mtime_ns of metrics.json} of the finished cells (metrics.json parses)."""
     done = {}
@@ -294,17 +288,15 @@ def _finished(out: Path) -> dict[str, float]:
     return done
 
 
-def _default_sigint():
-    """In the child: SIGINT back to its default, so that Python turns it into KeyboardInterrupt even
-    when the test run itself was started in the background by a shell without job control (which
-    starts it with SIGINT ignored, a setting children inherit)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(out: Path):
+    """The sweep in a child Python whose SIGINT turns into KeyboardInterrupt, as in a terminal, even
+    when this test run was started in the background by a shell without job control (which starts
+    it with SIGINT ignored, a setting children inherit)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.Popen(_reprior_command() + TINY + ["--out", str(out)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
+    code = ("import signal, sys, reprior.cli; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.exit(reprior.cli.main())")
+    return subprocess.Popen([sys.executable, "-c", code, *TINY, "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_for_cells(proc, out: Path, num: int, timeout: float = 600.0) -> dict:
