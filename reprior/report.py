@@ -373,7 +373,8 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
                                                                group="theta")
     files["plot_ratio"] = plots.plot_ratio(rows, plot_dir / "ratio.png")
     files["plot_rhat"] = plots.plot_rhat(rows, plot_dir / "rhat.png")
-    if sampler_tables(rows):
+    samplers = sampler_tables(rows)
+    if samplers:
         files["plot_ess_per_eval"] = plots.plot_metric_vs_width(
             rows, plot_dir / "ess_per_eval_pred.png", metric="ess_per_eval_pred",
             ylabel="bulk ESS / log-density evaluation (pred)")
@@ -386,7 +387,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         files[f"rank_{name}"] = plots.plot_rank(path, plot_dir / f"rank_{name}.png", title=caption)
         traces.append((caption, f"plots/trace_{name}.png", f"plots/rank_{name}.png"))
 
-    doc = _build(rows, command, files, traces, title)
+    doc = _build(rows, command, files, traces, title, samplers)
     files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
     files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
     return files
@@ -399,7 +400,7 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def _build(rows, command, files, traces, title) -> _Doc:
+def _build(rows, command, files, traces, title, samplers) -> _Doc:
     from .plots import group_title
 
     doc = _Doc()
@@ -437,7 +438,6 @@ def _build(rows, command, files, traces, title) -> _Doc:
         doc.table([h for _, h in TABLE_COLUMNS],
                   [[format_number(e.get(k)) if k != "parameterisation" else str(e[k]) for k, _ in TABLE_COLUMNS]
                    for e in entries])
-    samplers = sampler_tables(rows)
     if samplers:
         doc.heading(2, "Samplers against standard NUTS")
         doc.para("Cells that sample the same network and data with different samplers, one row per width, "
