@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .interrupts import deferring
+
 CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 
 
@@ -84,6 +86,7 @@ def _concat(chunks, keep: int, axis: int):
     return jax.tree_util.tree_map(lambda a: np.take(a, np.arange(keep), axis=axis), joined)
 
 
+@deferring  # Ctrl-C/SIGTERM stop between chunks, never inside XLA (reprior.interrupts)
 def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(), num_warmup: int,
                num_samples: int, num_chains: int, thinning: int = 1, chain_method: str = "sequential",
                progress=None) -> ChainRun:
