@@ -1,19 +1,196 @@
 """Fixed random projections for summarising high-dimensional draws (Hron et al. 2022, section 5).
 
-A posterior over hundreds of thousands of weights is summarised by its
-projections onto a fixed set of unit-norm random directions; ESS and R-hat of
-those scalars stand for mixing of the whole vector.  The directions depend only
-on ``(dim, num, seed)`` and are drawn with NumPy, so they are the same on every
-machine, JAX version and device.
+A posterior over millions of weights is summarised by its projections onto a
+fixed set of unit-norm random directions; ESS and R-hat of those scalars stand
+for mixing of the whole vector.
+
+The directions are random sign vectors (Achlioptas 2003):
+
+.. math::
+
+    d_j[i] = \\frac{s_{ij}}{\\sqrt{D}}, \\qquad s_{ij} \\in \\{-1, +1\\},
+    \\qquad \\|d_j\\|_2 = 1 \\text{ exactly},
+
+where the sign :math:`s_{ij}` is bit ``j mod 32`` of a 32-bit integer hash of
+``(seed, i, j // 32)``.  Three consequences:
+
+- **fixed**: a direction depends only on ``(dim, seed)`` and its index ``j``
+  (the first ``k`` of ``num`` directions do not depend on ``num``).  The hash is
+  integer arithmetic modulo :math:`2^{32}`, written here once for NumPy and JAX,
+  so the directions are bit-identical on every machine, device and JAX version
+  (no dependence on JAX's PRNG implementation, whose bits have changed between
+  versions);
+- **O(dim) memory**: :func:`project` and :func:`project_tree` generate the signs
+  block by block inside a ``lax.scan``, so no ``(dim, num)`` array exists on
+  host or device; only :func:`projection_matrix`, the small-dimension helper
+  and reference, builds the full matrix;
+- **cheap**: one hash of three integer mixes per weight covers 32 directions,
+  and unit norm needs no normalisation pass.  Per recorded draw the cost is
+  about ``dim`` hashes and ``dim * num`` additions, cheaper than reading a
+  stored ``(dim, num)`` float matrix.
+
+Example::
+
+    z = project(flat, num=10, seed=0)               # (10,), jit-compatible
+    z = project_tree(params, num=10, seed=0)        # == project(ravel_pytree(params)[0], 10, 0)
+    P = projection_matrix(flat.shape[0], 10, 0)     # (dim, 10) NumPy reference: flat @ P == z
 """
 
 from __future__ import annotations
 
+import math
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "MAX_DIM", "project", "project_tree", "projection_matrix"]
+
+#: Rows of signs generated at once by :func:`project`: memory ``block_size * num``.
+DEFAULT_BLOCK_SIZE = 2**14
+#: Largest supported dimension (indices are hashed as 32-bit integers).
+MAX_DIM = 2**32 - 2**20
+_MAX_SEED = 2**32
+_BITS = 32  # directions per hashed word
+# Constants of the "lowbias32" integer hash (C. Wellons, hash-prospector) and the golden ratio.
+_M1, _M2, _GOLDEN = 0x7FEB352D, 0x846CA68B, 0x9E3779B9
+
+
+def _mix(x, xp):
+    """A bijective 32-bit integer hash with full avalanche ("lowbias32"); ``x`` is a uint32 array."""
+    x = x ^ (x >> xp.uint32(16))
+    x = x * xp.uint32(_M1)
+    x = x ^ (x >> xp.uint32(15))
+    x = x * xp.uint32(_M2)
+    return x ^ (x >> xp.uint32(16))
+
+
+def _words(rows, words, seed: int, xp):
+    """uint32 hash words ``(len(rows), len(words))`` of (seed, row index, word index)."""
+    key = _mix(xp.asarray([seed ^ _GOLDEN], dtype=xp.uint32), xp)
+    row_part = _mix(_mix(rows, xp) ^ key, xp)
+    return _mix(row_part[:, None] + words[None, :] * xp.uint32(_GOLDEN), xp)
+
+
+def _sign_bits(rows, num: int, seed: int, xp):
+    """``(num, len(rows))`` uint32 array of 0/1: bit 1 means sign -1 (the transposed directions)."""
+    j = np.arange(num)
+    words = _words(rows, xp.arange(-(-num // _BITS), dtype=xp.uint32), seed, xp).T  # (num_words, rows)
+    return (words[j // _BITS, :] >> xp.asarray(j % _BITS, dtype=xp.uint32)[:, None]) & xp.uint32(1)
+
+
+def _check(dim: int, num: int, seed: int, block_size: int = DEFAULT_BLOCK_SIZE):
+    for name, value, low, high in (("dim", dim, 0, MAX_DIM), ("num", num, 0, None),
+                                   ("seed", seed, 0, _MAX_SEED - 1), ("block_size", block_size, 1, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+                high is not None and value > high):
+            bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+            raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 def projection_matrix(dim: int, num: int, seed: int = 0) -> np.ndarray:
-    """``(dim, num)`` matrix of i.i.d. Gaussian directions normalised to unit length."""
-    rng = np.random.default_rng([seed, dim, num])
-    directions = rng.standard_normal((dim, num))
-    return directions / np.linalg.norm(directions, axis=0, keepdims=True)
+    """The ``(dim, num)`` matrix of unit-norm random sign directions, as a float64 NumPy array.
+
+    The small-dimension helper and the reference for :func:`project`: it holds
+    ``dim * num`` numbers, so use it for short vectors (test predictions) and
+    tests; project the weights of a network with :func:`project` or
+    :func:`project_tree`, which never build it.
+
+    Args:
+        dim: length of the vectors to project.
+        num: number of directions.
+        seed: seed of the directions, ``0 <= seed < 2**32``.
+
+    Returns:
+        ``(dim, num)`` float64 array whose columns have unit norm;
+        ``flat @ projection_matrix(dim, num, seed)`` equals ``project(flat, num, seed)``.
+    """
+    _check(dim, num, seed)
+    if dim == 0:
+        return np.zeros((0, num))
+    bits = _sign_bits(np.arange(dim, dtype=np.uint32), num, seed, np)
+    return (1.0 - 2.0 * bits.T) / math.sqrt(dim)
+
+
+def _project_unscaled(flat, offset: int, num: int, seed: int, block_size: int):
+    """``sum_i flat[i] * s_{offset + i, j}`` for ``flat: (n,)``; generates ``block_size`` rows at a time."""
+    n = flat.shape[0]
+
+    def block(values, start):
+        rows = start + jnp.arange(values.shape[0], dtype=jnp.uint32)
+        bits = _sign_bits(rows, num, seed, jnp)
+        # A fused select-and-sum: no TF32 rounding on GPUs, about 2x faster than a dot on CPU.
+        return jnp.sum(jnp.where(bits == 1, -values[None, :], values[None, :]), axis=1)
+
+    if n <= block_size:
+        return block(flat, jnp.uint32(offset))
+    num_blocks = -(-n // block_size)
+    blocks = jnp.pad(flat, (0, num_blocks * block_size - n)).reshape(num_blocks, block_size)
+    starts = jnp.uint32(offset) + jnp.arange(num_blocks, dtype=jnp.uint32) * jnp.uint32(block_size)
+
+    def step(total, xs):
+        return total + block(*xs), None
+
+    total, _ = jax.lax.scan(step, jnp.zeros((num,), flat.dtype), (blocks, starts))
+    return total
+
+
+def project(flat, num: int, seed: int = 0, *, block_size: int = DEFAULT_BLOCK_SIZE):
+    """Project ``flat: (dim,)`` on ``num`` fixed unit-norm random directions, in O(dim) memory.
+
+    Equal, to float rounding, to ``flat @ projection_matrix(dim, num, seed)``,
+    but the directions are generated ``block_size`` rows at a time inside a
+    ``lax.scan``, so memory is ``O(dim + block_size * num)`` and no ``(dim, num)``
+    array is created.  Pure JAX: works under ``jit`` and ``vmap`` (a batch of
+    vectors shares the generated directions); ``num``, ``seed`` and
+    ``block_size`` are static Python integers.
+
+    Args:
+        flat: ``(dim,)`` floating array.
+        num: number of directions.
+        seed: seed of the directions, ``0 <= seed < 2**32``.
+        block_size: rows of directions generated at once.
+
+    Returns:
+        ``(num,)`` array of ``flat``'s dtype.
+    """
+    flat = jnp.asarray(flat)
+    if flat.ndim != 1 or not jnp.issubdtype(flat.dtype, jnp.floating):
+        raise ValueError(f"flat must be a 1-D floating array, got {flat.dtype} array of shape {flat.shape}")
+    _check(flat.shape[0], num, seed, block_size)
+    if flat.shape[0] == 0 or num == 0:
+        return jnp.zeros((num,), flat.dtype)
+    return _project_unscaled(flat, 0, num, seed, block_size) / math.sqrt(flat.shape[0])
+
+
+def project_tree(tree, num: int, seed: int = 0, *, block_size: int = DEFAULT_BLOCK_SIZE):
+    """:func:`project` of ``ravel_pytree(tree)[0]`` without concatenating the leaves.
+
+    Each leaf is projected with its offset in the flattened vector (leaves in
+    ``jax.tree_util.tree_leaves`` order, each raveled in C order, as
+    ``jax.flatten_util.ravel_pytree`` does), so the result equals
+    ``project(ravel_pytree(tree)[0], num, seed)``.
+
+    Args:
+        tree: a pytree of floating arrays (all of one dtype).
+        num, seed, block_size: as in :func:`project`.
+
+    Returns:
+        ``(num,)`` array of the leaves' dtype.
+    """
+    leaves = [jnp.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+    if not leaves:
+        raise ValueError("tree must have at least one array leaf, got an empty pytree")
+    dtype = jnp.result_type(*leaves)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"tree must have floating leaves, got dtype {dtype}")
+    dim = sum(leaf.size for leaf in leaves)
+    _check(dim, num, seed, block_size)
+    total, offset = jnp.zeros((num,), dtype), 0
+    if dim == 0 or num == 0:
+        return total
+    for leaf in leaves:
+        if leaf.size:
+            total = total + _project_unscaled(leaf.reshape(-1).astype(dtype), offset, num, seed, block_size)
+        offset += leaf.size
+    return total / math.sqrt(dim)
