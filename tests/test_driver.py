@@ -6,6 +6,12 @@ can be compared exactly between chain methods.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,14 +33,21 @@ def collect(consts, key, z):
     return {"x": z["x"], "shifted": z["x"] + consts["shift"], "noise": jax.random.normal(key, ())}
 
 
+NUM_WARMUP, NUM_SAMPLES, NUM_CHAINS, THINNING, NUM_STEPS = 21, 27, 3, 2, 4  # chunks of 2: last ones partial
+
+
+def make_kernel():
+    return HMC(potential_fn=gaussian_potential, num_steps=NUM_STEPS, trajectory_length=None, step_size=0.5)
+
+
 def run(chain_method, **kwargs):
-    kernel = HMC(potential_fn=gaussian_potential, num_steps=4, trajectory_length=None, step_size=0.5)
-    settings = dict(num_warmup=13, num_samples=27, num_chains=3, thinning=2)
+    settings = dict(num_warmup=NUM_WARMUP, num_samples=NUM_SAMPLES, num_chains=NUM_CHAINS, thinning=THINNING)
     settings.update(kwargs)
     init = {"x": jnp.zeros((settings["num_chains"], 3))}
     calls = []
-    out = run_chains(kernel, hmc_stats, collect, init, rng_key=jax.random.key(0), consts={"shift": jnp.ones(3)},
-                     chain_method=chain_method, progress=lambda done, phase: calls.append((done, phase)), **settings)
+    out = run_chains(make_kernel(), hmc_stats, collect, init, rng_key=jax.random.key(0),
+                     consts={"shift": jnp.ones(3)}, chain_method=chain_method,
+                     progress=lambda done, phase: calls.append((done, phase)), **settings)
     return out, calls
 
 
@@ -52,20 +65,57 @@ def test_shapes_chunks_and_trace_count(runs, method):
     np.testing.assert_allclose(out.draws["shifted"], out.draws["x"] + 1.0, rtol=1e-15)
     for name in ("num_steps", "accept_prob", "diverging", "energy", "num_grad_evals", "num_logdensity_evals"):
         assert out.stats[name].shape == (3, 27), name
-        assert out.warmup_stats[name].shape == (3, 13), name
+        assert out.warmup_stats[name].shape == (3, 21), name
     # Thinning: each recorded draw costs two transitions of 4 leapfrog steps.
     np.testing.assert_array_equal(out.stats["num_grad_evals"], 8)
     np.testing.assert_array_equal(out.warmup_stats["num_grad_evals"], 4)
     # One trace of the warm-up chunk and one of the sampling chunk, whatever the number of chains and chunks.
     assert out.num_traces == 2
+    assert out.num_resumed == 0
     assert set(out.timings) == {"compile_seconds", "warmup_seconds", "sample_seconds"}
     assert all(t > 0 for t in out.timings.values())
-    # Progress is reported between chunks, in order, covering every iteration.
+
+
+@pytest.mark.parametrize("method", ["sequential", "vectorized"])
+def test_progress_compiling_first_then_exact_counts(runs, method):
+    """A compiling phase first, then one call per chunk, ending at exactly chains x (warm-up + draws)."""
+    _, calls = runs[method]
+    assert calls[0] == (0, "compiling")
+    assert [p for _, p in calls[1:]] == (["warmup"] * 11 + ["sampling"] * 14) * (3 if method == "sequential" else 1)
     done = [d for d, _ in calls]
-    assert done == sorted(done) and done[-1] >= 3 * (13 + 27)
-    num_groups = 3 if method == "sequential" else 1  # chains run one at a time, or all at once
-    assert [p for _, p in calls].count("warmup") == num_groups * -(-13 // _chunk_size(13))
-    assert [p for _, p in calls].count("sampling") == num_groups * -(-27 // _chunk_size(27))
+    assert done == sorted(done)
+    assert done[-1] == NUM_CHAINS * (NUM_WARMUP + NUM_SAMPLES)
+    # The partial last chunks count only the iterations that ran.
+    per_chunk = np.diff(done)
+    width = 1 if method == "sequential" else NUM_CHAINS
+    assert per_chunk[9] == 2 * width and per_chunk[10] == 1 * width  # warm-up chunks 10 and 11 of 11
+    assert per_chunk[-1] == 1 * width  # sampling chunk 14 of 14
+
+
+def test_exactly_the_requested_iterations_run(runs):
+    """The driver's chain equals a plain loop of exactly 21 warm-up and 27 x 2 sampling transitions.
+
+    One more (or one fewer) warm-up iteration would give another state, so this fixes the
+    counts; the cost counts are those of the iterations that ran.
+    """
+    seq = runs["sequential"][0]
+    with jax.enable_x64(True):
+        kernel = make_kernel()
+        init_key, _ = jax.random.split(jax.random.key(0))
+        chain_keys = jax.random.split(init_key, NUM_CHAINS)
+        state = kernel.init(chain_keys[1], NUM_WARMUP, {"x": jnp.zeros(3)}, (), {})
+        step = jax.jit(lambda s: kernel.sample(s, (), {}))
+        for _ in range(NUM_WARMUP):
+            state = step(state)
+        xs, grads = [], 0
+        for _ in range(NUM_SAMPLES):
+            for _ in range(THINNING):
+                state = step(state)
+                grads += int(hmc_stats(state)["num_grad_evals"])
+            xs.append(np.asarray(state.z["x"]))
+    np.testing.assert_allclose(seq.draws["x"][1], np.stack(xs), rtol=1e-9, atol=1e-12)
+    assert grads == NUM_SAMPLES * THINNING * NUM_STEPS == int(seq.stats["num_grad_evals"][1].sum())
+    assert int(seq.warmup_stats["num_grad_evals"][1].sum()) == NUM_WARMUP * NUM_STEPS
 
 
 def test_sequential_and_vectorized_chains_are_the_same_chains(runs):
@@ -91,11 +141,56 @@ def test_chunk_size():
     assert _chunk_size(21) == 2 and _chunk_size(500) == 25
 
 
-def test_parallel_needs_enough_devices():
-    if jax.local_device_count() >= 2:
-        pytest.skip("several local devices")
-    kernel = HMC(potential_fn=gaussian_potential, num_steps=2, trajectory_length=None)
-    with pytest.raises(ValueError, match=r"`chain_method`: 'parallel' needs at least 2 local devices"):
-        run_chains(kernel, hmc_stats, collect, {"x": jnp.zeros((2, 3))}, rng_key=jax.random.key(0),
-                   consts={"shift": jnp.ones(3)}, num_warmup=2, num_samples=2, num_chains=2,
-                   chain_method="parallel")
+def test_unknown_chain_method_is_refused():
+    with pytest.raises(ValueError, match=r"argument `chain_method`: expected one of .*'parallel'\), received 'pmap'"):
+        run_chains(make_kernel(), hmc_stats, collect, {"x": jnp.zeros((2, 3))}, rng_key=jax.random.key(0),
+                   consts={"shift": jnp.ones(3)}, num_warmup=2, num_samples=2, num_chains=2, chain_method="pmap")
+
+
+def test_no_warmup():
+    out, calls = run("vectorized", num_warmup=0, num_samples=3, num_chains=2, thinning=1)
+    assert out.warmup_stats == {} and out.draws["x"].shape == (2, 3, 3)
+    assert calls == [(0, "compiling"), (2, "sampling"), (4, "sampling"), (6, "sampling")]
+
+
+PARALLEL_CHILD = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_driver as t
+from reprior import driver
+assert jax.local_device_count() == 2, jax.local_devices()
+with jax.enable_x64(True):
+    runs = {m: t.run(m)[0] for m in ("sequential", "vectorized", "parallel")}
+    # The parallel layout shards the chain axis over both devices (3 chains padded to 4).
+    layout = driver._layout("parallel", 3)
+    placed = layout.place({"x": jnp.zeros((4, 5))}, ())[0]
+    doubled = layout.jit(lambda s, k: {"x": s["x"] * k}, (0, None))(placed, 2.0)
+    shards = sorted(tuple(s.index[0].indices(4)) for s in doubled["x"].addressable_shards)
+par, vec, seq = runs["parallel"], runs["vectorized"], runs["sequential"]
+print(json.dumps({
+    "groups": [g.tolist() for g in layout.groups], "shards": shards,
+    "devices": len(doubled["x"].sharding.device_set),
+    "shape": list(par.draws["x"].shape), "warm_shape": list(par.warmup_stats["accept_prob"].shape),
+    "equal_vectorized": all(np.array_equal(par.draws[k], vec.draws[k]) for k in vec.draws)
+        and all(np.array_equal(par.stats[k], vec.stats[k]) for k in vec.stats),
+    "max_diff_sequential": max(float(np.max(np.abs(par.draws[k] - seq.draws[k]))) for k in seq.draws),
+    "grads": int(par.stats["num_grad_evals"].sum()), "traces": par.num_traces}))
+"""
+
+
+def test_parallel_chains_on_two_devices_are_the_same_chains(tmp_path):
+    """chain_method="parallel" on 2 forced CPU devices, 3 chains (more than devices, not a multiple):
+    the same draws as "vectorized" (bit for bit) and as "sequential" (up to rounding)."""
+    env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_CHILD, str(Path(__file__).parent)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["groups"] == [[0, 1, 2, 2]]
+    assert out["devices"] == 2 and out["shards"] == [[0, 2, 1], [2, 4, 1]]
+    assert out["shape"] == [3, 27, 3] and out["warm_shape"] == [3, 21]
+    assert out["equal_vectorized"] is True
+    assert out["max_diff_sequential"] < 1e-9
+    assert out["grads"] == NUM_CHAINS * NUM_SAMPLES * THINNING * NUM_STEPS
+    assert out["traces"] == 2
