@@ -46,6 +46,7 @@ import arviz as az
 import numpy as np
 
 from . import _checks
+from .limits import LIMIT_METRICS
 from .projections import projection_matrix
 
 #: Groups of scalars whose mixing is measured, in report order.
@@ -61,8 +62,8 @@ RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "grad_evals", "grad_eva
 
 
 def metric_names() -> list[str]:
-    """All keys of :func:`cell_metrics`, in a stable order (groups first, then run-level)."""
-    return [m.format(g=g) for g in GROUPS for m in GROUP_METRICS] + list(RUN_METRICS)
+    """All keys of :func:`cell_metrics`, in a stable order (groups first, then run-level, then the limit's)."""
+    return [m.format(g=g) for g in GROUPS for m in GROUP_METRICS] + list(RUN_METRICS) + list(LIMIT_METRICS)
 
 
 # -- extracting the groups -------------------------------------------------------------
@@ -323,7 +324,7 @@ def predictive_distance_to(idata, mean, var) -> dict:
 
 # -- the cell metrics ------------------------------------------------------------------
 def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_seed: int = 0,
-                 num_pred_projections: int = 10) -> dict[str, float | int]:
+                 num_pred_projections: int = 10, limits=None) -> dict[str, float | int]:
     """Every metric of one run, as a flat ``{name: number}`` dict (keys: :func:`metric_names`).
 
     Args:
@@ -344,7 +345,9 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
         ``divergences``, ``grad_evals`` (sampling phase), ``grad_evals_total``,
         ``sample_seconds``, ``warmup_seconds``, ``compile_seconds``,
         ``steps_per_draw``, ``num_draws``, ``test_rmse``, ``test_log_lik`` and
-        ``logdensity_evals`` (sampling phase).
+        ``logdensity_evals`` (sampling phase); then the distance to the infinite-width
+        limit, :data:`reprior.limits.LIMIT_METRICS` (see :func:`limit_metrics`; NaN
+        without ``limits``, a :class:`reprior.limits.LimitInputs`, except ``test_nll``).
         Missing groups and unrecorded figures are NaN.
     """
     _checks.nonnegative_int("num_pred_points", num_pred_points)
@@ -361,6 +364,88 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
     out.update({k: v for k, v in run.items() if k != "logdensity_evals"})
     out.update(predictive_metrics(idata, y_test))
     out["logdensity_evals"] = run["logdensity_evals"]  # last: added after the other columns
+    out.update(limit_metrics(idata, limits, y_test=y_test))
+    return out
+
+
+# -- distance to the infinite-width limit ------------------------------------------------
+#: At most this many (evenly spaced) draws of the hidden weights are evaluated per cell.
+MAX_LIMIT_DRAWS = 200
+
+
+def _site_name(path) -> str:
+    """``(DictKey('hidden'), SequenceKey(0), DictKey('W')) -> 'hidden_0_W'`` (the posterior's names)."""
+    return "_".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_DRAWS):
+    """The stored hidden weights as a ``params["hidden"]`` pytree with a leading draw axis, or None.
+
+    Needs the run's ``keep="all"``; chains are concatenated and at most ``max_draws``
+    evenly spaced draws are kept.
+    """
+    import jax
+
+    template = bnn.param_shapes(x_shape, out_dim)["hidden"]
+    paths, treedef = jax.tree_util.tree_flatten_with_path({"hidden": template})
+    leaves = []
+    for path, shape in paths:
+        values = _variable(idata, "posterior", _site_name(path))
+        if values is None or values.shape[2:] != tuple(shape.shape):
+            return None
+        leaves.append(values.reshape((-1,) + values.shape[2:]))
+    total = leaves[0].shape[0]
+    pick = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
+    return jax.tree_util.tree_unflatten(treedef, [leaf[pick] for leaf in leaves])["hidden"]
+
+
+def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
+    """:data:`reprior.limits.LIMIT_METRICS` of one run (``docs/diagnostics.md``, "Distance to the limit").
+
+    - ``test_nll`` (every cell, with ``y_test``): :func:`reprior.limits.accuracy_metrics`
+      on the Rao-Blackwellised draws;
+    - ``nngp_pred_dist``, ``nngp_pred_w2``: :func:`reprior.limits.predictive_limit_metrics`
+      against ``limits.reference``; ``nngp_log_evidence``: its GP marginal likelihood;
+    - ``nngp_kernel_dist``: posterior mean of the kernel distance over the stored hidden
+      draws (``keep="all"``), else over the SMC particles of ``limits.evidence``;
+    - ``log_evidence``, ``kl_is_ess``, ``kl_num_temperatures``: from ``limits.evidence``
+      (:func:`reprior.limits.evidence_summary`);
+    - ``kl_to_prior``: :math:`\\overline{\\log L} - \\log\\hat Z`, the mean over stored hidden
+      draws if there are any, else over the weighted SMC particles.
+
+    ``limits`` is a :class:`reprior.limits.LimitInputs` (None: NaN except ``test_nll``).
+    """
+    from . import limits as lm
+
+    out = dict.fromkeys(LIMIT_METRICS, math.nan)
+    mean, var = _predictive_draws(idata)
+    if mean is not None and y_test is not None:
+        y = _check_y_test(y_test, mean.shape[1], mean.shape[2])
+        out["test_nll"] = lm.accuracy_metrics(mean, var, y, float(_attr(idata, "noise_std")))["test_nll"]
+    if limits is None:
+        return out
+    ref, evidence = limits.reference, limits.evidence
+    if ref is not None:
+        out["nngp_log_evidence"] = float(ref.log_evidence)
+        if mean is not None and np.size(ref.mean):
+            out.update(lm.predictive_limit_metrics(mean, var, ref))
+    post_loglik, kernel_dist = math.nan, math.nan
+    if evidence is not None:
+        out.update(log_evidence=evidence["log_evidence"], kl_is_ess=evidence["is_ess"],
+                   kl_num_temperatures=evidence["num_temperatures"])
+        post_loglik, kernel_dist = evidence["posterior_mean_loglik"], evidence["kernel_dist"]
+    y_train = np.asarray(limits.y_train)
+    draws = hidden_draws(idata, limits.bnn, np.shape(limits.x_train), y_train.reshape(len(y_train), -1).shape[1])
+    if draws is not None:
+        import jax
+
+        with jax.enable_x64(jax.tree_util.tree_leaves(draws)[0].dtype == np.float64):
+            loglik, dist = lm.hidden_draw_statistics(limits.bnn, draws, limits.x_train, y_train,
+                                                     None if ref is None else ref.kernel)
+        post_loglik = _reduce(np.mean, loglik)
+        kernel_dist = _reduce(np.mean, dist)
+    out["nngp_kernel_dist"] = kernel_dist if ref is not None else math.nan
+    out["kl_to_prior"] = post_loglik - out["log_evidence"]
     return out
 
 

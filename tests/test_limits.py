@@ -274,3 +274,37 @@ def test_limit_inputs_are_cached(tmp_path):
 def test_limit_metric_names_are_the_contract():
     assert {"nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_is_ess", "log_evidence",
             "nngp_log_evidence", "test_nll"} <= set(LIMIT_METRICS)
+
+
+# -- a tiny sweep through the runner ---------------------------------------------------------------
+def test_tiny_sweep_nngp_pred_dist_falls_with_width(tmp_path):
+    """Widths 8 and 2048 (256x apart) on 8 synthetic points, repriorised NUTS, through the runner.
+
+    Tolerance: ``nngp_pred_dist`` is the distance of the posterior mean of the
+    Rao-Blackwellised predictive from the NNGP mean: the per-draw means scatter about
+    the limit by O(d^-1/2) (averaged over the ESS draws) and their posterior mean is off by
+    O(1/d), so the ratio of the two widths' distances is expected to be >= sqrt(256) = 16;
+    asking for 3 leaves a factor 5 for the Monte Carlo error of ~100 draws.
+    """
+    from reprior.runner import grid
+    from reprior.runner.store import CellStore
+    from reprior.runner.sweep import run_sweep
+
+    options = grid.validate(grid.merge(dict(
+        datasets=["synthetic"], n_train=[8], n_test=6, widths=[8, 2048], parameterisations=["reprior"],
+        samplers=["nuts"], sampler_options={"max_tree_depth": 4}, num_warmup=60, num_samples=50, num_chains=2,
+        keep="all", report=False,
+        out=str(tmp_path / "run"))))
+    result = run_sweep(options, dtype="float64", quiet=True)
+    assert result.failed == {} and len(result.finished) == 2
+    records = CellStore(tmp_path / "run").finished()
+    by_width = {r["settings"]["width"]: r["metrics"] for r in records.values()}
+    assert set(by_width) == {8, 2048}
+    for metrics in by_width.values():
+        for name in LIMIT_METRICS:
+            assert np.isfinite(metrics[name]), name
+        assert metrics["kl_to_prior"] > -0.5  # a KL up to the estimator's error
+    assert by_width[2048]["nngp_pred_dist"] < by_width[8]["nngp_pred_dist"] / 3
+    assert by_width[2048]["nngp_kernel_dist"] < by_width[8]["nngp_kernel_dist"] / 3
+    assert len(list((tmp_path / "run" / "limits").glob("nngp-*.npz"))) == 1  # shared by the widths
+    assert len(list((tmp_path / "run" / "limits").glob("evidence-*.json"))) == 2

@@ -122,8 +122,11 @@ def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: i
     return "none"
 
 
-def run_cell(cell, data, *, progress_bar: bool = False):
-    """Sample one cell; return ``(idata, metrics, info)``."""
+def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None):
+    """Sample one cell; return ``(idata, metrics, info)``.
+
+    ``limits_dir``: the folder caching the cell's infinite-width limit (NNGP reference and
+    evidence, :func:`reprior.limits.limit_inputs`); None leaves the limit metrics NaN."""
     from ..diagnostics import cell_metrics, run_info
     from ..sampling import sample
 
@@ -143,10 +146,28 @@ def run_cell(cell, data, *, progress_bar: bool = False):
     for group in idata.groups():
         idata[group].attrs["cell_key"] = cell.key
         idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
-    metrics = cell_metrics(idata, y_test=data.y_test if has_test else None)
+    limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
+    metrics = cell_metrics(idata, y_test=data.y_test if has_test else None, limits=limits)
     info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
-            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **limits_info}
     return idata, metrics, info
+
+
+def _cell_limits(s, bnn, data, cell, limits_dir):
+    """``(LimitInputs or None, info)``: the limit of the cell, cached under ``limits_dir`` (issue 11).
+    A failure leaves the limit metrics NaN and is reported in ``info["limits_error"]``."""
+    if limits_dir is None:
+        return None, {}
+    from ..limits import limit_inputs
+
+    start = time.perf_counter()
+    try:
+        limits = limit_inputs(bnn, data.x_train, data.y_train, data.x_test if data.n_test > 0 else None,
+                              cache_dir=limits_dir, data_description=list(cell.data_settings()), seed=s["seed"],
+                              dtype=s["dtype"])
+    except Exception as err:  # the samples are good whatever the limit does
+        return None, {"limits_error": f"{type(err).__name__}: {err}"}
+    return limits, {"limits_seconds": time.perf_counter() - start}
 
 
 # ---------------------------------------------------------------------------
@@ -258,7 +279,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
 def _run_one(cell, data, store, result, command, progress, quiet):
     store.start(cell.key, cell.settings)
     try:
-        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet)
+        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet, limits_dir=store.root / "limits")
         info["command"] = command
         store.write_idata(cell.key, idata)
         store.finish(cell.key, cell.settings, metrics, info)
