@@ -262,3 +262,35 @@ def plot_sbc_ranks(names, counts, rejected, p_values, path, *, title: str = "") 
         ax.tick_params(labelsize=8)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_width_lines(lines: list[dict], path, *, ylabel: str, logy: bool = True,
+                     references: list[tuple[str, float]] = ()) -> Path:
+    """Prepared lines against width (log2 x axis): each ``line`` has ``label``, ``parameterisation``
+    (for the style), ``widths``, ``mean``, ``low`` and ``high`` (arrays; a band is drawn
+    between ``low`` and ``high``); ``references`` are ``(label, value)`` dashed horizontal lines.
+    On a log y axis non-positive values are left out.  Used by :mod:`reprior.report_limits`."""
+    fig, axes = _new_figure(1, width=5.2, height=3.6)
+    ax = axes[0]
+    drawn = False
+    for i, line in enumerate(lines):
+        widths, mean = np.asarray(line["widths"], float), np.asarray(line["mean"], float)
+        low, high = np.asarray(line["low"], float), np.asarray(line["high"], float)
+        ok = np.isfinite(widths) & np.isfinite(mean) & ((mean > 0) if logy else True)
+        if not ok.any():
+            continue
+        style = dict(STYLES.get(line.get("parameterisation"), {}))
+        if i >= len(STYLES):
+            style.pop("color", None)
+        ax.plot(widths[ok], mean[ok], label=line["label"], **style)
+        band = ok & np.isfinite(low) & np.isfinite(high) & ((low > 0) if logy else True)
+        if band.sum() > 1:
+            ax.fill_between(widths[band], low[band], high[band], alpha=0.15, color=style.get("color"))
+        drawn = True
+    for label, value in references:
+        if np.isfinite(value) and (value > 0 or not logy):
+            ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
+    if not drawn:
+        _empty(ax)
+    _finish(ax, ylabel=ylabel, logy=logy)
+    return _save(fig, path)

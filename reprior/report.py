@@ -362,6 +362,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         run by several samplers, see :func:`sampler_tables`), and ``trace_<cell>``/``rank_<cell>`` per plotted cell.
     """
     from . import plots
+    from .report_limits import add_limits_section
 
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"argument `rows`: expected a list of dicts, received {type(rows).__name__}")
@@ -388,6 +389,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         traces.append((caption, f"plots/trace_{name}.png", f"plots/rank_{name}.png"))
 
     doc = _build(rows, command, files, traces, title, samplers)
+    files.update(add_limits_section(doc, rows, plot_dir))  # "Distance to the infinite-width limit" (issue 11)
     files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
     files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
     return files

@@ -308,3 +308,53 @@ def test_tiny_sweep_nngp_pred_dist_falls_with_width(tmp_path):
     assert by_width[2048]["nngp_kernel_dist"] < by_width[8]["nngp_kernel_dist"] / 3
     assert len(list((tmp_path / "run" / "limits").glob("nngp-*.npz"))) == 1  # shared by the widths
     assert len(list((tmp_path / "run" / "limits").glob("evidence-*.json"))) == 2
+
+
+# -- the report section ---------------------------------------------------------------------------
+def _rows(seeds=(0, 1), widths=(64, 256, 1024)):
+    rows = []
+    for seed in seeds:
+        for param, c in (("standard", 2.0), ("reprior", 1.0)):
+            for w in widths:
+                rows.append({"arch": "mlp", "depth": 1, "activation": "relu", "dataset": "digits", "n_train": 32,
+                             "n_test": 16, "noise_std": 0.1, "sampler": "nuts", "num_chains": 2, "num_warmup": 10,
+                             "num_samples": 10, "width": w, "parameterisation": param, "seed": seed,
+                             "nngp_kernel_dist": c * (1 + 0.1 * seed) * w**-0.5, "kl_to_prior": c * 1e3 / w,
+                             "log_evidence": -50 + 1 / w, "nngp_log_evidence": -50.0, "test_nll": 0.1,
+                             "test_rmse": 0.3, "nngp_pred_dist": c / w})
+    return rows
+
+
+def test_fit_slope_matches_numpy_polyfit(rng):
+    w = np.array([32, 64, 128, 256, 512.0])
+    v = 3 * w**-0.5 * np.exp(0.1 * rng.standard_normal(5))
+    from reprior.report_limits import fit_slope
+
+    slope, se = fit_slope(w, v)
+    coef, cov = np.polyfit(np.log(w), np.log(v), 1, cov="unscaled")
+    resid = np.log(v) - np.polyval(coef, np.log(w))
+    assert slope == pytest.approx(coef[0], rel=1e-12)
+    assert se == pytest.approx(np.sqrt(cov[0, 0] * np.sum(resid**2) / 3), rel=1e-10)
+
+
+def test_slope_table_recovers_power_laws():
+    from reprior.report_limits import slope_table
+
+    table = {(t["metric"], t["parameterisation"]): t for t in slope_table(_rows())}
+    assert table["nngp_kernel_dist", "reprior"]["slope"] == pytest.approx(-0.5, abs=1e-12)
+    assert table["kl_to_prior", "standard"]["slope"] == pytest.approx(-1.0, abs=1e-12)
+    assert table["nngp_kernel_dist", "reprior"]["slope_se"] == pytest.approx(0.0, abs=1e-12)  # equal over seeds
+    assert table["nngp_kernel_dist", "reprior"]["num_seeds"] == 2
+
+
+def test_limits_section_writes_its_plots(tmp_path):
+    from reprior.report import _Doc
+    from reprior.report_limits import add_limits_section
+
+    doc = _Doc()
+    files = add_limits_section(doc, _rows(), tmp_path)
+    text = doc.markdown()
+    assert "## Distance to the infinite-width limit" in text and "nngp_kernel_dist" in text
+    assert {"limit_nngp_kernel_dist", "limit_kl_to_prior", "limit_log_evidence"} <= set(files)
+    assert all(p.exists() and p.stat().st_size > 1000 for p in files.values())
+    assert add_limits_section(_Doc(), [{"width": 8, "parameterisation": "reprior"}], tmp_path) == {}
