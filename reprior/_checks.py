@@ -75,6 +75,8 @@ def finite_array(name: str, value, *, ndim: int | tuple[int, ...] | None = None)
         raise fail(name, "an array of numbers", type(value).__name__) from err
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise fail(name, "an array of numbers", _describe(arr))
+    if np.issubdtype(arr.dtype, np.complexfloating):  # casting would silently drop the imaginary part
+        raise fail(name, "an array of real numbers", _describe(arr))
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if arr.ndim not in allowed:

@@ -6,8 +6,11 @@ off from ``--dtype`` (default float64 on CPU, float32 on accelerators)
 before any computation, and restores the previous setting when it returns.
 
 Every user error (a bad flag value, an unknown config key, bad TOML, a missing
-data file) is one line on stderr starting with ``reprior: error:`` and exit
-status 2.  Set ``REPRIOR_TRACEBACK=1`` to see the traceback instead.
+data file, a bad sampler option, a cell too large for this machine) is one line
+on stderr starting with ``reprior: error:`` and exit status 2, found before
+anything runs or is written (:mod:`reprior.preflight`).  Set
+``REPRIOR_TRACEBACK=1`` to see the traceback instead.  Ctrl-C exits 130 and
+SIGTERM 143, after the run reaches a safe point (:mod:`reprior.interrupts`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def _number_type(kind, accept, expected: str):
 
 
 _positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
+_seed = _number_type(int, lambda v: 0 <= v <= grid.MAX_SEED, f"an integer in [0, {grid.MAX_SEED}]")
 _nonnegative_int = _number_type(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _number_type(float, lambda v: 0 < v < float("inf"), "a positive number")
 _probability = _number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")
@@ -106,7 +110,7 @@ _SWEEP_FLAGS = [
     (("--n-train",), "n_train", dict(nargs="+", type=_positive_int, metavar="N",
                                      help="training points (default: 128)")),
     (("--n-test",), "n_test", dict(type=_nonnegative_int, metavar="N", help="test points (default: 64)")),
-    (("--data-seed",), "data_seed", dict(type=_nonnegative_int, metavar="S",
+    (("--data-seed",), "data_seed", dict(type=_seed, metavar="S",
                                          help="seed of the data subset (default: 0)")),
     (("--noise-std",), "noise_std", dict(nargs="+", type=_positive_float, metavar="SIGMA",
                                          help="observation noise std (default: 0.1)")),
@@ -123,7 +127,7 @@ _SWEEP_FLAGS = [
                                              help="draws per chain (default: 300)")),
     (("--num-chains",), "num_chains", dict(type=_positive_int, metavar="N", help="chains (default: 2)")),
     (("--thinning",), "thinning", dict(type=_positive_int, metavar="N", help="iterations per draw (default: 1)")),
-    (("--seeds",), "seeds", dict(nargs="+", type=_nonnegative_int, metavar="S",
+    (("--seeds",), "seeds", dict(nargs="+", type=_seed, metavar="S",
                                  help="sampler seeds (default: 0)")),
     (("--chain-method",), "chain_method", dict(choices=grid.CHAIN_METHODS,
                                                help="how chains run (default: sequential)")),
@@ -153,6 +157,11 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
     p.add_argument("--dry-run", action="store_true", help="list the cells (and which are finished); run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.add_argument("--yes", action="store_true",
+                   help="run the built-in default grid (hours on a laptop) without a config file or --widths")
+    from .runner import executors
+
+    executors.add_arguments(p)  # --executor, --jobs, --slurm-*, --wait, --checkpoint-every
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -204,7 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(subparsers)
     _add_datasets(subparsers)
     _add_sbc(subparsers)
+    _add_status(subparsers)
     return parser
+
+
+def _add_status(subparsers) -> None:
+    from .runner import status
+
+    p = subparsers.add_parser("status", help="cells of a sweep: done, running, failed, pending",
+                              description="Show which cells under DIR are done, running, failed or pending, "
+                                          "with their job ids and the last log line of failed cells.")
+    status.add_arguments(p)
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args, argv) -> int:
+    from .runner import status
+
+    return status.command(args)
 
 
 # ---------------------------------------------------------------------------
@@ -245,32 +271,62 @@ def _sweep_options(args) -> dict:
     return grid.validate(grid.merge(config, flags))
 
 
+def _refuse_default_grid(args) -> None:
+    """A bare ``reprior sweep`` would start the default grid, hours of sampling: ask for ``--yes``."""
+    if args.config or args.widths is not None or args.yes or args.dry_run:
+        return
+    from .runner.grid import DEFAULTS
+
+    cells = len(DEFAULTS["widths"]) * len(DEFAULTS["parameterisations"])
+    raise _UserError(f"--config/--widths: expected a grid (a config file, e.g. --config experiments/quick.toml, "
+                     f"or --widths), received neither: the default grid ({cells} cells up to width "
+                     f"{max(DEFAULTS['widths'])}, {DEFAULTS['num_chains']} x {DEFAULTS['num_warmup']} + "
+                     f"{DEFAULTS['num_samples']} NUTS iterations each) takes hours on a laptop; pass --yes to run "
+                     "it, or --dry-run to see it")
+
+
 def _cmd_sweep(args, argv) -> int:
+    from . import preflight
     from .runner import sweep
 
     options = _sweep_options(args)
+    _refuse_default_grid(args)
     dtype = _set_dtype(options["dtype"])
     if args.dry_run:
         return _dry_run(options, dtype, args.shard)
+    all_cells, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
+    datasets = preflight.check_sweep(options, cells)  # everything checked before anything is written
+    if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
+        from .runner import executors
+
+        return executors.submit_sweep(options, cells, dtype=dtype, settings=executors.settings_from_args(args),
+                                      command=" ".join([PROG, shlex.join(argv)])).exit_code
     result = sweep.run_sweep(options, dtype=dtype, shard=args.shard, quiet=args.quiet,
-                             command=" ".join([PROG, shlex.join(argv)]))
+                             command=" ".join([PROG, shlex.join(argv)]), datasets=datasets,
+                             checkpoint_every=args.checkpoint_every)
     return result.exit_code
 
 
 def _dry_run(options, dtype, shard) -> int:
-    """List the cells and load their data (so a bad path or option shows now); sample nothing."""
+    """List the cells, check them and load their data (so a bad path or option shows now); sample nothing."""
+    from . import preflight
+    from .runner.grid import estimate_grad_evals, iterations
     from .runner.store import CellStore
-    from .runner.sweep import load_all_data, plan
+    from .runner.sweep import plan
 
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
+    datasets = preflight.check_sweep(options, cells)
     store = CellStore(options["out"])
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where}; output in {store.root}")
-    for data in load_all_data(cells).values():
+    print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where} "
+          f"({sum(iterations(c.settings) for c in cells):,} iterations, about "
+          f"{sum(estimate_grad_evals(c.settings) for c in cells):,} gradient evaluations); output in {store.root}")
+    for data in datasets.values():
         print(f"data {data.name}: x_train {data.x_train.shape}, y_train {data.y_train.shape}, "
               f"x_test {data.x_test.shape}, y_test {data.y_test.shape}")
     for cell in cells:
-        state = "finished" if store.is_finished(cell.key, cell.settings) else "todo"
+        state = store.state(cell.key, cell.settings).state
+        state = state if state in ("finished", "broken", "running") else "todo"
         print(f"{cell.key}  {state:8s}  {cell.label()}  {cell.settings['dataset']} n_train={cell.settings['n_train']}")
     return 0
 
@@ -281,9 +337,13 @@ def _cmd_report(args, argv) -> int:
 
     directory = args.dir
     if not os.path.isdir(directory):
-        raise _UserError(f"{directory!r} is not a directory")
-    if not CellStore(directory).finished():
-        raise _UserError(f"no finished cells under {os.path.join(directory, 'cells')!r}")
+        raise _UserError(f"DIR: expected a sweep's output directory, received {directory!r}, which "
+                         + ("is not a directory" if os.path.exists(directory) else "does not exist"))
+    finished, broken = CellStore(directory).scan()
+    if not finished:
+        extra = f" ({len(broken)} broken: rerun the sweep to redo them)" if broken else ""
+        raise _UserError(f"DIR: expected finished cells under {os.path.join(directory, 'cells')!r}, "
+                         f"received none{extra}")
     files = write_sweep_report(directory)
     print(f"report: {files['report_md']}")
     print(f"        {files['report_html']}")
@@ -315,8 +375,9 @@ def _cmd_datasets(args, argv) -> int:
 
 
 def _cmd_sbc(args, argv) -> int:
-    from . import sbc
+    from . import preflight, sbc
 
+    preflight.check_sbc(args)
     _set_dtype(getattr(args, "dtype", None))
     return sbc.command(args)
 
@@ -332,23 +393,43 @@ def _error(message: str) -> int:
     return 2
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--shard -1/2`` as ``--shard=-1/2``: argparse would read ``-1/2`` as a flag and say only
+    that ``--shard`` expects one argument."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--shard",) and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1][1:2].isdigit():
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     """Run the ``reprior`` command line on ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    import jax
+    from . import interrupts
 
-    x64 = jax.config.jax_enable_x64
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    x64 = None
     try:
-        if argv[:1] == ["sbc"] and _sbc_module() is None:
-            raise _UserError(_NO_SBC)
-        args = build_parser().parse_args(argv)
-        return args.func(args, argv)
+        with interrupts.terminate_as_interrupt():
+            import jax
+
+            x64 = jax.config.jax_enable_x64
+            if argv[:1] == ["sbc"] and _sbc_module() is None:
+                raise _UserError(_NO_SBC)
+            args = build_parser().parse_args(_join_negative_values(argv))
+            return args.func(args, argv)
     except SystemExit as stop:  # argparse: --help, --version, bad flags
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else _error(code))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"{PROG}: interrupted ({'SIGTERM' if interrupts.exit_code(err) == 143 else 'Ctrl-C'})",
+              file=sys.stderr)
+        return interrupts.exit_code(err)
     except BrokenPipeError:  # e.g. `reprior sweep --dry-run | head`: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -358,7 +439,10 @@ def main(argv=None) -> int:
             raise
         return _error(err)
     finally:
-        jax.config.update("jax_enable_x64", x64)
+        if x64 is not None:
+            import jax
+
+            jax.config.update("jax_enable_x64", x64)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ need it.  It never imports JAX.
 from __future__ import annotations
 
 import csv
+import io
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -611,8 +612,9 @@ def _load_npz(*, n_train, n_test, seed, default_n_train, default_n_test, path: P
     if not isinstance(standardise, bool):
         raise _checks.fail("standardise", "True or False", standardise)
     file = _existing_file(path, ".npz")
+    _check_magic(file, (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC, _NPY_MAGIC), "an .npz archive (a zip file)")
     try:
-        archive = np.load(file, allow_pickle=False)
+        archive = np.load(io.BytesIO(file.read_bytes()), allow_pickle=False)  # no file left open on errors
     except Exception as err:
         raise ValueError(f"argument `path`: expected an .npz archive, could not read {str(file)!r} ({err})") from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -628,8 +630,12 @@ def _load_npz(*, n_train, n_test, seed, default_n_train, default_n_test, path: P
             key = y_test_key if lacking == "y_test_key" else x_test_key
             raise _checks.fail(lacking, f"a key of {str(file)!r} since it holds the `{given}` array "
                                         f"(its keys: {', '.join(keys)})", key)
-        arrays = {k: archive[k] for k in ((x_key, y_key, x_test_key, y_test_key) if has["x_test_key"]
-                                           else (x_key, y_key))}
+        try:
+            arrays = {k: archive[k] for k in ((x_key, y_key, x_test_key, y_test_key) if has["x_test_key"]
+                                               else (x_key, y_key))}
+        except Exception as err:  # a truncated or corrupt member (zipfile, zlib or the .npy header)
+            raise ValueError(f"argument `path`: expected a readable .npz archive, received {str(file)!r}, whose "
+                             f"arrays cannot be read ({type(err).__name__}: {err})") from None
     x, image_shape = _inputs_layout(x_key, _checks.finite_array(x_key, arrays[x_key]))
     y = _targets_layout(y_key, _checks.finite_array(y_key, arrays[y_key]))
     _checks.matching_rows((x_key, y_key), x, y)
@@ -653,6 +659,44 @@ def _load_npz(*, n_train, n_test, seed, default_n_train, default_n_test, path: P
                    image_shape=image_shape, info={**info, "split": "permutation"})
 
 
+_ZIP_MAGIC, _EMPTY_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY"
+
+
+def _check_magic(file: Path, magics: tuple[bytes, ...], expected: str) -> None:
+    """The file must start with one of ``magics``; else a one-line error naming what it starts with."""
+    with open(file, "rb") as handle:
+        head = handle.read(16)
+    if not any(head.startswith(m) for m in magics):
+        what = "is empty" if not head else f"starts with {head[:8]!r}"
+        raise ValueError(f"argument `path`: expected {expected}, received {str(file)!r}, which {what}")
+
+
+def _read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """``(header, [(line number, cells)])`` of a UTF-8 CSV (a byte-order mark is dropped)."""
+    raw = file.read_bytes()
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"argument `path`: expected a text .csv file, received {str(file)!r}, a binary file "
+                         f"(NUL byte at offset {nul})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"argument `path`: expected a UTF-8 text .csv file, received {str(file)!r}, with a "
+                         f"byte that is not UTF-8 at offset {err.start}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"argument `path`: expected a .csv file with a header row, received {str(file)!r}, "
+                             "which is empty")
+        header = [h.strip() for h in header]
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise ValueError(f"argument `path`: expected a .csv file, received {str(file)!r}, which CSV cannot "
+                         f"parse at line {reader.line_num} ({err})") from None
+    return header, rows
+
+
 def _column_names(name: str, value, *, required: bool) -> list[str] | None:
     if value is None and not required:
         return None
@@ -672,14 +716,7 @@ def _load_csv(*, n_train, n_test, seed, default_n_train, default_n_test, path: P
     if not isinstance(standardise, bool):
         raise _checks.fail("standardise", "True or False", standardise)
     file = _existing_file(path, ".csv")
-    with open(file, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"argument `path`: expected a .csv file with a header row, received {str(file)!r}, "
-                             "which is empty")
-        header = [h.strip() for h in header]
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    header, rows = _read_csv_rows(file)
     for arg, names in (("target_columns", targets), ("input_columns", inputs or [])):
         missing = [n for n in names if n not in header]
         if missing:

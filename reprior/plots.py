@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter, FuncFormatter
 
 from . import diagnostics as dg
+from . import health
+from ._files import atomic_write
 
 #: Line style of each parameterisation (others get matplotlib's defaults).
 STYLES = {
@@ -57,10 +59,37 @@ def _new_figure(num_axes: int, *, width: float = 4.2, height: float = 3.3, share
 
 
 def _save(fig: Figure, path) -> Path:
+    """Write the figure atomically, in the format of the path's extension (PNG without one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
-    return path
+    fmt = path.suffix[1:].lower() or "png"
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format=fmt))
+
+
+def _failed_cells(rows: list[dict]) -> set[tuple]:
+    """(comparison group, width, parameterisation) of the rows whose chains failed."""
+    return {(dg.comparison_key(r), dg.as_number(r.get("width")), r.get("parameterisation"))
+            for r in rows if health.chain_failure(r)}
+
+
+def _mark_failed(ax, entries, metric, failed: set[tuple], *, skip=(), baseline_failed=False) -> bool:
+    """Red crosses over the points of ``entries`` whose cells (or, with ``baseline_failed``,
+    whose standard baseline) have failed chains; True if any was drawn."""
+    xs, ys = [], []
+    for e in entries:
+        if e["parameterisation"] in skip:
+            continue
+        width = dg.as_number(e["width"])
+        own = (dg.comparison_key(e), width, e["parameterisation"]) in failed
+        base = baseline_failed and (dg.comparison_key(e), width, dg.BASELINE) in failed
+        value = dg.as_number(e.get(metric))
+        if (own or base) and np.isfinite(width) and np.isfinite(value) and value > 0:
+            xs.append(width)
+            ys.append(value)
+    if xs:
+        ax.plot(xs, ys, linestyle="none", marker="x", markersize=11, markeredgewidth=2, color="red",
+                label="failed chains", zorder=5)
+    return bool(xs)
 
 
 def group_title(key: tuple) -> str:
@@ -105,8 +134,10 @@ def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True):
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(labels, handles))  # "failed chains" once, however many groups have some
+        ax.legend(list(unique.values()), list(unique), fontsize=8)
 
 
 def _empty(ax, message="no finite values"):
@@ -119,10 +150,12 @@ def plot_metric_vs_width(rows: list[dict], path, *, metric: str = "ess_per_grad_
     one line per parameterisation; log-log by default.  ``reference`` draws a dashed
     horizontal line (e.g. 1.01 for R-hat)."""
     groups = _groups(dg.average_over_seeds(rows, [metric]))
+    failed = _failed_cells(rows)
     fig, axes = _new_figure(max(len(groups), 1))
     for ax, (key, entries) in zip(axes, groups.items()):
         if not _lines(ax, entries, metric):
             _empty(ax)
+        _mark_failed(ax, entries, metric, failed)
         if reference is not None:
             ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
         _finish(ax, ylabel=ylabel or metric, title=group_title(key), logy=logy)
@@ -145,15 +178,18 @@ def plot_rhat(rows: list[dict], path) -> Path:
 def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
     """Ratio repriorised / standard of ``metrics`` (per draw, per gradient, per second)
     against width: one panel per metric, one line per (comparison group, repriorised
-    parameterisation); dashed line at 1."""
+    parameterisation); dashed line at 1.  A red cross marks a ratio whose cell or whose
+    standard baseline has failed chains (:func:`reprior.health.chain_failure`)."""
     averaged = dg.ratio_to_baseline(dg.average_over_seeds(rows, metrics), metrics)
     groups = _groups(averaged)
+    failed = _failed_cells(rows)
     fig, axes = _new_figure(len(metrics))
     for ax, metric, title in zip(axes, metrics, _RATIO_TITLES + tuple(metrics[3:]), strict=False):
         drawn = False
         for key, entries in groups.items():
             suffix = f" ({group_title(key)})" if len(groups) > 1 else ""
             drawn |= _lines(ax, entries, f"ratio_{metric}", label_suffix=suffix, skip=(dg.BASELINE,))
+            _mark_failed(ax, entries, f"ratio_{metric}", failed, skip=(dg.BASELINE,), baseline_failed=True)
         if not drawn:
             _empty(ax)
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime
 import html
+import io
 import math
 import os
 import platform
@@ -20,6 +21,8 @@ import sys
 from pathlib import Path
 
 from . import diagnostics as dg
+from . import health
+from ._files import atomic_write_text
 
 #: The settings of a cell, first in ``summary.csv``.
 SETTINGS_COLUMNS = ["arch", "depth", "width", "activation", "dataset", "n_train", "n_test", "noise_std",
@@ -43,7 +46,7 @@ TABLE_COLUMNS = [
     ("ess_per_grad_pred", "ESS/grad"), ("ess_per_second_pred", "ESS/s"), ("rhat_max", "R-hat max"),
     ("accept_mean", "accept"), ("divergences", "divergences"), ("test_rmse", "test RMSE"),
     ("ratio_ess_per_draw_pred", "ratio/draw"), ("ratio_ess_per_grad_pred", "ratio/grad"),
-    ("ratio_ess_per_second_pred", "ratio/s"),
+    ("ratio_ess_per_second_pred", "ratio/s"), ("chains", "chains"),
 ]
 _TABLE_METRICS = [key for key, _ in TABLE_COLUMNS[3:13]]
 #: The figures compared across samplers, against standard NUTS (:data:`reprior.diagnostics.REFERENCE`).
@@ -56,6 +59,7 @@ SAMPLER_COLUMNS = [
     ("accept_mean", "accept"), ("vs_reference_ess_per_eval_pred", "vs std NUTS /eval"),
     ("vs_reference_ess_per_second_pred", "vs std NUTS /s"), ("ess_bulk_theta_median", "ESS theta (median)"),
     ("ess_per_eval_theta", "ESS theta/eval"), ("vs_reference_ess_per_eval_theta", "vs std NUTS theta /eval"),
+    ("chains", "chains"),
 ]
 _SAMPLER_METRICS = ["num_draws", "logdensity_evals", "ess_bulk_pred_median", "ess_per_eval_pred",
                     "ess_per_second_pred", "rhat_max", "accept_mean", "ess_bulk_theta_median", "ess_per_eval_theta"]
@@ -80,15 +84,13 @@ def write_summary_csv(rows: list[dict], path) -> Path:
     """Write one line per row under :func:`summary_columns`; absent values are empty, NaN is ``nan``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        columns = summary_columns(rows)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_text(row.get(c)) for c in columns])
-    os.replace(tmp, path)  # a reader never sees half a file
-    return path
+    stream = io.StringIO(newline="")
+    writer = csv.writer(stream)
+    columns = summary_columns(rows)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_text(row.get(c)) for c in columns])
+    return atomic_write_text(path, stream.getvalue())  # a reader never sees half a file
 
 
 def _parse(text: str):
@@ -130,13 +132,36 @@ def comparison_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
     one per (width, parameterisation), averaged over seeds, with the ratios."""
     averaged = dg.average_over_seeds(rows, _TABLE_METRICS)
     averaged = dg.ratio_to_baseline(averaged, RATIO_METRICS)
+    _add_health(averaged, rows)
+    failed_base = {(dg.comparison_key(e), e["width"]) for e in averaged
+                   if e["parameterisation"] == dg.BASELINE and e["chains"]}
     groups: dict[tuple, list[dict]] = {}
     for entry in averaged:
+        entry["baseline_failed"] = (dg.comparison_key(entry), entry["width"]) in failed_base
         if entry["parameterisation"] == dg.BASELINE:
             for metric in RATIO_METRICS:
                 entry[f"ratio_{metric}"] = None  # shown as "-": the baseline itself
         groups.setdefault(dg.comparison_key(entry), []).append(entry)
     return list(groups.items())
+
+
+def _add_health(averaged: list[dict], rows: list[dict]) -> None:
+    """Set ``chains`` on each seed-averaged entry: the failed-chain reasons of its cells
+    (:func:`reprior.health.chain_failure`, ``"seed S: ..."`` per failed seed), "" if none failed;
+    and ``single_chain`` when its cells have one chain each."""
+    members: dict[tuple, list[dict]] = {}
+    for row in rows:
+        members.setdefault((dg.comparison_key(row), dg.as_number(row.get("width")), row.get("parameterisation")),
+                           []).append(row)
+    for entry in averaged:
+        cells = members.get((dg.comparison_key(entry), dg.as_number(entry["width"]), entry["parameterisation"]), [])
+        failures = [(row.get("seed"), health.chain_failure(row)) for row in cells]
+        failures = [(seed, why) for seed, why in failures if why]
+        if len(cells) == 1 and failures:
+            entry["chains"] = f"FAILED: {failures[0][1]}"
+        else:
+            entry["chains"] = "; ".join(f"FAILED seed {seed}: {why}" for seed, why in failures)
+        entry["single_chain"] = bool(cells) and all(health.single_chain(row) for row in cells)
 
 
 def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
@@ -145,8 +170,12 @@ def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
     ``evals_per_draw`` and the ratios ``vs_reference_*`` to standard NUTS at the same width."""
     averaged = dg.average_over_seeds(rows, _SAMPLER_METRICS)
     averaged = dg.ratio_to_reference(averaged, SAMPLER_RATIO_METRICS)
+    _add_health(averaged, rows)
+    failed_ref = {(dg.target_key(e), e["width"]) for e in averaged
+                  if (e["parameterisation"], e["sampler"]) == dg.REFERENCE and e["chains"]}
     targets: dict[tuple, list[dict]] = {}
     for entry in averaged:
+        entry["baseline_failed"] = (dg.target_key(entry), entry["width"]) in failed_ref
         draws = entry["num_draws"]
         entry["evals_per_draw"] = entry["logdensity_evals"] / draws if draws and math.isfinite(draws) else math.nan
         targets.setdefault(dg.target_key(entry), []).append(entry)
@@ -163,7 +192,8 @@ def _sampler_headline(entries: list[dict]) -> str:
     """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s ratio."""
     sentences = []
     for width in dict.fromkeys(e["width"] for e in entries):
-        others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != dg.REFERENCE]
+        others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != dg.REFERENCE
+                  and not e.get("chains") and not e.get("baseline_failed")]
         parts = []
         for metric, what in (("ess_per_eval_pred", "ESS/eval"), ("ess_per_second_pred", "ESS/s")):
             finite = [e for e in others if math.isfinite(e[f"vs_reference_{metric}"])]
@@ -180,13 +210,21 @@ def _headline(entries: list[dict]) -> str:
     """One sentence per repriorised parameterisation: ratio of ESS/grad at every width."""
     sentences = []
     for param in dict.fromkeys(e["parameterisation"] for e in entries if e["parameterisation"] != dg.BASELINE):
-        ratios = [e["ratio_ess_per_grad_pred"] for e in entries if e["parameterisation"] == param]
+        mine = [e for e in entries if e["parameterisation"] == param]
+        untrusted = sorted({e["width"] for e in mine if e.get("baseline_failed") or e.get("chains")},
+                           key=dg.as_number)
+        ratios = [e["ratio_ess_per_grad_pred"] for e in mine if e["width"] not in untrusted]
         finite = [r for r in ratios if r is not None and math.isfinite(r)]
+        if untrusted:
+            sentences.append(f"`{param}`: failed chains (its own or the standard baseline's) at width "
+                             f"{', '.join(map(str, untrusted))}: no comparison there.")
         if not finite:
-            sentences.append(f"`{param}`: no standard cell to compare with.")
+            if not untrusted:
+                sentences.append(f"`{param}`: no standard cell to compare with.")
             continue
         verdict = "above" if len(finite) == len(ratios) and min(finite) > 1 else "not above"
-        sentences.append(f"`{param}`: ESS per gradient evaluation (pred) {verdict} standard at every width "
+        where = "every width" if not untrusted else "every other width"
+        sentences.append(f"`{param}`: ESS per gradient evaluation (pred) {verdict} standard at {where} "
                          f"(ratio {format_number(min(finite))} to {format_number(max(finite))}).")
     return " ".join(sentences)
 
@@ -344,7 +382,8 @@ def _slug(text) -> str:
 
 # -- write_report ------------------------------------------------------------------------
 def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict | None = None,
-                 title: str = "reprior width sweep: standard vs repriorised") -> dict[str, Path]:
+                 title: str = "reprior width sweep: standard vs repriorised",
+                 skipped_cells: list[str] | None = None) -> dict[str, Path]:
     """Write ``summary.csv``, ``report.md``, ``report.html`` and ``plots/*.png`` under ``out_dir``.
 
     Args:
@@ -354,6 +393,13 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         cells_idata: optional ``{cell id: NetCDF path}``; trace and rank plots are drawn for
             the narrowest and widest cells (see :func:`extreme_cells`).
         title: the report's title.
+        skipped_cells: one line per cell left out (e.g. broken files), listed in the report.
+
+    Every file is written atomically.  Cells whose chains failed
+    (:func:`reprior.health.chain_failure`) are marked in the tables (``chains``
+    column), in ``summary.csv`` (``chain_failure``) and in the plots (red
+    crosses); a ratio over a failed standard cell carries a dagger.  One-chain
+    cells get no rank plot and their R-hat reads ``n/a (1 chain)``.
 
     Returns:
         ``{name: path}`` of every file written: ``summary_csv``, ``report_md``,
@@ -368,6 +414,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         raise ValueError(f"argument `rows`: expected a list of dicts, received {type(rows).__name__}")
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
+    rows = [dict(row, chain_failure=health.chain_failure(row)) for row in rows]
     files = {"summary_csv": write_summary_csv(rows, out_dir / "summary.csv")}
     files["plot_ess_per_grad"] = plots.plot_ess_per_grad(rows, plot_dir / "ess_per_grad_pred.png")
     files["plot_ess_per_grad_theta"] = plots.plot_ess_per_grad(rows, plot_dir / "ess_per_grad_theta.png",
@@ -384,11 +431,16 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
         name = _slug(row["cell"])
         caption = f"{label}: width {row['width']}, {row['parameterisation']}, seed {row.get('seed')}"
         path = cells_idata[row["cell"]]
+        if health.chain_failure(row):
+            caption += f" (FAILED chains: {health.chain_failure(row)})"
         files[f"trace_{name}"] = plots.plot_trace(path, plot_dir / f"trace_{name}.png", title=caption)
-        files[f"rank_{name}"] = plots.plot_rank(path, plot_dir / f"rank_{name}.png", title=caption)
-        traces.append((caption, f"plots/trace_{name}.png", f"plots/rank_{name}.png"))
+        rank = None
+        if not health.single_chain(row):  # a rank plot compares chains: nothing to show with one
+            files[f"rank_{name}"] = plots.plot_rank(path, plot_dir / f"rank_{name}.png", title=caption)
+            rank = f"plots/rank_{name}.png"
+        traces.append((caption, f"plots/trace_{name}.png", rank))
 
-    doc = _build(rows, command, files, traces, title, samplers)
+    doc = _build(rows, command, files, traces, title, samplers, skipped_cells or [])
     files.update(add_limits_section(doc, rows, plot_dir))  # "Distance to the infinite-width limit" (issue 11)
     files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
     files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
@@ -396,13 +448,24 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
-def _build(rows, command, files, traces, title, samplers) -> _Doc:
+def _format_entry(entry: dict, key: str) -> str:
+    """A table cell: R-hat of one-chain cells explained, ratios over a failed baseline flagged."""
+    if key == "parameterisation":
+        return str(entry[key])
+    if key == "chains":
+        return entry.get("chains") or "ok"
+    if key == "rhat_max" and entry.get("single_chain"):
+        return "n/a (1 chain)"
+    text = format_number(entry.get(key))
+    if key.startswith(("ratio_", "vs_reference_")) and entry.get("baseline_failed") and entry.get(key) is not None:
+        text += " \u2020"
+    return text
+
+
+def _build(rows, command, files, traces, title, samplers, skipped_cells=()) -> _Doc:
     from .plots import group_title
 
     doc = _Doc()
@@ -410,6 +473,18 @@ def _build(rows, command, files, traces, title, samplers) -> _Doc:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.para(f"Generated {now} from {len(rows)} cells. Per-cell figures are in `summary.csv`; "
              "the metrics are defined in `docs/diagnostics.md`.")
+    failed = [row for row in rows if health.chain_failure(row)]
+    if failed:
+        doc.para(f"Warning: {len(failed)} of {len(rows)} cells have failed chains (acceptance below "
+                 f"{health.MIN_ACCEPT}, over {health.MAX_BAD_FRACTION:.0%} of draws divergent or non-finite, "
+                 f"or R-hat above {health.MAX_RHAT} with two or more chains): their ESS does not measure mixing. "
+                 "They are marked FAILED in the `chains` column, `chain_failure` in `summary.csv`, and red "
+                 "crosses in the plots; a ratio over a failed standard cell is marked \u2020.")
+    if skipped_cells:
+        doc.para(f"Warning: {len(skipped_cells)} cells were left out of this report:")
+        doc.bullets(skipped_cells)
+    if any(health.single_chain(row) for row in rows):
+        doc.para("One-chain cells have no R-hat (it compares chains: run two or more) and no rank plot.")
     doc.heading(2, "Provenance")
     doc.para("Command:")
     doc.code(command)
@@ -437,9 +512,10 @@ def _build(rows, command, files, traces, title, samplers) -> _Doc:
         headline = _headline(entries)
         if headline:
             doc.para(headline)
-        doc.table([h for _, h in TABLE_COLUMNS],
-                  [[format_number(e.get(k)) if k != "parameterisation" else str(e[k]) for k, _ in TABLE_COLUMNS]
-                   for e in entries])
+        doc.table([h for _, h in TABLE_COLUMNS], [[_format_entry(e, k) for k, _ in TABLE_COLUMNS] for e in entries])
+        if any(e.get("baseline_failed") for e in entries):
+            doc.para("\u2020 the standard cell at this width has failed chains: the ratio divides by an ESS "
+                     "that does not measure mixing.")
     if samplers:
         doc.heading(2, "Samplers against standard NUTS")
         doc.para("Cells that sample the same network and data with different samplers, one row per width, "
@@ -455,8 +531,8 @@ def _build(rows, command, files, traces, title, samplers) -> _Doc:
             doc.heading(3, ", ".join(f"{k}={v}" for k, v in zip(dg.TARGET_KEYS, key, strict=True) if v is not None))
             doc.para(_sampler_headline(entries))
             doc.table([h for _, h in SAMPLER_COLUMNS],
-                      [[format_number(e.get(k)) if k not in ("parameterisation", "sampler") else str(e[k])
-                        for k, _ in SAMPLER_COLUMNS] for e in entries])
+                      [[str(e[k]) if k == "sampler" else _format_entry(e, k) for k, _ in SAMPLER_COLUMNS]
+                       for e in entries])
         doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
@@ -470,5 +546,8 @@ def _build(rows, command, files, traces, title, samplers) -> _Doc:
         for caption, trace, rank in traces:
             doc.heading(3, caption)
             doc.image(trace, f"trace plot, {caption}")
-            doc.image(rank, f"rank plot, {caption}")
+            if rank is None:
+                doc.para("No rank plot: one chain (rank plots compare chains).")
+            else:
+                doc.image(rank, f"rank plot, {caption}")
     return doc

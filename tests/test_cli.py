@@ -154,8 +154,8 @@ BAD_FLAGS = {
     "missing config": (["sweep", "--config", "{tmp}/nope.toml"], "does not exist"),
     "no subcommand": ([], "required"),
     "unknown subcommand": (["sweeep"], "invalid choice"),
-    "report of nothing": (["report", "{tmp}"], "no finished cells"),
-    "report of no dir": (["report", "{tmp}/nodir"], "not a directory"),
+    "report of nothing": (["report", "{tmp}"], "expected finished cells under"),
+    "report of no dir": (["report", "{tmp}/nodir"], "does not exist"),
 }
 
 

@@ -35,7 +35,8 @@ from typing import Any
 
 __all__ = [
     "AXES", "Cell", "ConfigError", "DEFAULTS", "KEY_LENGTH", "OPTIONS", "PARAMETERISATIONS", "cell_key",
-    "expand", "load_config", "merge", "parse_shard", "select_shard", "validate",
+    "estimate_grad_evals", "expand", "iterations", "load_config", "merge", "parse_shard", "select_shard",
+    "validate",
 ]
 
 KEY_LENGTH = 16
@@ -139,11 +140,17 @@ def load_config(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config (--config): expected a TOML file, received {str(path)!r}, a directory") from None
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config (--config): expected a UTF-8 TOML file, received {str(path)!r}, with a byte "
+                          f"that is not UTF-8 at offset {err.start}") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark written by some editors
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -193,6 +200,16 @@ def _bad(name: str, expected: str, received) -> ConfigError:
 def _int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise _bad(name, "a positive integer" if minimum == 1 else "a non-negative integer", value)
+    return int(value)
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed: JAX and NumPy take seeds as unsigned 32-bit integers here."""
+
+
+def _seed(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_SEED:
+        raise _bad(name, f"an integer in [0, {MAX_SEED}]", value)
     return int(value)
 
 
@@ -276,7 +293,7 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     out["dataset_options"] = _table("dataset_options", o["dataset_options"])
     out["n_train"] = [_int("n_train", n, 1) for n in _axis_values("n_train", o["n_train"])]
     out["n_test"] = _int("n_test", o["n_test"], 0)
-    out["data_seed"] = _int("data_seed", o["data_seed"], 0)
+    out["data_seed"] = _seed("data_seed", o["data_seed"])
     out["noise_std"] = [_float("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
     out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
                                 for p in _axis_values("parameterisations", o["parameterisations"])]
@@ -300,10 +317,12 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     out["num_samples"] = _int("num_samples", o["num_samples"], 1)
     out["num_chains"] = _int("num_chains", o["num_chains"], 1)
     out["thinning"] = _int("thinning", o["thinning"], 1)
-    out["seeds"] = [_int("seeds", s, 0) for s in _axis_values("seeds", o["seeds"])]
+    out["seeds"] = [_seed("seeds", s) for s in _axis_values("seeds", o["seeds"])]
     out["chain_method"] = _choice("chain_method", o["chain_method"], CHAIN_METHODS)
     out["keep"] = _choice("keep", o["keep"], KEEP)
     out["num_projections"] = _int("num_projections", o["num_projections"], 0)
+    if out["num_projections"] == 0 and out["keep"] == "none":
+        raise _bad("num_projections", "at least 1 with keep = 'none' (else no posterior draw is stored)", 0)
     out["dtype"] = None if o["dtype"] is None else _choice("dtype", o["dtype"], DTYPES)
     if not isinstance(o["out"], str) or not o["out"]:
         raise _bad("out", "a directory path", o["out"])
@@ -402,6 +421,40 @@ def expand(options: dict[str, Any], *, dtype: str) -> list[Cell]:
             seen.add(key)
             cells.append(Cell(key, len(cells), settings))
     return cells
+
+
+#: Gradient evaluations per iteration assumed by :func:`estimate_grad_evals` for NUTS: a tree
+#: of depth 5, typical of adapted NUTS on these posteriors (the most is 2**max_tree_depth - 1).
+NUTS_GRADS_PER_ITERATION = 31
+#: Samplers that use no gradient: counted as one log-density evaluation per iteration.
+_GRADIENT_FREE = ("pcn", "elliptical_slice")
+
+
+def iterations(settings: dict[str, Any]) -> int:
+    """Sampler iterations of a cell: ``num_chains * (num_warmup + num_samples * thinning)``."""
+    s = settings
+    return s["num_chains"] * (s["num_warmup"] + s["num_samples"] * s["thinning"])
+
+
+def estimate_grad_evals(settings: dict[str, Any]) -> int:
+    """A rough count of a cell's gradient evaluations, for the plan a sweep prints first.
+
+    NUTS: :data:`NUTS_GRADS_PER_ITERATION` per iteration (capped by ``max_tree_depth``); HMC:
+    ``num_steps`` (16 by default); gradient-free kernels: one density evaluation; other
+    kernels: one per iteration (``num_steps`` where set).
+    """
+    options = settings.get("sampler_options") or {}
+    sampler = settings["sampler"]
+    per = 1
+    if sampler == "nuts":
+        depth = options.get("max_tree_depth", 10)
+        per = min(NUTS_GRADS_PER_ITERATION, 2 ** int(depth) - 1) if isinstance(depth, int) else \
+            NUTS_GRADS_PER_ITERATION
+    elif isinstance(options.get("num_steps"), int):
+        per = options["num_steps"]
+    elif sampler == "hmc":
+        per = 16
+    return iterations(settings) * max(per, 1)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -3,9 +3,13 @@
 Each cell is one call of the public :func:`reprior.sample`, exactly as a user
 would make it, followed by :func:`reprior.diagnostics.cell_metrics`; its
 results go to the :class:`~reprior.runner.store.CellStore`.  Finished cells
-are skipped, so rerunning a sweep resumes it.  A cell that raises is recorded
-(``error.txt``) and the sweep goes on; Ctrl-C stops after the cell in progress
-is abandoned, and every cell finished before it stays finished.
+are skipped, so rerunning a sweep resumes it; a cell whose files do not verify
+against its manifest is redone.  A cell runs only under its lock: a cell that
+another process is running is skipped.  A cell that raises is recorded
+(``error.txt``) and the sweep goes on.  Ctrl-C and SIGTERM are deferred to the
+next safe point (between chunks of a chain, between cells; see
+:mod:`reprior.interrupts`): the cell in progress is abandoned, every cell
+finished before it stays finished, and the sweep says how to resume.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,11 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import checkpoint, interrupts
 from . import grid as grid_mod
-from .store import CellStore, to_jsonable
+from .store import CellBusy, CellStore, to_jsonable
 
 __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_all_data", "load_cell_data", "plan",
            "report_rows", "resolve_keep", "run_cell", "run_sweep", "write_sweep_report"]
+
+CHECKPOINT_DIR = "checkpoint"
+"""A cell's chain checkpoints, under its directory (removed when the cell is finished)."""
 
 KEEP_BUDGET_BYTES = 64 * 2**20
 """``keep="auto"``: the largest per-cell size of stored parameter draws."""
@@ -44,14 +54,17 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    busy: dict[str, str] = field(default_factory=dict)
+    redone: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    signum: int = 2
     report: dict | None = None
     report_error: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + self.signum
         return 1 if self.failed or self.report_error else 0
 
 
@@ -216,9 +229,27 @@ def _summary_line(metrics: dict, wall: float) -> str:
             f"R-hat {fmt('rhat_max')}, accept {fmt('accept_mean')}, {wall:.1f} s")
 
 
+def _plan_line(all_cells, cells, skipped, todo, shard, root) -> str:
+    where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
+    iterations = sum(grid_mod.iterations(c.settings) for c in todo)
+    grads = sum(grid_mod.estimate_grad_evals(c.settings) for c in todo)
+    return (f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
+            f"{len(skipped)} already finished, {len(todo)} to run ({iterations:,} iterations, about "
+            f"{grads:,} gradient evaluations); output in {root}")
+
+
 def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
-              quiet: bool = False, report: bool | None = None) -> SweepResult:
+              quiet: bool = False, report: bool | None = None, datasets: dict | None = None,
+              keys=None, checkpoint_every: float = checkpoint.DEFAULT_EVERY) -> SweepResult:
     """Run the (shard of the) grid of validated ``options``; skip finished cells.
+
+    ``keys``: run only these cells (an executor's job runs one cell so).
+    ``checkpoint_every``: seconds between checkpoints of a cell's chains, in
+    ``OUT/cells/<key>/checkpoint/`` (:mod:`reprior.checkpoint`): a rerun resumes
+    an interrupted cell from there; the folder goes once the cell is finished.
+
+    ``datasets``: ``{cell.data_settings(): Dataset}`` already loaded (by
+    :func:`reprior.preflight.check_sweep`); loaded here otherwise.
 
     Data are loaded once per data setting, before any sampling, so a missing
     file is reported before the first cell runs (the error propagates).
@@ -229,42 +260,59 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     console = _console()
     store = CellStore(options["out"])
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
+    if keys is not None:
+        cells = [cell for cell in cells if cell.key in set(keys)]
     result = SweepResult(cells=cells)
     todo = []
     for cell in cells:
-        if store.is_finished(cell.key, cell.settings):
+        state = store.state(cell.key, cell.settings)
+        if state.finished:
             result.skipped.append(cell.key)
         else:
+            if state.state == "broken":
+                result.redone[cell.key] = state.reason
             todo.append(cell)
-    where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
-    _say(console, f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
-                  f"{len(result.skipped)} already finished, {len(todo)} to run; output in {store.root}")
+    _say(console, _plan_line(all_cells, cells, result.skipped, todo, shard, store.root))
+    for key, reason in result.redone.items():
+        _say(console, f"redoing broken cell {key}: {reason}", style="yellow")
 
-    datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
+    if datasets is None or any(c.data_settings() not in datasets for c in todo):
+        datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
 
     store.root.mkdir(parents=True, exist_ok=True)
-    progress = _cell_progress(console, enabled=not quiet and bool(todo))
+    progress = _cell_progress(console, enabled=not quiet and bool(todo) and console.is_terminal)
+    lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
     try:
-        with progress:
+        with interrupts.deferred(), progress:
             task = progress.add_task("", total=len(todo))
-            for cell in todo:
+            for number, cell in enumerate(todo, 1):
+                interrupts.checkpoint()
                 progress.update(task, description=cell.label())
-                _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet)
+                if lines:
+                    _say(console, f"start {number}/{len(todo)} {cell.key} {cell.label()}")
+                with checkpoint.checkpointing(store.cell_dir(cell.key) / CHECKPOINT_DIR, checkpoint_every):
+                    _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet)
                 progress.advance(task)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         result.interrupted = True
-        _say(console, f"interrupted: {len(result.finished)} cells finished in this run "
-                      f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all); "
-                      "rerun the same command to resume")
+        result.signum = interrupts.exit_code(err) - 128
+        name = "SIGTERM" if result.signum == 15 else "Ctrl-C"
+        _say(console, f"interrupted ({name}): {len(result.finished)} cells finished in this run "
+                      f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all), the cell in "
+                      f"progress discarded; resume with: {command or 'the same command'}")
         return result
+    if result.busy:
+        _say(console, f"{len(result.busy)} cells skipped: another process is running them: "
+                      + "; ".join(result.busy.values()), style="yellow")
     if result.failed:
         _say(console, f"{len(result.failed)} cells failed (tracebacks in {store.cells_dir}/<key>/error.txt): "
              + ", ".join(result.failed), style="red")
     _say(console, f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, "
-                  f"{len(result.failed)} failed")
+                  f"{len(result.failed)} failed" + (f", {len(result.busy)} left to another process"
+                                                    if result.busy else ""))
     if report if report is not None else options["report"]:
         try:
-            result.report = write_sweep_report(store.root, command=command)
+            result.report = write_sweep_report(store.root, command=command, console=console)
         except Exception as err:  # the cells are safe; the report can be redone alone
             result.report_error = f"{type(err).__name__}: {err}"
             _say(console, f"the report failed ({result.report_error}); retry with: reprior report {store.root}",
@@ -277,17 +325,35 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
 
 
 def _run_one(cell, data, store, result, command, progress, quiet):
-    store.start(cell.key, cell.settings)
     try:
-        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet, limits_dir=store.root / "limits")
+        with store.lock(cell.key):
+            if store.is_finished(cell.key, cell.settings):  # another process finished it meanwhile
+                result.skipped.append(cell.key)
+                return
+            _run_locked(cell, data, store, result, command, progress, quiet)
+    except CellBusy as busy:
+        result.busy[cell.key] = str(busy)
+        if not quiet:
+            _say(progress.console, f"skipped {cell.key} {cell.label()}: {busy}", style="yellow")
+
+
+def _run_locked(cell, data, store, result, command, progress, quiet):
+    store.start(cell.key, cell.settings, command)
+    try:
+        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
+                                        limits_dir=store.root / "limits")
         info["command"] = command
         store.write_idata(cell.key, idata)
         store.finish(cell.key, cell.settings, metrics, info)
+        shutil.rmtree(store.cell_dir(cell.key) / CHECKPOINT_DIR, ignore_errors=True)
     except Exception as err:  # a failed cell is recorded and the sweep goes on
         store.fail(cell.key, traceback.format_exc())
         result.failed[cell.key] = f"{type(err).__name__}: {err}"
         _say(progress.console, f"failed {cell.key} {cell.label()}: {type(err).__name__}: {err}", style="red")
         return
+    except BaseException:  # Ctrl-C: the partial cell leaves no temporary file of ours
+        store.remove_leftovers(cell.key)
+        raise
     result.finished.append(cell.key)
     if not quiet:
         _say(progress.console, f"done {cell.key} {cell.label()}: {_summary_line(metrics, info['wall_seconds'])}")
@@ -320,10 +386,17 @@ def current_metrics(store: CellStore, key: str, record: dict, data_cache: dict |
     return {**metrics, **cell_metrics(idata, y_test=data.y_test if data.n_test > 0 else None)}
 
 
-def report_rows(store: CellStore) -> tuple[list[dict], dict[str, Path], list[str]]:
+def broken_cell_warnings(store: CellStore, broken: dict[str, str]) -> list[str]:
+    """One line per broken cell: the cell, what is wrong, and the command that redoes it."""
+    return [f"warning: skipped broken cell {key} ({reason}); repair with: {store.repair_command(key)}"
+            for key, reason in broken.items()]
+
+
+def report_rows(store: CellStore, finished: dict[str, dict] | None = None) \
+        -> tuple[list[dict], dict[str, Path], list[str]]:
     """``(rows, {key: idata path}, commands)`` of every finished cell in ``store``, in grid-like order."""
     rows, paths, commands, data_cache = [], {}, [], {}
-    for key, record in store.finished().items():
+    for key, record in (store.finished() if finished is None else finished).items():
         s, info = record["settings"], record.get("info", {})
         row = {name: s.get(name) for name in SETTINGS_COLUMNS}
         row.update(current_metrics(store, key, record, data_cache))
@@ -344,20 +417,31 @@ def report_rows(store: CellStore) -> tuple[list[dict], dict[str, Path], list[str
     return rows, paths, commands
 
 
-def write_sweep_report(out_dir: str | Path, *, command: str | None = None) -> dict[str, Path] | None:
+def write_sweep_report(out_dir: str | Path, *, command: str | None = None, console=None) -> dict[str, Path] | None:
     """Write the report of every finished cell under ``out_dir``; None if there is none.
 
     ``command``: the command quoted in the report (default: the commands that
-    ran the cells, as recorded in their ``metrics.json``).
+    ran the cells, as recorded in their ``metrics.json``).  Broken cells (files
+    that do not match their manifest) are left out, each with a one-line
+    warning on ``console`` (default: stderr) naming the cell and the command
+    that repairs it; the report lists them too.
     """
     from ..report import write_report
 
     store = CellStore(out_dir)
-    rows, paths, commands = report_rows(store)
+    finished, broken = store.scan()
+    warnings_ = broken_cell_warnings(store, broken)
+    for line in warnings_:
+        if console is None:
+            print(line, file=sys.stderr)
+        else:
+            _say(console, line, style="yellow")
+    rows, paths, commands = report_rows(store, finished)
     if not rows:
         return None
     if command is None or not command:
         command = "\n".join(commands)
     elif commands and command not in commands:
         command = "\n".join(commands + [command])
-    return write_report(store.root, rows, command=command, cells_idata={k: str(p) for k, p in paths.items()})
+    return write_report(store.root, rows, command=command, cells_idata={k: str(p) for k, p in paths.items()},
+                        skipped_cells=[line.removeprefix("warning: ") for line in warnings_])
