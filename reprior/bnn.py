@@ -16,8 +16,7 @@ import numpy as np
 from . import _checks
 from . import repriorise as rp
 from .architectures import Architecture, readout_matrix, with_readout
-
-PARAMETERISATIONS = ("standard", "reprior")
+from .target import PARAMETERISATIONS
 
 
 def _is_concrete(value) -> bool:

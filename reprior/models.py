@@ -32,9 +32,8 @@ from numpyro.distributions import constraints
 from . import _checks
 from . import repriorise as rp
 from .architectures import readout_matrix, split_readout
-from .bnn import BNN, PARAMETERISATIONS
-
-READOUTS = ("sampled", "exact")
+from .bnn import BNN
+from .target import PARAMETERISATIONS, READOUTS, Target
 
 
 def site_name(path) -> str:
@@ -126,7 +125,9 @@ def bnn_model(bnn: BNN, x, y=None, *, out_dim: int | None = None,
         "W": _standard_normal_site("readout_W_reprior", shapes["readout"]["W"].shape),
         "b": _standard_normal_site("readout_b_reprior", shapes["readout"]["b"].shape),
     }})
-    theta_out = rp.to_theta_out(rp.readout_posterior(psi, y, bnn.noise_std), phi_out)
+    phi = {"hidden": hidden, "readout": split_readout(phi_out)}
+    theta, _ = Target(bnn.arch, bnn.noise_std, x, y, parameterisation, readout).to_params(phi, None, psi)
+    theta_out = readout_matrix(theta)
     for key, value in split_readout(theta_out).items():
         numpyro.deterministic(f"readout_{key}", value)
     return psi @ theta_out

@@ -59,7 +59,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import cho_solve, solve_triangular
 
 FORMS = ("auto", "primal", "dual")
 _LOG_2PI = math.log(2 * math.pi)
@@ -79,7 +79,7 @@ def _eye(size: int, dtype) -> jax.Array:
 
 
 def log_marginal_likelihood(psi, y, noise_std, form: str = "auto") -> jax.Array:
-    """:math:`\\sum_j \\log \\mathcal N(Y_{:j}; 0, \\Psi\\Psi^\\top + \\sigma^2 I_n)`.
+    """:math:`\\sum_j \\log \\mathcal N(Y_{:j}; 0, \\Psi\\Psi^\\top + \\sigma^2 I_n)`, constants included.
 
     Args:
         psi: features ``(n, p)``.
@@ -87,23 +87,73 @@ def log_marginal_likelihood(psi, y, noise_std, form: str = "auto") -> jax.Array:
         noise_std: :math:`\\sigma > 0`.
         form: ``"dual"`` (``n x n`` Cholesky), ``"primal"`` (``p x p``) or ``"auto"``.
 
-    A failed factorisation (not positive definite in finite precision) gives
-    NaN, which samplers treat as a divergence.
+    This is :func:`log_marginal_likelihood_unnormalised` plus
+    :func:`gaussian_log_constant`.  A failed factorisation (not positive
+    definite in finite precision) gives NaN, which samplers count as ``nonfinite``.
+    """
+    n, k = y.shape
+    return log_marginal_likelihood_unnormalised(psi, y, noise_std, form) + gaussian_log_constant(n * k, noise_std)
+
+
+def gaussian_log_constant(size: int, noise_std) -> jax.Array:
+    """:math:`-\\tfrac{N}{2}\\log(2\\pi\\sigma^2)`: the constant of ``N`` Gaussian observations of std :math:`\\sigma`."""
+    noise_std = jnp.asarray(noise_std)
+    return -0.5 * size * (_LOG_2PI + 2 * jnp.log(noise_std))
+
+
+def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", jitter: float = 0.0) -> jax.Array:
+    """The marginal log likelihood without its constant, computed without cancellation.
+
+    With :math:`A = \\Psi/\\sigma` (whitened features),
+
+    .. math::
+
+        \\ell(\\Psi) = -\\tfrac12\\Big[\\sigma^{-2}\\,\\mathrm{tr}\\big(Y^\\top (I_n + A A^\\top)^{-1} Y\\big)
+            + k \\log\\det(I_n + A A^\\top)\\Big]
+          = \\sum_j \\log \\mathcal N(Y_{:j}; 0, \\Psi\\Psi^\\top + \\sigma^2 I_n)
+            + \\tfrac{nk}{2}\\log(2\\pi\\sigma^2).
+
+    Both determinants are of matrices ``I + ...`` (every Cholesky diagonal entry is at
+    least 1, so no large terms of opposite sign cancel), and Sylvester's identity
+    :math:`\\det(I_n + AA^\\top) = \\det(I_p + A^\\top A)` makes the dual (``n x n``) and
+    primal (``p x p``) forms equal with no form-dependent constant.  The primal quadratic
+    form is written as a sum of squares,
+
+    .. math::
+
+        Y^\\top(K + \\sigma^2 I)^{-1}Y = \\sigma^{-2}\\big(|Y - \\Psi\\mu|^2 + \\sigma^2|\\mu|^2\\big),
+        \\qquad \\mu = G^{-1}\\Psi^\\top Y,
+
+    instead of the difference :math:`\\sigma^{-2}(|Y|^2 - |\\beta|^2)`, which cancels
+    when the features explain the targets and :math:`\\sigma` is small.
+
+    ``jitter > 0`` (opt-in) adds :math:`c = \\mathrm{jitter}\\cdot\\mathrm{mean}(\\mathrm{diag}\\,K)`
+    to the diagonal of :math:`K + \\sigma^2 I`, i.e. uses the noise variance
+    :math:`\\sigma^2 + c`; the value stays relative to the constant of :math:`\\sigma`
+    (a term :math:`-\\tfrac{nk}{2}\\log(1 + c/\\sigma^2)` is added), so it is the
+    log likelihood of the jittered model.  The default 0 is exact.
     """
     n, p = psi.shape
     k = y.shape[1]
     noise_var = jnp.asarray(noise_std, psi.dtype) ** 2
+    extra = 0.0
+    if jitter:
+        mean_diag = jnp.sum(psi**2) / n
+        effective_var = noise_var + jitter * mean_diag
+        extra = -0.5 * n * k * jnp.log(effective_var / noise_var)
+        noise_var = effective_var
+    scale = jnp.sqrt(noise_var)
+    a = psi / scale
     if use_dual(n, p, form):
-        chol = jnp.linalg.cholesky(psi @ psi.T + noise_var * _eye(n, psi.dtype))
-        alpha = solve_triangular(chol, y, lower=True)
-        quad = jnp.sum(alpha**2)
-        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+        chol = jnp.linalg.cholesky(_eye(n, psi.dtype) + a @ a.T)
+        quad = jnp.sum(solve_triangular(chol, y, lower=True) ** 2) / noise_var
     else:
-        chol = jnp.linalg.cholesky(psi.T @ psi + noise_var * _eye(p, psi.dtype))
-        beta = solve_triangular(chol, psi.T @ y, lower=True)
-        quad = (jnp.sum(y**2) - jnp.sum(beta**2)) / noise_var
-        logdet = (n - p) * jnp.log(noise_var) + 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (quad + k * logdet + n * k * _LOG_2PI)
+        chol = jnp.linalg.cholesky(_eye(p, psi.dtype) + a.T @ a)
+        # mu = G^-1 Psi^T Y = (I + A^T A)^-1 A^T Y / sigma
+        mu = cho_solve((chol, True), a.T @ y) / scale
+        quad = (jnp.sum((y - psi @ mu) ** 2) + noise_var * jnp.sum(mu**2)) / noise_var
+    logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * (quad + k * logdet) + extra
 
 
 def log_standard_normal(tree) -> jax.Array:

@@ -1,7 +1,8 @@
 """``reprior.sample``: posterior sampling of a BNN, returned as ArviZ ``InferenceData``.
 
-This is the one jit boundary of the library.  The target is, by
-``parameterisation`` and ``readout``:
+This is the one jit boundary of the library.  What is sampled, its prior and
+likelihood, the starting points and the map back to theta, phi and predictions
+all come from :class:`reprior.target.Target` (:func:`reprior.target.build_target`):
 
 =====================  ===============================  ===================================
 setting                sampled variables                log density
@@ -13,12 +14,20 @@ setting                sampled variables                log density
 
 With ``readout="exact"`` each recorded draw gets an i.i.d. exact draw of
 ``phi_out ~ N(0, I)``, hence of ``theta_out`` given the hidden weights.
+
+Failure policy: a proposal whose log likelihood is not finite (a Cholesky
+factorisation that fails in float32 at small noise) is rejected and counted in
+the ``nonfinite`` sample statistic; a run that ends with mean acceptance below
+:data:`MIN_ACCEPT`, more than :data:`MAX_BAD_FRACTION` of its iterations
+divergent or non-finite, or a non-finite recorded value emits one
+``RuntimeWarning`` naming the setting and the counts (:func:`failure_report`).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +37,14 @@ from jax.flatten_util import ravel_pytree
 from . import _checks
 from . import blas as _blas
 from . import repriorise as rp
-from .architectures import readout_matrix, with_readout
-from .bnn import BNN, PARAMETERISATIONS
+from .architectures import readout_matrix
+from .bnn import BNN
 from .driver import CHAIN_METHODS, run_chains
-from .kernels import get_kernel, kernel_names, make_kernel
-from .models import READOUTS, flatten_params
+from .models import flatten_params
+from .progress import progress_display
 from .projections import projection_matrix
+from .samplers.registry import check_options, get_kernel, kernel_names, make_kernel
+from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
 KEEP = ("all", "readout", "none")
 DTYPES = ("float64", "float32")
@@ -68,37 +79,20 @@ def _validate(bnn, x, y, x_test, opts):
     _checks.one_of("form", opts["form"], rp.FORMS)
     if opts["dtype"] is not None:
         _checks.one_of("dtype", opts["dtype"], DTYPES)
-    if opts["sampler_options"] is not None and not isinstance(opts["sampler_options"], dict):
-        raise _checks.fail("sampler_options", "a dict of sampler settings", opts["sampler_options"])
+    check_options(opts["sampler"], opts["sampler_options"])
+    make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # option values, before any tracing
+    _checks.nonnegative_float("jitter", opts["jitter"])
     return x, y, x_test
 
 
-def _target(bnn, x, y, parameterisation, readout, form):
-    """``(potential_fn, to_params)``: the negative log density over the sampled variables."""
-    if parameterisation == "standard":
-        return lambda z: -bnn.log_density(z, x, y, "standard", form=form)
-    if readout == "sampled":
-        return lambda z: -bnn.log_density(z, x, y, "reprior", form=form)
-    return lambda z: -bnn.collapsed_log_density(z["hidden"], x, y, form=form)
-
-
-def _make_collect_fn(bnn, x, y, x_test, parameterisation, readout, keep, form):
-    """Per recorded draw: theta (and phi), projections, test predictions, log likelihood."""
+def _make_collect_fn(target: Target, x_test, keep: str):
+    """Per recorded draw: theta (and phi), projections, test predictions, pointwise log likelihood."""
+    y, noise_std = target.y, target.noise_std
 
     def collect(consts, key, z):
         out = {}
-        hidden_only = {"hidden": z["hidden"], "readout": {"W": None, "b": None}}
-        psi = bnn.features(hidden_only, x)  # computed once per draw, reused below
-        if parameterisation == "standard":
-            theta, phi = z, None
-        else:
-            posterior = rp.readout_posterior(psi, y, bnn.noise_std, form)
-            if readout == "sampled":
-                phi_out = readout_matrix(z)
-            else:
-                phi_out = jax.random.normal(key, posterior.mean.shape, posterior.mean.dtype)
-            theta = with_readout(hidden_only, rp.to_theta_out(posterior, phi_out))
-            phi = with_readout(hidden_only, phi_out)
+        psi = target.features(z)  # computed once per draw, reused below
+        theta, phi = target.to_params(z, key, psi)
         if keep == "all":
             out.update(flatten_params(theta))
         elif keep == "readout":
@@ -111,24 +105,26 @@ def _make_collect_fn(bnn, x, y, x_test, parameterisation, readout, keep, form):
                 out["phi_proj"] = ravel_pytree(phi)[0] @ consts["projections"]
         theta_out = readout_matrix(theta)
         out["log_likelihood"] = -0.5 * (
-            (y - psi @ theta_out) ** 2 / bnn.noise_std**2 + jnp.log(2 * jnp.pi * bnn.noise_std**2))
+            (y - psi @ theta_out) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
         if x_test is not None:
-            psi_test = bnn.features(hidden_only, x_test)
+            psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
             out["f_test"] = psi_test @ theta_out
-            mean, var = rp.predictive(psi, y, psi_test, bnn.noise_std, form)
-            out["f_test_rb_mean"], out["f_test_rb_var"] = mean, var
+            out["f_test_rb_mean"], out["f_test_rb_var"] = rp.predictive(psi, y, psi_test, noise_std, target.form)
         return out
 
     return collect
 
 
-def _initial_positions(bnn, key, x, out_dim, num_chains, parameterisation, readout):
-    """Prior draws, one per chain: for phi the prior is also the infinite-width posterior."""
-    keys = jax.random.split(key, num_chains)
-    params = jax.vmap(lambda k: bnn.init(k, x, out_dim))(keys)
-    if parameterisation == "reprior" and readout == "exact":
-        return {"hidden": params["hidden"]}
-    return params
+def _make_stats_fn(stats_fn, target: Target):
+    """The kernel's statistics, with the target's constants added to ``lp`` (the reported log density)."""
+    constant = target.log_density_constant()
+
+    def stats(state):
+        out = dict(stats_fn(state))
+        out["lp"] = out["lp"] + constant.astype(out["lp"].dtype)
+        return out
+
+    return stats
 
 
 def _blas_settings() -> dict:
@@ -141,7 +137,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
            seed: int = 0, progress_bar: bool = True, chain_method: str = "sequential",
            dtype: str | None = None, sampler_options: dict | None = None, thinning: int = 1,
            keep: str = "all", num_projections: int = 10, projection_seed: int = 0,
-           form: str = "auto", blas_threads: int | None = 1):
+           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0):
     """Sample the posterior of ``bnn`` given data ``(x, y)``; return ``arviz.InferenceData``.
 
     Args:
@@ -168,16 +164,22 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         form: ``"auto"``, ``"primal"`` or ``"dual"`` linear algebra for the repriorised density.
         blas_threads: threads of the LAPACK behind JAX's CPU Cholesky during the
             call (default 1, see :mod:`reprior.blas`; ``None`` leaves the setting alone).
+        jitter: opt-in: add ``jitter * mean(diag K)`` to the diagonal of ``K + s^2 I`` in the
+            repriorised likelihood (float32 at small noise); the default 0 is exact.
 
     Returns:
         ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (if
         ``x_test``), ``log_likelihood``, ``sample_stats``, ``warmup_sample_stats``,
-        ``observed_data`` and ``constant_data``; timings and cost counts in ``attrs``.
+        ``observed_data`` and ``constant_data``; timings, cost counts and failure
+        counts (``nonfinite``, ``divergences``) in ``attrs``.
+
+    Warns:
+        RuntimeWarning: once, when the chains failed (see :func:`failure_report`).
     """
     opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler, num_warmup=num_warmup,
                 num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method,
                 dtype=dtype, sampler_options=sampler_options, thinning=thinning, keep=keep,
-                num_projections=num_projections, form=form,
+                num_projections=num_projections, form=form, jitter=jitter,
                 blas_threads="default" if blas_threads is None else blas_threads)
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
     if blas_threads is not None:
@@ -190,56 +192,69 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
 def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
     from .inference_data import to_inference_data  # keeps ArviZ out of the import path of the maths
 
-    jx, jy = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
-    parameterisation, readout, form = opts["parameterisation"], opts["readout"], opts["form"]
-    potential_fn = _target(bnn, jx, jy, parameterisation, readout, form)
-    kernel = make_kernel(opts["sampler"], potential_fn, opts["sampler_options"])
-    stats_fn = get_kernel(opts["sampler"]).stats_fn
-    collect_fn = _make_collect_fn(bnn, jx, jy, jx_test, parameterisation, readout, opts["keep"], form)
+    target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype),
+                          parameterisation=opts["parameterisation"], readout=opts["readout"], form=opts["form"],
+                          jitter=opts["jitter"])
+    kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
+    stats_fn = _make_stats_fn(get_kernel(opts["sampler"]).stats_fn, target)
+    collect_fn = _make_collect_fn(target, jx_test, opts["keep"])
 
-    key = jax.random.key(opts["seed"])
-    init_key, run_key = jax.random.split(key)
-    init = _initial_positions(bnn, init_key, jx, y.shape[1], opts["num_chains"], parameterisation, readout)
-    dim = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(bnn.param_shapes(x.shape, y.shape[1])))
+    init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
+    init = target.initial_positions(init_key, opts["num_chains"])
+    dim = target.num_params
     consts = {"projections": jnp.asarray(projection_matrix(dim, opts["num_projections"], projection_seed), dtype)}
 
     total = opts["num_chains"] * (opts["num_warmup"] + opts["num_samples"])
-    with _progress(progress_bar, total, opts) as progress:
+    with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:
         run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
                          num_warmup=opts["num_warmup"], num_samples=opts["num_samples"],
                          num_chains=opts["num_chains"], thinning=opts["thinning"],
                          chain_method=opts["chain_method"], progress=progress)
     attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
+    failure = failure_report(run.stats, run.draws)
+    attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
+                  "failed": ", ".join(failure["reasons"])})
+    if failure["reasons"]:
+        warnings.warn(f"reprior.sample: the chains of sampler={opts['sampler']!r}, "
+                      f"parameterisation={opts['parameterisation']!r}, dtype={dtype!r}, "
+                      f"noise_std={bnn.noise_std!r} look broken: {'; '.join(failure['reasons'])} "
+                      f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
     return to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
 
 
-class _progress:
-    """Rich progress bar over all iterations of all chains (or nothing)."""
+#: A run whose mean acceptance is below this is reported as failed.
+MIN_ACCEPT = 0.01
+#: A run with more than this fraction of divergent or non-finite iterations is reported as failed.
+MAX_BAD_FRACTION = 0.1
 
-    def __init__(self, enabled, total, opts):
-        self.enabled, self.total = enabled, total
-        self.label = f"{opts['sampler']} {opts['parameterisation']}"
 
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def failure_report(stats: dict, draws: dict) -> dict:
+    """Counts and reasons for calling a run's chains broken (sampling iterations only).
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), transient=False)
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=self.total)
-
-        def update(done, phase):
-            self.bar.update(self.task, completed=min(done, self.total), description=f"{self.label} [{phase}]")
-
-        return update
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-        return False
+    Returns ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws", "reasons"}``;
+    ``reasons`` is empty for a healthy run.  The thresholds are :data:`MIN_ACCEPT`
+    and :data:`MAX_BAD_FRACTION`; any non-finite recorded value fails too.
+    """
+    accept = np.asarray(stats["accept_prob"], dtype=float)
+    iterations = int(accept.size)
+    divergent = int(np.sum(stats.get("diverging", 0)))
+    nonfinite = int(np.sum(stats.get("nonfinite", 0)))
+    accept_mean = float(np.nanmean(accept)) if iterations else float("nan")
+    nonfinite_draws = int(sum(np.size(v) - np.count_nonzero(np.isfinite(v)) for v in draws.values()
+                              if np.issubdtype(np.asarray(v).dtype, np.floating)))
+    reasons = []
+    if iterations and not accept_mean >= MIN_ACCEPT:
+        reasons.append(f"mean acceptance {accept_mean:.3g} < {MIN_ACCEPT}")
+    if iterations and divergent > MAX_BAD_FRACTION * iterations:
+        reasons.append(f"{divergent} of {iterations} iterations divergent")
+    if iterations and nonfinite > MAX_BAD_FRACTION * iterations:
+        reasons.append(f"{nonfinite} of {iterations} iterations non-finite (failed factorisations; "
+                       f"try float64, a larger noise_std or jitter)")
+    if nonfinite_draws:
+        reasons.append(f"{nonfinite_draws} non-finite values in the recorded draws")
+    return {"iterations": iterations, "divergent": divergent, "nonfinite": nonfinite, "accept_mean": accept_mean,
+            "nonfinite_draws": nonfinite_draws, "reasons": reasons}
 
 
 def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:

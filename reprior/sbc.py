@@ -58,12 +58,10 @@ from scipy import stats as sps
 
 from . import _checks
 from . import repriorise as rp
-from . import samplers  # noqa: F401  (registers the kernels of issue 5)
-from .architectures import MLP, readout_matrix, with_readout
+from .architectures import MLP
 from .architectures.layers import ACTIVATIONS
-from .bnn import PARAMETERISATIONS
-from .kernels import get_kernel, kernel_names, make_kernel
-from .models import READOUTS
+from .samplers.registry import get_kernel, kernel_names, make_kernel
+from .target import PARAMETERISATIONS, READOUTS, Target
 
 SUMMARY_NAMES = ("hidden_W[0,0]", "hidden_b[0]", "readout_W[0,0]", "readout_b[0]", "f(x*_0)", "f(x*_1)",
                  "log_likelihood")
@@ -194,38 +192,8 @@ def _summaries(arch, theta, x, x_test, y, noise_std) -> jax.Array:
                       f_test[0], f_test[1], loglik])
 
 
-def _potential_fn(arch, x, y, noise_std, parameterisation, readout, form):
-    """The negative log posterior that :func:`reprior.sample` targets, with a traced ``noise_std``.
-
-    Written with :mod:`reprior.repriorise` instead of :class:`reprior.BNN`
-    (whose ``noise_std`` is a Python float) so that one executable serves
-    every ``sampler_noise_std``; a test checks it against ``BNN.log_density``.
-    """
-    if parameterisation == "standard":
-        return lambda z: -(rp.log_standard_normal(z)
-                           + rp.gaussian_log_likelihood(arch.apply(z, x), y, noise_std))
-    if readout == "sampled":
-        return lambda z: -(rp.log_standard_normal(z)
-                           + rp.log_marginal_likelihood(arch.features(z, x), y, noise_std, form))
-    return lambda z: -(rp.log_standard_normal(z["hidden"])
-                       + rp.log_marginal_likelihood(arch.features(z, x), y, noise_std, form))
-
-
-def _to_theta(arch, z, key, x, y, noise_std, parameterisation, readout, form):
-    """A sampled position in standard coordinates (exact readout draw for ``readout="exact"``)."""
-    if parameterisation == "standard":
-        return z
-    posterior = rp.readout_posterior(arch.features(z, x), y, noise_std, form)
-    if readout == "sampled":
-        phi_out = readout_matrix(z)
-    else:
-        phi_out = jax.random.normal(key, posterior.mean.shape, posterior.mean.dtype)
-    return with_readout(z, rp.to_theta_out(posterior, phi_out))
-
-
 def _make_replicate(arch, x, x_test, opts):
     """``(key, noise_std, sampler_noise_std) -> (ranks, draw summaries, diagnostics)`` for one replication."""
-    parameterisation, readout, form = opts["parameterisation"], opts["readout"], opts["form"]
     stats_fn = get_kernel(opts["sampler"]).stats_fn
     make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # validate options before tracing
 
@@ -233,11 +201,10 @@ def _make_replicate(arch, x, x_test, opts):
         truth_key, noise_key, init_key, run_key, draw_key = jax.random.split(key, 5)
         theta = arch.init(truth_key, x, 1)
         y = arch.apply(theta, x) + noise_std * jax.random.normal(noise_key, (x.shape[0], 1), x.dtype)
-        potential_fn = _potential_fn(arch, x, y, sampler_noise_std, parameterisation, readout, form)
-        kernel = make_kernel(opts["sampler"], potential_fn, opts["sampler_options"])
-        z0 = arch.init(init_key, x, 1)
-        if parameterisation == "reprior" and readout == "exact":
-            z0 = {"hidden": z0["hidden"]}
+        # the same target as reprior.sample, with a traced noise level
+        target = Target(arch, sampler_noise_std, x, y, opts["parameterisation"], opts["readout"], opts["form"])
+        kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
+        z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(init_key, 1))
 
         def step(state, _):
             state = kernel.sample(state, (), {})
@@ -250,7 +217,7 @@ def _make_replicate(arch, x, x_test, opts):
         def draw(state, key):
             state, diag = jax.lax.scan(step, state, None, length=opts["thinning"])
             z = getattr(state, kernel.sample_field)
-            theta_l = _to_theta(arch, z, key, x, y, sampler_noise_std, parameterisation, readout, form)
+            theta_l, _ = target.to_params(z, key)
             return state, (_summaries(arch, theta_l, x, x_test, y, noise_std), diag)
 
         _, (draws, (accept, diverging, grads, evals)) = jax.lax.scan(

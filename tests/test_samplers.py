@@ -1,4 +1,4 @@
-"""Tests for reprior.samplers: underdamped HMC, pCN, pCNL and elliptical slice sampling.
+"""Tests for reprior.samplers: underdamped HMC, pCN, pCNL, elliptical slice sampling, MCLMC and adjusted MCLMC.
 
 Monte Carlo checks use tolerances of 4 standard errors, the standard error
 being sd / sqrt(ESS) with ArviZ's ESS of the very quantity being averaged, and
@@ -10,16 +10,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC
 
 import reprior
 import reprior.samplers  # noqa: F401  (registers the kernels)
 from reprior.kernels import get_kernel, kernel_names, make_kernel
+from reprior.samplers import Density
+from reprior.samplers.integrators import velocity_verlet
 from reprior.samplers.pcn import pcnl_log_accept
-from reprior.samplers.underdamped import leapfrog
 
-NAMES = ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice")
+NAMES = ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice", "mclmc", "adjusted_mclmc")
 
 
 # -- a conjugate linear-Gaussian target -------------------------------------------------------
@@ -40,6 +40,15 @@ class LinearGaussian:
         z = z["z"]
         return (0.5 * jnp.sum(z**2) / self.prior_std**2
                 + 0.5 * jnp.sum((self.y - self.a @ z) ** 2) / self.noise_std**2)
+
+    def log_likelihood(self, z):
+        return -0.5 * jnp.sum((self.y - self.a @ z["z"]) ** 2) / self.noise_std**2
+
+    @property
+    def density(self):
+        """The target as the kernels take it: the log likelihood itself (prior N(0, I) only)."""
+        assert self.prior_std == 1.0
+        return Density(self.log_likelihood, lambda z: self.log_likelihood(z) - 0.5 * jnp.sum(z["z"] ** 2))
 
     def exact_draws(self, num, seed):
         rng = np.random.default_rng(seed)
@@ -81,6 +90,8 @@ GAUSSIAN_CASES = [
     ("pcnl", {"reference_std": 2.0}, 2.0),
     ("elliptical_slice", {}, 1.0),
     ("elliptical_slice", {"reference_std": 2.0}, 2.0),
+    ("adjusted_mclmc", {}, 1.0),
+    ("nuts", {}, 1.0),
 ]
 
 
@@ -94,7 +105,8 @@ def test_gaussian_target_is_invariant_x64(name, options, prior_std):
     """
     with jax.enable_x64(True):
         target = LinearGaussian(prior_std=prior_std)
-        kernel = make_kernel(name, target.potential_fn, options)
+        # the N(0, I) cases get the log likelihood itself, the others a potential_fn: both paths are tested
+        kernel = make_kernel(name, target.density if prior_std == 1.0 else target.potential_fn, options)
         init = target.exact_draws(4, seed=1)
         draws, stats = _run(kernel, get_kernel(name).stats_fn, init, num_warmup=500, num_samples=4000)
     assert draws.dtype == np.float64
@@ -153,18 +165,29 @@ def test_pcnl_acceptance_is_the_metropolis_hastings_ratio_x64():
             np.testing.assert_allclose(ours, direct, rtol=1e-8, atol=1e-8)
 
 
-def test_leapfrog_is_reversible_x64():
+def test_velocity_verlet_is_reversible_x64():
     with jax.enable_x64(True):
         target = LinearGaussian(dim=4)
         z0 = jnp.asarray(target.exact_draws(1, seed=4)[0])
         m0 = jnp.asarray(np.random.default_rng(5).standard_normal(4))
-        z, unravel = ravel_pytree({"z": z0})
-        vg = jax.value_and_grad(lambda flat: target.potential_fn(unravel(flat)))
-        _, g0 = vg(z0)
-        z1, m1, _, g1 = leapfrog(vg, z0, m0, g0, 0.1, 5)
-        z2, m2, _, _ = leapfrog(vg, z1, -m1, g1, 0.1, 5)
+        force = jax.value_and_grad(lambda flat: -target.potential_fn({"z": flat}))
+        _, g0 = force(z0)
+        z1, m1, _, g1 = velocity_verlet(force, z0, m0, g0, 0.1, 5)
+        z2, m2, _, _ = velocity_verlet(force, z1, -m1, g1, 0.1, 5)
         np.testing.assert_allclose(z2, z0, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(-m2, m0, rtol=1e-12, atol=1e-12)
+
+
+def test_velocity_verlet_matches_the_harmonic_oscillator_x64():
+    """On U = z^2/2 one leapfrog step is the linear map [[1 - h^2/2, h], [-h (1 - h^2/4), 1 - h^2/2]]."""
+    with jax.enable_x64(True):
+        h, n = 0.3, 7
+        force = jax.value_and_grad(lambda z: -0.5 * jnp.sum(z**2))
+        z0, m0 = jnp.array([0.7]), jnp.array([-0.2])
+        z, m, _, _ = velocity_verlet(force, z0, m0, -z0, h, n)
+        step = np.array([[1 - h**2 / 2, h], [-h * (1 - h**2 / 4), 1 - h**2 / 2]])
+        expected = np.linalg.matrix_power(step, n) @ np.array([0.7, -0.2])
+        np.testing.assert_allclose([float(z[0]), float(m[0])], expected, rtol=1e-12)
 
 
 # -- cost accounting -------------------------------------------------------------------------------
@@ -198,6 +221,8 @@ def _counting_potential(counts):
     ("pcn", {}, 0),
     ("pcnl", {}, 1),
     ("elliptical_slice", {}, 0),
+    ("mclmc", {}, 2),
+    ("adjusted_mclmc", {}, None),  # 2 per integration step, a random number of steps
 ])
 def test_reported_costs_match_actual_evaluations(name, options, grads_per_iteration):
     """num_grad_evals / num_logdensity_evals equal the evaluations actually made (counted on the host)."""
@@ -214,9 +239,24 @@ def test_reported_costs_match_actual_evaluations(name, options, grads_per_iterat
         grads += int(stats["num_grad_evals"])
         evals += int(stats["num_logdensity_evals"])
     jax.effects_barrier()
-    assert grads == counts["grad"] == 12 * grads_per_iteration
+    assert grads == counts["grad"]
+    if grads_per_iteration is not None:
+        assert grads == 12 * grads_per_iteration
     assert evals == counts["value"]
     assert evals >= 12
+
+
+@pytest.mark.parametrize("name", ["mclmc", "adjusted_mclmc"])
+def test_tuning_cost_is_counted_in_the_first_iteration(name):
+    """The one-shot BlackJAX tuner's gradient evaluations appear in the first iteration's count."""
+    counts = {"value": 0, "grad": 0}
+    kernel = make_kernel(name, _counting_potential(counts), {})
+    state = kernel.init(jax.random.key(0), 40, {"z": jnp.ones(3)}, (), {})
+    jax.effects_barrier()
+    assert counts["grad"] > 1  # the gradient at the start, then the tuner's
+    first = get_kernel(name).stats_fn(kernel.sample(state, (), {}))
+    jax.effects_barrier()
+    assert int(first["num_grad_evals"]) == counts["grad"] - 1  # all but the starting point's gradient
 
 
 def test_elliptical_slice_counts_shrinks():
@@ -234,19 +274,23 @@ def test_elliptical_slice_counts_shrinks():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_failed_density_is_a_divergence_not_a_crash(name):
-    """NaN (a failed factorisation) beyond z_0 > 0.5: never accepted, flagged for MH kernels."""
+def test_failed_density_is_counted_as_nonfinite_not_a_crash(name):
+    """NaN (a failed factorisation) beyond z_0 > 0.5: never accepted, counted in ``nonfinite``.
 
-    def potential_fn(z):
-        z = z["z"]
-        return jnp.where(z[0] > 0.5, jnp.nan, 0.5 * jnp.sum(z**2))
+    ``nonfinite`` is distinct from an energy-error divergence: no iteration here
+    is flagged ``diverging`` for a NaN (the density is otherwise N(0, I)).
+    """
 
-    kernel = make_kernel(name, potential_fn, {})
+    def log_likelihood(z):
+        return jnp.where(z["z"][0] > 0.5, jnp.nan, 0.0)
+
+    density = Density(log_likelihood, lambda z: log_likelihood(z) - 0.5 * jnp.sum(z["z"] ** 2))
+    kernel = make_kernel(name, density, {})
     draws, stats = _run(kernel, get_kernel(name).stats_fn, np.zeros((2, 2)), num_warmup=50, num_samples=200)
     assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] <= 0.5)
     assert np.all(np.isfinite(stats["lp"]))
-    if name != "elliptical_slice":  # the slice shrinks away from NaN instead
-        assert np.any(stats["diverging"])
+    assert np.any(stats["nonfinite"])
+    assert not np.any(stats["diverging"] & stats["nonfinite"])
 
 
 # -- integration -------------------------------------------------------------------------------
@@ -263,6 +307,27 @@ def test_registered_with_options_validated_before_tracing():
         make_kernel("elliptical_slice", lambda z: 0.0, {"max_shrinks": 0})
     with pytest.raises(ValueError, match="init_params"):
         make_kernel("pcn", lambda z: 0.0).init(jax.random.key(0), 10, None, (), {})
+    with pytest.raises(ValueError, match="integrator"):
+        make_kernel("mclmc", lambda z: 0.0, {"integrator": "euler"})
+    with pytest.raises(ValueError, match="target_accept_prob"):
+        make_kernel("adjusted_mclmc", lambda z: 0.0, {"target_accept_prob": 2})
+
+
+def test_registry_reads_options_from_the_builder_and_refuses_overwrites():
+    from reprior.kernels import KernelSpec, register_kernel
+
+    assert get_kernel("pcnl").options == ("step_size", "target_accept_prob", "adapt_step_size", "reference_std",
+                                         "max_delta_energy")
+    assert get_kernel("nuts").input == "potential_fn" and get_kernel("mclmc").input == "density"
+
+    def build_short(potential_fn, *, num_steps=2):
+        return reprior.samplers.hmc(potential_fn, num_steps=num_steps)
+
+    register_kernel("test_short_hmc", KernelSpec(build_short, get_kernel("hmc").stats_fn))
+    assert get_kernel("test_short_hmc").options == ("num_steps",)
+    with pytest.raises(ValueError, match="replace=True"):
+        register_kernel("test_short_hmc", KernelSpec(build_short, get_kernel("hmc").stats_fn))
+    register_kernel("test_short_hmc", KernelSpec(build_short, get_kernel("hmc").stats_fn), replace=True)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -301,7 +366,10 @@ def test_reprior_sample_returns_sane_inference_data(tiny_problem, name, paramete
     assert np.all(np.isfinite(stats["lp"]))
     assert idata.posterior["readout_W"].shape == (2, 20, 4, 1)
     grads, evals = stats["num_grad_evals"].values, stats["num_logdensity_evals"].values
-    expected_grads = {"underdamped_hmc": 1, "pcn": 0, "pcnl": 1, "elliptical_slice": 0}[name]
-    assert np.all(grads == expected_grads)
     assert np.all(evals >= 1)
-    assert idata.attrs["grad_evals"] == 50 * 2 * expected_grads
+    assert idata.attrs["grad_evals"] == np.sum(grads) + int(idata.warmup_sample_stats["num_grad_evals"].sum())
+    expected_grads = {"underdamped_hmc": 1, "pcn": 0, "pcnl": 1, "elliptical_slice": 0, "mclmc": 2}.get(name)
+    if expected_grads is not None:  # adjusted MCLMC takes a random number of steps
+        assert np.all(grads == expected_grads)
+    if name in ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice"):  # no one-shot tuner
+        assert idata.attrs["grad_evals"] == 50 * 2 * expected_grads

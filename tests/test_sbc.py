@@ -18,6 +18,7 @@ from scipy import stats as sps
 
 import reprior
 from reprior import sbc
+from reprior.target import Target
 
 SMALL = dict(num_replications=200, num_draws=19, num_bins=10, num_warmup=200, level=0.01)
 
@@ -44,20 +45,21 @@ def test_uniformity_test_rejects_u_shaped_ranks():
 @pytest.mark.parametrize("parameterisation, readout", [("standard", "sampled"), ("reprior", "sampled"),
                                                        ("reprior", "exact")])
 def test_potential_matches_bnn_log_density_x64(parameterisation, readout):
-    """SBC's traced-noise target is exactly the density reprior.sample targets."""
+    """The target SBC builds with a traced noise level is exactly the density of BNN.log_density."""
     with jax.enable_x64(True):
         x, _ = sbc._inputs(0, 10, 2)
         x = jnp.asarray(x)
         bnn = reprior.BNN(reprior.MLP(width=8), noise_std=0.4)
         params = bnn.init(jax.random.key(1), x, 1)
         y = bnn.apply(params, x) + 0.4 * jax.random.normal(jax.random.key(2), (10, 1))
-        potential = sbc._potential_fn(bnn.arch, x, y, jnp.asarray(0.4), parameterisation, readout, "auto")
+        target = Target(bnn.arch, jnp.asarray(0.4), x, y, parameterisation, readout, "auto")
         if readout == "exact":
-            ours = potential({"hidden": params["hidden"]})
-            ref = -bnn.collapsed_log_density(params["hidden"], x, y)
+            z = {"hidden": params["hidden"]}
+            ref = bnn.collapsed_log_density(params["hidden"], x, y)
         else:
-            ours = potential(params)
-            ref = -bnn.log_density(params, x, y, parameterisation)
+            z = params
+            ref = bnn.log_density(params, x, y, parameterisation)
+        ours = target.log_density(z)
         assert ours.dtype == jnp.float64
         np.testing.assert_allclose(ours, ref, rtol=1e-10)
 

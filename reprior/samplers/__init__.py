@@ -1,51 +1,61 @@
-"""Kernels built for repriorised coordinates, registered with :mod:`reprior.kernels`.
+"""The samplers: a registry of kernels, each in BlackJAX's layers, all runnable under NumPyro.
 
-Importing this package registers
+=====================  ==================================================  ==========================
+name                   kernel                                              cost per iteration
+=====================  ==================================================  ==========================
+``nuts``               NumPyro's NUTS (:mod:`.numpyro_hmc`)                ``num_steps`` gradients
+``hmc``                NumPyro's static HMC                                ``num_steps`` gradients
+``underdamped_hmc``    :func:`.underdamped.underdamped_hmc`                ``num_steps`` gradients
+``pcn``                :func:`.pcn.pcn`                                    1 density, no gradient
+``pcnl``               :func:`.pcn.pcnl`                                   1 gradient
+``elliptical_slice``   :func:`.elliptical.elliptical_slice`                ``1 + num_shrinks`` densities
+``mclmc``              BlackJAX's MCLMC (:func:`.mclmc.mclmc`), biased     2 gradients
+``adjusted_mclmc``     BlackJAX's adjusted MCLMC (:func:`.mclmc.adjusted_mclmc`)  2 per integration step
+=====================  ==================================================  ==========================
 
-=====================  =========================================  ==========================
-name                   kernel                                     cost per iteration
-=====================  =========================================  ==========================
-``underdamped_hmc``    :class:`~.underdamped.UnderdampedHMC`      ``num_steps`` gradients
-``pcn``                :class:`~.pcn.PCN`                         1 density, no gradient
-``pcnl``               :class:`~.pcn.PCNL`                        1 gradient
-``elliptical_slice``   :class:`~.elliptical.EllipticalSlice`      ``1 + num_shrinks`` densities
-=====================  =========================================  ==========================
-
-beside NumPyro's ``nuts`` and ``hmc``.  pCN, pCNL and elliptical slice sampling
-treat N(0, ``reference_std``^2 I) as the prior part of the target and the rest
-of the density as the likelihood; every target of :func:`reprior.sample`
-(theta, phi, collapsed phi_hidden) has exactly the N(0, I) prior, the default.
+Layout: :mod:`.registry` (names, options from signatures), :mod:`.base` (the
+density handed to kernels, the Metropolis step), :mod:`.adapter` (any kernel as
+a NumPyro ``MCMCKernel``), :mod:`.adaptation` (step-size search and dual
+averaging), :mod:`.integrators`, then one module per kernel.  To add a kernel,
+add a module with ``init``/``build_kernel`` and a builder, and register it here.
 """
 
 from __future__ import annotations
 
-from ..kernels import KernelSpec, register_kernel
 from .adaptation import StepSizeState, find_reasonable_step_size, step_size_adaptation
-from .elliptical import EllipticalSlice, EllipticalSliceState, elliptical_stats
-from .pcn import PCN, PCNL, PCNState, pcn_stats
-from .underdamped import UnderdampedHMC, UnderdampedHMCState, underdamped_stats
+from .adapter import AdaptedKernel, AdaptedState, Algorithm, make_stats_fn
+from .base import Density
+from .elliptical import EllipticalSlice, EllipticalSliceState, elliptical_slice, elliptical_stats
+from .mclmc import adjusted_mclmc, adjusted_mclmc_stats, mclmc, mclmc_stats
+from .numpyro_hmc import hmc, hmc_stats, nuts
+from .pcn import PCN, PCNL, PCNState, pcn, pcn_stats, pcnl
+from .registry import KernelSpec, check_options, get_kernel, kernel_names, make_kernel, register_kernel
+from .underdamped import UnderdampedHMC, UnderdampedHMCState, underdamped_hmc, underdamped_stats
 
-_UNDERDAMPED_OPTIONS = ("step_size", "num_steps", "momentum_refresh", "target_accept_prob", "adapt_step_size",
-                        "max_delta_energy")
-_PCN_OPTIONS = ("step_size", "target_accept_prob", "adapt_step_size", "reference_std", "max_delta_energy")
-_ELLIPTICAL_OPTIONS = ("max_shrinks", "reference_std")
-
-register_kernel("underdamped_hmc", KernelSpec(
-    UnderdampedHMC, underdamped_stats, _UNDERDAMPED_OPTIONS,
+register_kernel("nuts", KernelSpec(nuts, hmc_stats, description=(
+    "NumPyro's No-U-Turn sampler with step-size and diagonal mass adaptation")))
+register_kernel("hmc", KernelSpec(hmc, hmc_stats, description=(
+    "NumPyro's static HMC (16 leapfrog steps unless set) with its adaptation")))
+register_kernel("underdamped_hmc", KernelSpec(underdamped_hmc, underdamped_stats, description=(
     "the paper's sampler: num_steps leapfrog steps (default 1, Langevin) with partial momentum "
-    "refresh (momentum_refresh=0.01), step size tuned to 0.8 acceptance"))
-register_kernel("pcn", KernelSpec(
-    PCN, pcn_stats, _PCN_OPTIONS,
-    "preconditioned Crank-Nicolson, gradient-free, N(0, I) reference; b tuned to 0.25 acceptance"))
-register_kernel("pcnl", KernelSpec(
-    PCNL, pcn_stats, _PCN_OPTIONS,
-    "pCN-Langevin (one gradient per iteration), N(0, I) reference; b tuned to 0.6 acceptance"))
-register_kernel("elliptical_slice", KernelSpec(
-    EllipticalSlice, elliptical_stats, _ELLIPTICAL_OPTIONS,
-    "elliptical slice sampling, N(0, I) prior, no tuning, gradient-free, always moves"))
+    "refresh (momentum_refresh=0.01), step size tuned to 0.8 acceptance")))
+register_kernel("pcn", KernelSpec(pcn, pcn_stats, description=(
+    "preconditioned Crank-Nicolson, gradient-free, N(0, I) reference; b tuned to 0.25 acceptance")))
+register_kernel("pcnl", KernelSpec(pcnl, pcn_stats, description=(
+    "pCN-Langevin (one gradient per iteration), N(0, I) reference; b tuned to 0.6 acceptance")))
+register_kernel("elliptical_slice", KernelSpec(elliptical_slice, elliptical_stats, description=(
+    "elliptical slice sampling, N(0, I) prior, no tuning, gradient-free, always moves")))
+register_kernel("mclmc", KernelSpec(mclmc, mclmc_stats, description=(
+    "BlackJAX's unadjusted microcanonical Langevin sampler, L and step size tuned by BlackJAX; "
+    "biased by its step size")))
+register_kernel("adjusted_mclmc", KernelSpec(adjusted_mclmc, adjusted_mclmc_stats, description=(
+    "BlackJAX's Metropolis-adjusted MCLMC, random trajectory length, tuned to 0.9 acceptance")))
 
 __all__ = [
-    "PCN", "PCNL", "EllipticalSlice", "EllipticalSliceState", "PCNState", "StepSizeState", "UnderdampedHMC",
-    "UnderdampedHMCState", "elliptical_stats", "find_reasonable_step_size", "pcn_stats", "step_size_adaptation",
-    "underdamped_stats",
+    "PCN", "PCNL", "AdaptedKernel", "AdaptedState", "Algorithm", "Density", "EllipticalSlice",
+    "EllipticalSliceState", "KernelSpec", "PCNState", "StepSizeState", "UnderdampedHMC", "UnderdampedHMCState",
+    "adjusted_mclmc", "adjusted_mclmc_stats", "check_options", "elliptical_slice", "elliptical_stats",
+    "find_reasonable_step_size", "get_kernel", "hmc", "hmc_stats", "kernel_names", "make_kernel",
+    "make_stats_fn", "mclmc", "mclmc_stats", "nuts", "pcn", "pcn_stats", "pcnl", "register_kernel",
+    "step_size_adaptation", "underdamped_hmc", "underdamped_stats",
 ]

@@ -4,12 +4,12 @@ The target is split into a Gaussian prior and a likelihood,
 
 .. math::
 
-    \\pi(z) \\propto L(z)\\,\\mathcal N(z; 0, s^2 I), \\qquad
-    \\log L(z) = -U(z) + \\frac{|z|^2}{2 s^2} + \\mathrm{const},
+    \\pi(z) \\propto L(z)\\,\\mathcal N(z; 0, s^2 I),
 
-with :math:`U` the ``potential_fn`` and :math:`s` the ``reference_std`` (1 for
-every target of :func:`reprior.sample`, whose sampled variables all have the
-N(0, I) prior).  One iteration (their figure 2):
+with :math:`s` the ``reference_std`` (1 for every target of
+:func:`reprior.sample`, whose sampled variables all have the N(0, I) prior, and
+then :math:`\\log L = \\ell` is handed to the kernel directly, so slice levels
+carry no cancellation error; see :class:`~reprior.samplers.base.Density`).  One iteration (their figure 2):
 
 1. :math:`\\nu \\sim \\mathcal N(0, s^2 I)`, slice level
    :math:`\\log y = \\log L(z) + \\log u`, :math:`u \\sim U(0, 1)`;
@@ -37,116 +37,115 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from numpyro.infer.mcmc import MCMCKernel
 
 from .. import _checks
-from .init_checks import batched_init
+from .adapter import AdaptedKernel, Algorithm, make_stats_fn
+from .base import Density, FlatDensity, is_finite, select
 
 
 class EllipticalSliceState(NamedTuple):
-    """State of :class:`EllipticalSlice`.
+    """State of elliptical slice sampling.
 
     Fields:
-        i: ``()`` iteration index (no warm-up adaptation; counted for uniformity).
-        z: position, a pytree like ``init_params`` (the ``sample_field``).
-        potential_energy: ``()`` potential :math:`U(z)`.
-        num_evals: ``()`` log-density evaluations this iteration, ``1 + num_shrinks``.
-        diverging: ``()`` whether the shrinkage loop hit ``max_shrinks`` (the chain stayed put).
-        rng_key: PRNG key of the next iteration.
+        position: ``(dim,)`` the current point.
+        log_likelihood: ``()`` :math:`\\log L` at ``position``.
+        logdensity: ``()`` :math:`\\ell - |z|^2/2` at ``position`` (reported as ``lp``).
     """
 
-    i: jax.Array
-    z: object
-    potential_energy: jax.Array
-    num_evals: jax.Array
-    diverging: jax.Array
-    rng_key: jax.Array
+    position: jax.Array
+    log_likelihood: jax.Array
+    logdensity: jax.Array
 
 
-class EllipticalSlice(MCMCKernel):
-    """Elliptical slice sampling on ``potential_fn`` with prior N(0, reference_std^2 I).
+class EllipticalSliceInfo(NamedTuple):
+    """What one iteration reports.
 
-    Args:
-        potential_fn: ``z -> -log pi(z)`` on a pytree ``z``, including the prior's
-            :math:`|z|^2/(2 s^2)` (as every :func:`reprior.sample` target does).
-        max_shrinks: the most bracket shrinks per iteration before giving up.
-        reference_std: :math:`s`, the prior standard deviation.
+    Fields: ``accept_prob`` (1, or 0 when the shrinkage loop gave up),
+    ``is_accepted``, ``is_divergent`` (the loop hit ``max_shrinks``; the chain
+    stayed put), ``nonfinite`` (some evaluation on the ellipse was not finite;
+    the slice shrinks away from it), ``num_shrinks``, ``log_slice_level``,
+    ``num_grad_evals`` (0), ``num_logdensity_evals`` (``1 + num_shrinks``).
     """
 
-    sample_field = "z"
-    model = None  # built on a potential_fn, not a NumPyro model (read by arviz.from_numpyro)
+    accept_prob: jax.Array
+    is_accepted: jax.Array
+    is_divergent: jax.Array
+    nonfinite: jax.Array
+    num_shrinks: jax.Array
+    log_slice_level: jax.Array
+    num_grad_evals: jax.Array
+    num_logdensity_evals: jax.Array
 
-    def __init__(self, potential_fn, *, max_shrinks: int = 100, reference_std: float = 1.0):
-        if not callable(potential_fn):
-            raise _checks.fail("potential_fn", "a callable z -> -log density", potential_fn)
-        self.potential_fn = potential_fn
-        self.max_shrinks = _checks.positive_int("max_shrinks", max_shrinks)
-        self.reference_std = _checks.positive_float("reference_std", reference_std)
 
-    @property
-    def default_fields(self):
-        return ("z", "diverging")
+class EllipticalSliceParams(NamedTuple):
+    """No tuned quantities (elliptical slice sampling needs none)."""
 
-    def _log_likelihood(self, z, potential):
-        return -potential + 0.5 * (z @ z) / self.reference_std**2
 
-    def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        batched = batched_init(self, rng_key, num_warmup, init_params)
-        if batched is not None:  # one key per chain: NumPyro's vectorized chains
-            return batched
-        potential = self.potential_fn(init_params)
-        return EllipticalSliceState(i=jnp.zeros((), jnp.int32), z=init_params, potential_energy=potential,
-                                    num_evals=jnp.zeros((), jnp.int32), diverging=jnp.zeros((), bool),
-                                    rng_key=rng_key)
+def init(position, density: FlatDensity) -> EllipticalSliceState:
+    """The state at a flat ``position``."""
+    log_likelihood = density.log_likelihood_fn(position)
+    return EllipticalSliceState(position, log_likelihood, log_likelihood + density.log_prior(position))
 
-    def sample(self, state, model_args=(), model_kwargs=None):
-        if jnp.ndim(state.i):  # a batch of chains (see init)
-            return jax.vmap(self.sample)(state)
-        nu_key, level_key, angle_key, loop_key, rng_key = jax.random.split(state.rng_key, 5)
-        z, unravel = ravel_pytree(state.z)
-        nu = self.reference_std * jax.random.normal(nu_key, z.shape, z.dtype)
-        log_level = self._log_likelihood(z, state.potential_energy) + jnp.log(
-            jax.random.uniform(level_key, (), z.dtype))
+
+def build_kernel(density: FlatDensity, *, max_shrinks: int = 100):
+    """``step(rng_key, state, params) -> (state, info)``: one elliptical slice iteration."""
+
+    def step(rng_key, state: EllipticalSliceState, params=None):
+        nu_key, level_key, angle_key, loop_key = jax.random.split(rng_key, 4)
+        z = state.position
+        nu = density.reference_std * jax.random.normal(nu_key, z.shape, z.dtype)
+        log_level = state.log_likelihood + jnp.log(jax.random.uniform(level_key, (), z.dtype))
 
         def evaluate(theta):
-            z_new = z * jnp.cos(theta) + nu * jnp.sin(theta)
-            potential = self.potential_fn(unravel(z_new))
-            return z_new, potential, self._log_likelihood(z_new, potential) > log_level
+            new = init(z * jnp.cos(theta) + nu * jnp.sin(theta), density)
+            finite = is_finite(new.log_likelihood)
+            return new, finite & (new.log_likelihood > log_level), ~finite
 
         def cond(carry):
-            *_, accepted, num_evals, _ = carry
-            return ~accepted & (num_evals <= self.max_shrinks)
+            *_, accepted, _, num_evals, _ = carry
+            return ~accepted & (num_evals <= max_shrinks)
 
         def body(carry):
-            theta, low, high, _, _, _, num_evals, key = carry
+            theta, low, high, _, _, nonfinite, num_evals, key = carry
             key, draw_key = jax.random.split(key)
             low, high = jnp.where(theta < 0, theta, low), jnp.where(theta < 0, high, theta)
             theta = jax.random.uniform(draw_key, (), z.dtype, low, high)
-            z_new, potential, accepted = evaluate(theta)
-            return theta, low, high, z_new, potential, accepted, num_evals + 1, key
+            new, accepted, bad = evaluate(theta)
+            return theta, low, high, new, accepted, nonfinite | bad, num_evals + 1, key
 
         theta = jax.random.uniform(angle_key, (), z.dtype, 0.0, 2 * math.pi)
-        z_new, potential, accepted = evaluate(theta)
-        carry = (theta, theta - 2 * math.pi, theta, z_new, potential, accepted, jnp.ones((), jnp.int32), loop_key)
-        _, _, _, z_new, potential, accepted, num_evals, _ = jax.lax.while_loop(cond, body, carry)
-        return EllipticalSliceState(
-            i=state.i + 1, z=unravel(jnp.where(accepted, z_new, z)),
-            potential_energy=jnp.where(accepted, potential, state.potential_energy),
-            num_evals=num_evals, diverging=~accepted, rng_key=rng_key)
+        new, accepted, bad = evaluate(theta)
+        carry = (theta, theta - 2 * math.pi, theta, new, accepted, bad, jnp.ones((), jnp.int32), loop_key)
+        _, _, _, new, accepted, nonfinite, num_evals, _ = jax.lax.while_loop(cond, body, carry)
+        info = EllipticalSliceInfo(
+            accept_prob=jnp.where(accepted, 1.0, 0.0).astype(z.dtype), is_accepted=accepted,
+            is_divergent=~accepted, nonfinite=nonfinite, num_shrinks=num_evals - 1, log_slice_level=log_level,
+            num_grad_evals=jnp.zeros((), jnp.int32), num_logdensity_evals=num_evals)
+        return select(accepted, new, state), info
+
+    return step
 
 
-def elliptical_stats(state: EllipticalSliceState) -> dict:
-    """Per-iteration sample statistics (the registry's ``stats_fn``).
+def elliptical_slice(density, *, max_shrinks: int = 100, reference_std: float = 1.0) -> AdaptedKernel:
+    """Elliptical slice sampling as a NumPyro ``MCMCKernel`` on ``density`` (a Target, Density or potential_fn).
 
-    ``accept_prob`` is 1 (the sampler always moves) unless the shrinkage loop
-    gave up; ``num_shrinks = num_logdensity_evals - 1``.  No ``step_size``.
+    Args:
+        max_shrinks: the most bracket shrinks per iteration before giving up.
+        reference_std: :math:`s`, the prior standard deviation.
     """
-    return {
-        "accept_prob": jnp.where(state.diverging, 0.0, 1.0).astype(state.potential_energy.dtype),
-        "diverging": state.diverging,
-        "lp": -state.potential_energy,
-        "num_shrinks": jnp.maximum(state.num_evals - 1, 0),
-        "num_grad_evals": jnp.zeros_like(state.num_evals),
-        "num_logdensity_evals": state.num_evals,
-    }
+    density = Density.of(density)
+    max_shrinks = _checks.positive_int("max_shrinks", max_shrinks)
+    s = _checks.positive_float("reference_std", reference_std)
+
+    def build_algorithm(unravel):
+        flat = density.on_flat(unravel, s)
+        return Algorithm(init=lambda position, key: init(position, flat),
+                         step=build_kernel(flat, max_shrinks=max_shrinks),
+                         initial_params=lambda key, state: EllipticalSliceParams())
+
+    return AdaptedKernel(build_algorithm, "elliptical_slice")
+
+
+#: Backward-compatible name.
+EllipticalSlice = elliptical_slice
+elliptical_stats = make_stats_fn("num_shrinks")

@@ -5,12 +5,15 @@ Both kernels split the target into a Gaussian *reference* and a likelihood,
 .. math::
 
     \\pi(z) \\propto \\exp(-\\Phi(z))\\,\\mathcal N(z; 0, s^2 I), \\qquad
-    \\Phi(z) = U(z) - \\frac{|z|^2}{2 s^2} + \\mathrm{const},
+    \\Phi(z) = -\\log \\pi(z) - \\frac{|z|^2}{2 s^2} + \\mathrm{const},
 
-where :math:`U` is the ``potential_fn`` and :math:`s` is ``reference_std``.
-Every target of :func:`reprior.sample` has the N(0, I) prior on every sampled
-variable (theta; phi; phi_hidden), so the default ``s = 1`` makes
-:math:`\\exp(-\\Phi)` exactly the likelihood.  Cotter, Roberts, Stuart and White
+where :math:`s` is ``reference_std``.  Every target of :func:`reprior.sample`
+has the N(0, I) prior on every sampled variable (theta; phi; phi_hidden), so
+with the default ``s = 1`` the kernel is handed :math:`-\\Phi = \\ell`, the log
+likelihood itself (:class:`~reprior.samplers.base.Density`): nothing is
+recovered by subtracting :math:`|z|^2/2` from a potential, so the acceptance
+ratio carries no cancellation error even at millions of dimensions in float32.
+Cotter, Roberts, Stuart and White
 (2013, "MCMC methods for functions", sections 4.2-4.3):
 
 **pCN.**  With :math:`b \\in (0, 1]` (``step_size``),
@@ -58,42 +61,52 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from numpyro.infer.mcmc import MCMCKernel
 
 from .. import _checks
-from .init_checks import batched_init
 from . import adaptation as adapt
+from .adapter import AdaptedKernel, Algorithm, make_stats_fn, with_step_size_adaptation
+from .base import Density, FlatDensity, is_finite, metropolis, select
 
 
 class PCNState(NamedTuple):
-    """State of :class:`PCN` and :class:`PCNL`; ``dim`` is the number of sampled scalars.
+    """State of pCN and pCNL; ``dim`` is the number of sampled scalars.
 
     Fields:
-        i: ``()`` iteration index, warm-up included.
-        z: position, a pytree like ``init_params`` (the ``sample_field``).
-        z_grad: ``(dim,)`` gradient of the potential at ``z`` (pCNL), ``None`` for pCN.
-        potential_energy: ``()`` potential :math:`U(z)`.
-        step_size: ``()`` the ``b`` used this iteration.
-        accept_prob: ``()`` Metropolis acceptance probability of this iteration.
-        mean_accept_prob: ``()`` running mean of ``accept_prob`` (restarted after warm-up).
-        diverging: ``()`` whether :math:`-\\log\\alpha` exceeded ``max_delta_energy`` or was not finite.
-        adapt_state: :class:`~reprior.samplers.adaptation.StepSizeState` (next iteration's ``b``).
-        num_warmup: ``()`` number of warm-up (adaptation) iterations.
-        rng_key: PRNG key of the next iteration.
+        position: ``(dim,)`` the current point.
+        log_likelihood: ``()`` :math:`-\\Phi` at ``position`` (relative to the reference).
+        logdensity: ``()`` :math:`\\ell - |z|^2/2` at ``position`` (reported as ``lp``).
+        grad: ``(dim,)`` :math:`\\nabla(-\\Phi)` at ``position`` (pCNL), ``None`` for pCN.
     """
 
-    i: jax.Array
-    z: object
-    z_grad: jax.Array | None
-    potential_energy: jax.Array
-    step_size: jax.Array
+    position: jax.Array
+    log_likelihood: jax.Array
+    logdensity: jax.Array
+    grad: jax.Array | None
+
+
+class PCNInfo(NamedTuple):
+    """What one pCN/pCNL transition reports.
+
+    Fields: ``accept_prob``, ``is_accepted``, ``is_divergent`` (finite log ratio
+    below ``-max_delta_energy``), ``nonfinite`` (the proposal's likelihood or
+    gradient was not finite), ``step_size`` (the ``b`` used), ``log_accept_ratio``
+    (the log Metropolis ratio computed), ``num_grad_evals``, ``num_logdensity_evals``.
+    """
+
     accept_prob: jax.Array
-    mean_accept_prob: jax.Array
-    diverging: jax.Array
-    adapt_state: adapt.StepSizeState
-    num_warmup: jax.Array
-    rng_key: jax.Array
+    is_accepted: jax.Array
+    is_divergent: jax.Array
+    nonfinite: jax.Array
+    step_size: jax.Array
+    log_accept_ratio: jax.Array
+    num_grad_evals: jax.Array
+    num_logdensity_evals: jax.Array
+
+
+class PCNParams(NamedTuple):
+    """Tuned quantities: ``step_size`` is :math:`b \\in (0, 1]`."""
+
+    step_size: jax.Array
 
 
 def pcnl_log_accept(z, z_new, phi, phi_new, grad, grad_new, a, one_minus_a, reference_var):
@@ -101,156 +114,123 @@ def pcnl_log_accept(z, z_new, phi, phi_new, grad, grad_new, a, one_minus_a, refe
 
     ``phi``/``phi_new`` are :math:`\\Phi` and ``grad``/``grad_new`` are
     :math:`\\nabla\\Phi` at ``z``/``z_new``; ``one_minus_a`` is :math:`1 - a`
-    computed without cancellation.
+    computed without cancellation.  The :math:`\\Phi` difference is formed
+    first, so that two large likelihoods never meet a small correction term.
     """
 
-    def rho(u, v, phi_u, g_u):
-        return (phi_u + (v - a * u) @ g_u / (1.0 + a)
-                + one_minus_a / (2.0 * (1.0 + a)) * reference_var * (g_u @ g_u))
+    def correction(u, v, g_u):
+        return (v - a * u) @ g_u / (1.0 + a) + one_minus_a / (2.0 * (1.0 + a)) * reference_var * (g_u @ g_u)
 
-    return rho(z, z_new, phi, grad) - rho(z_new, z, phi_new, grad_new)
+    return (phi - phi_new) + (correction(z, z_new, grad) - correction(z_new, z, grad_new))
 
 
-class PCN(MCMCKernel):
-    """Preconditioned Crank-Nicolson on ``potential_fn`` with reference N(0, reference_std^2 I).
+def _evaluate(density: FlatDensity, langevin: bool, z):
+    """``(log_likelihood, logdensity, grad or None)`` at flat ``z``."""
+    if langevin:
+        log_likelihood, grad = jax.value_and_grad(density.log_likelihood_fn)(z)
+    else:
+        log_likelihood, grad = density.log_likelihood_fn(z), None
+    logdensity = log_likelihood + density.log_prior(z) if density.reference_std == 1.0 else density.logdensity_fn(z)
+    return log_likelihood, logdensity, grad
+
+
+def init(position, density: FlatDensity, *, langevin: bool) -> PCNState:
+    """The state at a flat ``position``."""
+    return PCNState(position, *_evaluate(density, langevin, position))
+
+
+def propose(rng_key, state: PCNState, b, density: FlatDensity, langevin: bool):
+    """One pCN/pCNL proposal: ``(proposed state, log Metropolis ratio, proposal finite)``."""
+    z, s = state.position, density.reference_std
+    a = jnp.sqrt(1.0 - b**2)
+    xi = jax.random.normal(rng_key, z.shape, z.dtype)
+    if not langevin:
+        new = init(a * z + b * s * xi, density, langevin=False)
+        return new, new.log_likelihood - state.log_likelihood, is_finite(new.log_likelihood)
+    one_minus_a = b**2 / (1.0 + a)  # 1 - a without cancellation
+    # grad Phi = -grad(log likelihood)
+    z_new = a * z + one_minus_a * s**2 * state.grad + b * s * xi
+    new = init(z_new, density, langevin=True)
+    log_accept = pcnl_log_accept(z, z_new, -state.log_likelihood, -new.log_likelihood, -state.grad, -new.grad, a,
+                                 one_minus_a, s**2)
+    return new, log_accept, is_finite(new.log_likelihood, new.grad)
+
+
+def build_kernel(density: FlatDensity, *, langevin: bool, max_delta_energy: float = 1000.0):
+    """``step(rng_key, state, params) -> (state, info)``: one pCN (or pCNL) transition."""
+    cost = jnp.int32(1)
+
+    def step(rng_key, state: PCNState, params: PCNParams):
+        proposal_key, accept_key = jax.random.split(rng_key)
+        new, log_accept, finite = propose(proposal_key, state, params.step_size, density, langevin)
+        decision = metropolis(accept_key, log_accept, finite, max_delta_energy)
+        info = PCNInfo(decision.accept_prob, decision.accepted, decision.is_divergent, decision.nonfinite,
+                       params.step_size, log_accept, cost if langevin else jnp.int32(0), cost)
+        return select(decision.accepted, new, state), info
+
+    return step
+
+
+def initial_params(rng_key, state: PCNState, density: FlatDensity, langevin: bool, step_size: float,
+                   target_accept_prob: float | None):
+    """``b`` as given, or searched from it (doubling/halving, capped at 1) when ``target_accept_prob`` is set."""
+    b = jnp.asarray(step_size, state.position.dtype)
+    if target_accept_prob is None:
+        return PCNParams(b)
+
+    def log_accept(b, key):
+        return propose(key, state, b, density, langevin)[1]
+
+    return PCNParams(adapt.find_reasonable_step_size(log_accept, rng_key, b, target_accept_prob, max_step_size=1.0))
+
+
+def _pcn_family(density: Density, langevin: bool, name: str, step_size, target_accept_prob, adapt_step_size,
+                reference_std, max_delta_energy) -> AdaptedKernel:
+    density = Density.of(density)
+    b = _checks.probability("step_size", step_size, open_interval=False)
+    if b == 0:
+        raise _checks.fail("step_size", "a number in (0, 1]", step_size)
+    target = _checks.probability("target_accept_prob", target_accept_prob)
+    if not isinstance(adapt_step_size, bool):
+        raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
+    s = _checks.positive_float("reference_std", reference_std)
+    threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
+
+    def build_algorithm(unravel):
+        flat = density.on_flat(unravel, s)
+        return Algorithm(
+            init=lambda position, key: init(position, flat, langevin=langevin),
+            step=build_kernel(flat, langevin=langevin, max_delta_energy=threshold),
+            initial_params=lambda key, state: initial_params(key, state, flat, langevin, b,
+                                                             target if adapt_step_size else None),
+            adaptation=with_step_size_adaptation(target, adapt_step_size, max_step_size=1.0))
+
+    return AdaptedKernel(build_algorithm, name)
+
+
+def pcn(density, *, step_size: float = 0.5, target_accept_prob: float = 0.25, adapt_step_size: bool = True,
+        reference_std: float = 1.0, max_delta_energy: float = 1000.0) -> AdaptedKernel:
+    """pCN as a NumPyro ``MCMCKernel`` on ``density`` (a Target, Density or potential_fn).
 
     Args:
-        potential_fn: ``z -> -log pi(z)`` on a pytree ``z``, including the reference's
-            :math:`|z|^2/(2 s^2)` (as every :func:`reprior.sample` target does).
         step_size: initial :math:`b \\in (0, 1]` (searched and adapted when
             ``adapt_step_size``; used as is otherwise).
-        target_accept_prob: acceptance targeted during warm-up (pCN 0.25, pCNL 0.6).
+        target_accept_prob: acceptance targeted during warm-up.
         adapt_step_size: tune ``b`` during warm-up (dual averaging, capped at 1).
         reference_std: :math:`s`, the standard deviation of the Gaussian reference.
-        max_delta_energy: :math:`-\\log\\alpha` above which an iteration is flagged ``diverging``.
+        max_delta_energy: :math:`-\\log\\alpha` above which a finite proposal counts as divergent.
     """
-
-    sample_field = "z"
-    model = None  # built on a potential_fn, not a NumPyro model (read by arviz.from_numpyro)
-    langevin = False
-    default_target_accept_prob = 0.25
-
-    def __init__(self, potential_fn, *, step_size: float = 0.5, target_accept_prob: float | None = None,
-                 adapt_step_size: bool = True, reference_std: float = 1.0, max_delta_energy: float = 1000.0):
-        if not callable(potential_fn):
-            raise _checks.fail("potential_fn", "a callable z -> -log density", potential_fn)
-        self.potential_fn = potential_fn
-        self.step_size = _checks.probability("step_size", step_size, open_interval=False)
-        if self.step_size == 0:
-            raise _checks.fail("step_size", "a number in (0, 1]", step_size)
-        if target_accept_prob is None:
-            target_accept_prob = self.default_target_accept_prob
-        self.target_accept_prob = _checks.probability("target_accept_prob", target_accept_prob)
-        if not isinstance(adapt_step_size, bool):
-            raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
-        self.adapt_step_size = adapt_step_size
-        self.reference_std = _checks.positive_float("reference_std", reference_std)
-        self.max_delta_energy = _checks.positive_float("max_delta_energy", max_delta_energy)
-        self._adaptation = (adapt.step_size_adaptation(self.target_accept_prob, max_step_size=1.0)
-                            if adapt_step_size else None)
-
-    @property
-    def default_fields(self):
-        return ("z", "diverging")
-
-    # -- the likelihood part Phi and its gradient, on flat arrays -------------------------
-    def _phi(self, z, potential):
-        return potential - 0.5 * (z @ z) / self.reference_std**2
-
-    def _grad_phi(self, z, z_grad):
-        return z_grad - z / self.reference_std**2
-
-    def _evaluate(self, unravel, z):
-        """``(potential, grad or None)`` at flat ``z``."""
-        fn = lambda flat: self.potential_fn(unravel(flat))  # noqa: E731
-        if self.langevin:
-            return jax.value_and_grad(fn)(z)
-        return fn(z), None
-
-    def _propose(self, unravel, z, potential, z_grad, b, key):
-        """One proposal: ``(z_new, potential_new, grad_new, log_accept)``."""
-        s = self.reference_std
-        a = jnp.sqrt(1.0 - b**2)
-        xi = jax.random.normal(key, z.shape, z.dtype)
-        phi = self._phi(z, potential)
-        if not self.langevin:
-            z_new = a * z + b * s * xi
-            potential_new, _ = self._evaluate(unravel, z_new)
-            return z_new, potential_new, None, phi - self._phi(z_new, potential_new)
-        grad_phi = self._grad_phi(z, z_grad)
-        one_minus_a = b**2 / (1.0 + a)
-        z_new = a * z - one_minus_a * s**2 * grad_phi + b * s * xi
-        potential_new, grad_new = self._evaluate(unravel, z_new)
-        log_accept = pcnl_log_accept(z, z_new, phi, self._phi(z_new, potential_new), grad_phi,
-                                     self._grad_phi(z_new, grad_new), a, one_minus_a, s**2)
-        return z_new, potential_new, grad_new, log_accept
-
-    def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        batched = batched_init(self, rng_key, num_warmup, init_params)
-        if batched is not None:  # one key per chain: NumPyro's vectorized chains
-            return batched
-        z, unravel = ravel_pytree(init_params)
-        potential, z_grad = self._evaluate(unravel, z)
-        step_key, rng_key = jax.random.split(rng_key)
-        step_size = jnp.asarray(self.step_size, z.dtype)
-        if self.adapt_step_size:
-            def log_accept(b, key):
-                return self._propose(unravel, z, potential, z_grad, b, key)[3]
-
-            step_size = adapt.find_reasonable_step_size(log_accept, step_key, step_size, self.target_accept_prob,
-                                                        max_step_size=1.0)
-        adapt_state = (self._adaptation.init(step_size) if self._adaptation
-                       else adapt.StepSizeState(step_size, ()))
-        zero = jnp.zeros((), z.dtype)
-        return PCNState(i=jnp.zeros((), jnp.int32), z=init_params, z_grad=z_grad, potential_energy=potential,
-                        step_size=step_size, accept_prob=zero, mean_accept_prob=zero,
-                        diverging=jnp.zeros((), bool), adapt_state=adapt_state,
-                        num_warmup=jnp.asarray(num_warmup, jnp.int32), rng_key=rng_key)
-
-    def sample(self, state, model_args=(), model_kwargs=None):
-        if jnp.ndim(state.i):  # a batch of chains (see init)
-            return jax.vmap(self.sample)(state)
-        proposal_key, accept_key, rng_key = jax.random.split(state.rng_key, 3)
-        z, unravel = ravel_pytree(state.z)
-        b = state.adapt_state.step_size
-        z_new, potential_new, grad_new, log_accept = self._propose(
-            unravel, z, state.potential_energy, state.z_grad, b, proposal_key)
-        log_accept = jnp.where(jnp.isnan(log_accept), -jnp.inf, log_accept)
-        accept_prob = jnp.minimum(1.0, jnp.exp(log_accept))
-        accept = jax.random.uniform(accept_key, (), z.dtype) < accept_prob
-        z_grad = None if grad_new is None else jnp.where(accept, grad_new, state.z_grad)
-        return PCNState(
-            i=state.i + 1, z=unravel(jnp.where(accept, z_new, z)), z_grad=z_grad,
-            potential_energy=jnp.where(accept, potential_new, state.potential_energy),
-            step_size=b, accept_prob=accept_prob,
-            mean_accept_prob=adapt.running_mean_accept(state.mean_accept_prob, accept_prob, state.i, state.num_warmup),
-            diverging=-log_accept > self.max_delta_energy,
-            adapt_state=adapt.warmup_update(self._adaptation, state.adapt_state, accept_prob, state.i,
-                                            state.num_warmup),
-            num_warmup=state.num_warmup, rng_key=rng_key)
-
-    def get_diagnostics_str(self, state):
-        return f"b {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}"
+    return _pcn_family(density, False, "pcn", step_size, target_accept_prob, adapt_step_size, reference_std,
+                       max_delta_energy)
 
 
-class PCNL(PCN):
-    """pCN-Langevin (Cotter et al. 2013, section 4.3): pCN with a likelihood-gradient drift.
-
-    Same arguments as :class:`PCN`; ``target_accept_prob`` defaults to 0.6.
-    """
-
-    langevin = True
-    default_target_accept_prob = 0.6
+def pcnl(density, *, step_size: float = 0.5, target_accept_prob: float = 0.6, adapt_step_size: bool = True,
+         reference_std: float = 1.0, max_delta_energy: float = 1000.0) -> AdaptedKernel:
+    """pCN-Langevin as a NumPyro ``MCMCKernel``; the same arguments as :func:`pcn` (target 0.6)."""
+    return _pcn_family(density, True, "pcnl", step_size, target_accept_prob, adapt_step_size, reference_std,
+                       max_delta_energy)
 
 
-def pcn_stats(state: PCNState) -> dict:
-    """Per-iteration sample statistics of :class:`PCN` and :class:`PCNL` (the registry's ``stats_fn``)."""
-    one = jnp.ones_like(state.i)
-    return {
-        "accept_prob": state.accept_prob,
-        "diverging": state.diverging,
-        "lp": -state.potential_energy,
-        "step_size": state.step_size,
-        "num_grad_evals": one if state.z_grad is not None else jnp.zeros_like(state.i),
-        "num_logdensity_evals": one,
-    }
+#: Backward-compatible names: ``PCN(potential_fn_or_target, ...)`` builds the kernel.
+PCN, PCNL = pcn, pcnl
+pcn_stats = make_stats_fn("step_size")

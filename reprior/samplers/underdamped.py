@@ -1,7 +1,7 @@
 """Underdamped HMC (generalised HMC with partial momentum refresh): the paper's sampler.
 
 One iteration (Horowitz 1991; Neal 2011, section 5.3; Hron et al. 2022,
-section 5), with potential :math:`U = -\\log\\pi` and identity mass:
+section 5), with :math:`U = -\\log\\pi` and identity mass:
 
 1. partial momentum refresh, :math:`\\xi \\sim \\mathcal N(0, I)`,
 
@@ -26,6 +26,18 @@ iterations with the step size held fixed within a block: a step size that
 changes every iteration spoils the near-conservation of the shadow
 Hamiltonian along the persistent trajectory and biases the tuned step low.
 
+The energy error is formed without cancellation: with :math:`\\ell` the log
+likelihood (:class:`~reprior.samplers.base.Density`),
+
+.. math::
+
+    \\Delta H = -(\\ell' - \\ell) + \\tfrac12 (z' - z)\\cdot(z' + z)
+        + \\tfrac12 (m' - m)\\cdot(m' + m),
+
+so no term of size :math:`|z|^2/2` (about :math:`5\\times 10^5` at a million
+weights) enters the acceptance ratio.  The integrator is passed in
+(:mod:`reprior.samplers.integrators`, velocity Verlet by default).
+
 Cost: ``num_steps`` gradient evaluations per iteration (the gradient at the
 current point is cached), reported as ``num_grad_evals`` and
 ``num_logdensity_evals``.
@@ -37,197 +49,182 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from numpyro.infer.mcmc import MCMCKernel
 
 from .. import _checks
-from .init_checks import batched_init
 from . import adaptation as adapt
+from .adapter import AdaptedKernel, Algorithm, make_stats_fn, with_step_size_adaptation
+from .base import Density, FlatDensity, is_finite, metropolis, select
+from . import integrators
+from .integrators import GRADS_PER_STEP, velocity_verlet
 
 
 class UnderdampedHMCState(NamedTuple):
-    """State of :class:`UnderdampedHMC`; ``dim`` is the number of sampled scalars.
+    """State of underdamped HMC; ``dim`` is the number of sampled scalars.
 
     Fields:
-        i: ``()`` iteration index, warm-up included.
-        z: position, a pytree like ``init_params`` (the ``sample_field``).
-        momentum: ``(dim,)`` momentum after the iteration (flipped on rejection).
-        z_grad: ``(dim,)`` gradient of the potential at ``z`` (cached).
-        potential_energy: ``()`` potential :math:`U(z) = -\\log\\pi(z)`.
-        energy: ``()`` :math:`U(z) + \\tfrac12|m|^2` after the iteration.
-        num_steps: ``()`` leapfrog steps (= gradient evaluations) this iteration.
-        step_size: ``()`` the step size used this iteration.
-        accept_prob: ``()`` Metropolis acceptance probability of this iteration.
-        mean_accept_prob: ``()`` running mean of ``accept_prob`` (restarted after warm-up).
-        diverging: ``()`` whether the energy error exceeded ``max_delta_energy`` or was not finite.
-        adapt_state: :class:`~reprior.samplers.adaptation.StepSizeState` (its
-            ``step_size`` is the one of the next iteration).
-        num_warmup: ``()`` number of warm-up (adaptation) iterations.
-        rng_key: PRNG key of the next iteration.
+        position: ``(dim,)``.
+        momentum: ``(dim,)`` after the iteration (flipped on rejection).
+        log_likelihood: ``()`` :math:`\\ell` at ``position``.
+        logdensity: ``()`` :math:`\\ell - |z|^2/2` (reported as ``lp``).
+        grad: ``(dim,)`` :math:`\\nabla\\log\\pi` at ``position`` (cached).
     """
 
-    i: jax.Array
-    z: object
+    position: jax.Array
     momentum: jax.Array
-    z_grad: jax.Array
-    potential_energy: jax.Array
-    energy: jax.Array
-    num_steps: jax.Array
-    step_size: jax.Array
+    log_likelihood: jax.Array
+    logdensity: jax.Array
+    grad: jax.Array
+
+
+class UnderdampedHMCInfo(NamedTuple):
+    """What one iteration reports: ``accept_prob``, ``is_accepted``, ``is_divergent``
+    (finite energy error above ``max_delta_energy``), ``nonfinite``, ``step_size``,
+    ``energy`` (:math:`-\\ell + |z|^2/2 + |m|^2/2` after the iteration, without
+    constants), ``delta_energy``, ``num_steps``, ``num_grad_evals``, ``num_logdensity_evals``."""
+
     accept_prob: jax.Array
-    mean_accept_prob: jax.Array
-    diverging: jax.Array
-    adapt_state: adapt.StepSizeState
-    num_warmup: jax.Array
-    rng_key: jax.Array
+    is_accepted: jax.Array
+    is_divergent: jax.Array
+    nonfinite: jax.Array
+    step_size: jax.Array
+    energy: jax.Array
+    delta_energy: jax.Array
+    num_steps: jax.Array
+    num_grad_evals: jax.Array
+    num_logdensity_evals: jax.Array
 
 
-def _flat_potential(potential_fn, unravel):
-    return jax.value_and_grad(lambda flat: potential_fn(unravel(flat)))
+class UnderdampedHMCParams(NamedTuple):
+    """Tuned quantities: the leapfrog ``step_size``."""
+
+    step_size: jax.Array
 
 
-def leapfrog(value_and_grad_fn, z, momentum, z_grad, step_size, num_steps: int):
-    """``num_steps`` velocity-Verlet steps on flat arrays; returns ``(z, momentum, potential, grad)``."""
+def _value_and_force(density: FlatDensity):
+    """``z -> (log likelihood, grad log density)``, the density's force for the integrator."""
+    vg = jax.value_and_grad(density.log_likelihood_fn)
 
-    def step(carry, _):
-        z, m, _, g = carry
-        m = m - 0.5 * step_size * g
-        z = z + step_size * m
-        potential, g = value_and_grad_fn(z)
-        m = m - 0.5 * step_size * g
-        return (z, m, potential, g), None
+    def fn(z):
+        value, grad = vg(z)
+        return value, grad - z
 
-    carry = (z, momentum, jnp.zeros((), z.dtype), z_grad)
-    if num_steps == 1:  # the default: no loop, which also compiles several times faster
-        carry, _ = step(carry, None)
-    else:
-        carry, _ = jax.lax.scan(step, carry, None, length=num_steps)
-    return carry
+    return fn
 
 
-class UnderdampedHMC(MCMCKernel):
-    """Underdamped (generalised) HMC on ``potential_fn``, identity mass.
+def init(position, momentum, density: FlatDensity) -> UnderdampedHMCState:
+    """The state at a flat ``position`` with the given ``momentum``."""
+    log_likelihood, force = _value_and_force(density)(position)
+    return UnderdampedHMCState(position, momentum, log_likelihood, log_likelihood - 0.5 * position @ position, force)
+
+
+def delta_energy(state: UnderdampedHMCState, new: UnderdampedHMCState, momentum) -> jax.Array:
+    """:math:`H(z', m') - H(z, m)` without cancellation (see the module docstring)."""
+    z, z_new, m_new = state.position, new.position, new.momentum
+    return (-(new.log_likelihood - state.log_likelihood) + 0.5 * (z_new - z) @ (z_new + z)
+            + 0.5 * (m_new - momentum) @ (m_new + momentum))
+
+
+def trajectory(state: UnderdampedHMCState, momentum, step_size, density: FlatDensity, integrator, num_steps: int):
+    """Integrate from ``(state.position, momentum)``: the proposed state."""
+    z, m, log_likelihood, force = integrator(_value_and_force(density), state.position, momentum, state.grad,
+                                             step_size, num_steps)
+    return UnderdampedHMCState(z, m, log_likelihood, log_likelihood - 0.5 * z @ z, force)
+
+
+def build_kernel(density: FlatDensity, *, num_steps: int = 1, momentum_refresh: float = 0.01,
+                 integrator=velocity_verlet, max_delta_energy: float = 1000.0):
+    """``step(rng_key, state, params) -> (state, info)``: refresh, integrate, accept or flip."""
+    beta = momentum_refresh
+    cost = jnp.int32(num_steps * GRADS_PER_STEP.get(integrator, 1))
+
+    def step(rng_key, state: UnderdampedHMCState, params: UnderdampedHMCParams):
+        refresh_key, accept_key = jax.random.split(rng_key)
+        xi = jax.random.normal(refresh_key, state.momentum.shape, state.momentum.dtype)
+        momentum = jnp.sqrt(1.0 - beta) * state.momentum + jnp.sqrt(beta) * xi
+        new = trajectory(state, momentum, params.step_size, density, integrator, num_steps)
+        delta = delta_energy(state, new, momentum)
+        decision = metropolis(accept_key, -delta, is_finite(new.log_likelihood, new.grad), max_delta_energy)
+        kept = select(decision.accepted, new, state._replace(momentum=-momentum))
+        energy = -kept.logdensity + 0.5 * kept.momentum @ kept.momentum
+        info = UnderdampedHMCInfo(decision.accept_prob, decision.accepted, decision.is_divergent,
+                                  decision.nonfinite, params.step_size, energy, delta, jnp.int32(num_steps), cost,
+                                  cost)
+        return kept, info
+
+    return step
+
+
+def initial_params(rng_key, state: UnderdampedHMCState, density: FlatDensity, step_size: float,
+                   target_accept_prob: float | None, integrator):
+    """The step size as given, or searched from it when ``target_accept_prob`` is set."""
+    eps = jnp.asarray(step_size, state.position.dtype)
+    if target_accept_prob is None:
+        return UnderdampedHMCParams(eps)
+
+    def log_accept(eps, key):
+        m = jax.random.normal(key, state.position.shape, state.position.dtype)
+        return -delta_energy(state, trajectory(state, m, eps, density, integrator, 1), m)
+
+    return UnderdampedHMCParams(adapt.find_reasonable_step_size(log_accept, rng_key, eps, target_accept_prob))
+
+
+#: Iterations per dual-averaging update (see :func:`~reprior.samplers.adaptation.step_size_adaptation`).
+ADAPT_BLOCK_SIZE = 10
+
+
+def underdamped_hmc(density, *, step_size: float = 0.1, num_steps: int = 1, momentum_refresh: float = 0.01,
+                    target_accept_prob: float = 0.8, adapt_step_size: bool = True,
+                    max_delta_energy: float = 1000.0, integrator=velocity_verlet) -> AdaptedKernel:
+    """Underdamped (generalised) HMC as a NumPyro ``MCMCKernel``, identity mass.
 
     Args:
-        potential_fn: ``z -> -log pi(z)`` on a pytree ``z``.
-        step_size: initial leapfrog step size (searched and adapted from there
-            when ``adapt_step_size``; used as is otherwise).
-        num_steps: leapfrog steps per iteration, ``L`` (``1`` is Langevin).
+        density: a Target, :class:`~reprior.samplers.base.Density` or ``potential_fn``.
+        step_size: initial step size (searched and adapted from there when
+            ``adapt_step_size``; used as is otherwise).
+        num_steps: integrator steps per iteration, ``L`` (``1`` is Langevin).
         momentum_refresh: :math:`\\beta \\in (0, 1]`, the fraction of momentum
             variance refreshed per iteration (paper: 0.01).
         target_accept_prob: acceptance probability targeted during warm-up.
-        adapt_step_size: tune the step size during warm-up (dual averaging).
-        max_delta_energy: energy error above which an iteration is flagged ``diverging``.
+        adapt_step_size: tune the step size during warm-up (dual averaging over
+            blocks of :data:`ADAPT_BLOCK_SIZE` iterations).
+        max_delta_energy: energy error above which a finite proposal counts as divergent.
+        integrator: an integrator of :mod:`reprior.samplers.integrators`, or its name.
 
     Example::
 
-        kernel = UnderdampedHMC(lambda z: 0.5 * jnp.sum(z**2))
+        kernel = underdamped_hmc(lambda z: 0.5 * jnp.sum(z**2))
         mcmc = numpyro.infer.MCMC(kernel, num_warmup=500, num_samples=1000)
         mcmc.run(jax.random.key(0), init_params=jnp.zeros(3))
     """
+    density = Density.of(density)
+    eps = _checks.positive_float("step_size", step_size)
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    beta = _checks.probability("momentum_refresh", momentum_refresh, open_interval=False)
+    if beta == 0:
+        raise _checks.fail("momentum_refresh", "a number in (0, 1]", momentum_refresh)
+    target = _checks.probability("target_accept_prob", target_accept_prob)
+    if not isinstance(adapt_step_size, bool):
+        raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
+    threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
+    integrator = integrators.resolve(integrator)
 
-    sample_field = "z"
-    model = None  # built on a potential_fn, not a NumPyro model (read by arviz.from_numpyro)
-    #: iterations per dual-averaging update (see :func:`~reprior.samplers.adaptation.step_size_adaptation`)
-    adapt_block_size = 10
+    def build_algorithm(unravel):
+        flat = density.on_flat(unravel)
 
-    def __init__(self, potential_fn, *, step_size: float = 0.1, num_steps: int = 1,
-                 momentum_refresh: float = 0.01, target_accept_prob: float = 0.8,
-                 adapt_step_size: bool = True, max_delta_energy: float = 1000.0):
-        if not callable(potential_fn):
-            raise _checks.fail("potential_fn", "a callable z -> -log density", potential_fn)
-        self.potential_fn = potential_fn
-        self.step_size = _checks.positive_float("step_size", step_size)
-        self.num_steps = _checks.positive_int("num_steps", num_steps)
-        self.momentum_refresh = _checks.probability("momentum_refresh", momentum_refresh, open_interval=False)
-        if self.momentum_refresh == 0:
-            raise _checks.fail("momentum_refresh", "a number in (0, 1]", momentum_refresh)
-        self.target_accept_prob = _checks.probability("target_accept_prob", target_accept_prob)
-        if not isinstance(adapt_step_size, bool):
-            raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
-        self.adapt_step_size = adapt_step_size
-        self.max_delta_energy = _checks.positive_float("max_delta_energy", max_delta_energy)
-        self._adaptation = (adapt.step_size_adaptation(self.target_accept_prob, block_size=self.adapt_block_size)
-                            if adapt_step_size else None)
+        def init_state(position, key):
+            return init(position, jax.random.normal(key, position.shape, position.dtype), flat)
 
-    @property
-    def default_fields(self):
-        return ("z", "diverging")
+        return Algorithm(
+            init=init_state,
+            step=build_kernel(flat, num_steps=num_steps, momentum_refresh=beta, integrator=integrator,
+                              max_delta_energy=threshold),
+            initial_params=lambda key, state: initial_params(key, state, flat, eps,
+                                                             target if adapt_step_size else None, integrator),
+            adaptation=with_step_size_adaptation(target, adapt_step_size, block_size=ADAPT_BLOCK_SIZE))
 
-    def _initial_step_size(self, rng_key, vg_fn, z, potential, z_grad):
-        step_size = jnp.asarray(self.step_size, z.dtype)
-        if not self.adapt_step_size:
-            return step_size
-
-        def log_accept(eps, key):
-            m = jax.random.normal(key, z.shape, z.dtype)
-            _, m_new, potential_new, _ = leapfrog(vg_fn, z, m, z_grad, eps, 1)
-            return (potential + 0.5 * m @ m) - (potential_new + 0.5 * m_new @ m_new)
-
-        return adapt.find_reasonable_step_size(log_accept, rng_key, step_size, self.target_accept_prob)
-
-    def init(self, rng_key, num_warmup, init_params, model_args=(), model_kwargs=None):
-        batched = batched_init(self, rng_key, num_warmup, init_params)
-        if batched is not None:  # one key per chain: NumPyro's vectorized chains
-            return batched
-        z, unravel = ravel_pytree(init_params)
-        vg_fn = _flat_potential(self.potential_fn, unravel)
-        potential, z_grad = vg_fn(z)
-        momentum_key, step_key, rng_key = jax.random.split(rng_key, 3)
-        momentum = jax.random.normal(momentum_key, z.shape, z.dtype)
-        step_size = self._initial_step_size(step_key, vg_fn, z, potential, z_grad)
-        adapt_state = (self._adaptation.init(step_size) if self._adaptation
-                       else adapt.StepSizeState(step_size, ()))
-        zero = jnp.zeros((), z.dtype)
-        return UnderdampedHMCState(
-            i=jnp.zeros((), jnp.int32), z=init_params, momentum=momentum, z_grad=z_grad,
-            potential_energy=potential, energy=potential + 0.5 * momentum @ momentum,
-            num_steps=jnp.zeros((), jnp.int32), step_size=step_size, accept_prob=zero,
-            mean_accept_prob=zero, diverging=jnp.zeros((), bool), adapt_state=adapt_state,
-            num_warmup=jnp.asarray(num_warmup, jnp.int32), rng_key=rng_key)
-
-    def sample(self, state, model_args=(), model_kwargs=None):
-        if jnp.ndim(state.i):  # a batch of chains (see init)
-            return jax.vmap(self.sample)(state)
-        refresh_key, accept_key, rng_key = jax.random.split(state.rng_key, 3)
-        z, unravel = ravel_pytree(state.z)
-        vg_fn = _flat_potential(self.potential_fn, unravel)
-        step_size = state.adapt_state.step_size
-        beta = self.momentum_refresh
-        xi = jax.random.normal(refresh_key, z.shape, z.dtype)
-        momentum = jnp.sqrt(1.0 - beta) * state.momentum + jnp.sqrt(beta) * xi
-        energy = state.potential_energy + 0.5 * momentum @ momentum
-        z_new, m_new, potential_new, grad_new = leapfrog(vg_fn, z, momentum, state.z_grad, step_size, self.num_steps)
-        energy_new = potential_new + 0.5 * m_new @ m_new
-        delta = jnp.where(jnp.isnan(energy_new - energy), jnp.inf, energy_new - energy)
-        accept_prob = jnp.minimum(1.0, jnp.exp(-delta))
-        accept = jax.random.uniform(accept_key, (), z.dtype) < accept_prob
-        z, momentum = jnp.where(accept, z_new, z), jnp.where(accept, m_new, -momentum)
-        potential = jnp.where(accept, potential_new, state.potential_energy)
-        z_grad = jnp.where(accept, grad_new, state.z_grad)
-        return UnderdampedHMCState(
-            i=state.i + 1, z=unravel(z), momentum=momentum, z_grad=z_grad, potential_energy=potential,
-            energy=potential + 0.5 * momentum @ momentum,
-            num_steps=jnp.asarray(self.num_steps, jnp.int32), step_size=step_size, accept_prob=accept_prob,
-            mean_accept_prob=adapt.running_mean_accept(state.mean_accept_prob, accept_prob, state.i, state.num_warmup),
-            diverging=delta > self.max_delta_energy,
-            adapt_state=adapt.warmup_update(self._adaptation, state.adapt_state, accept_prob, state.i,
-                                            state.num_warmup),
-            num_warmup=state.num_warmup, rng_key=rng_key)
-
-    def get_diagnostics_str(self, state):
-        return f"step size {float(state.step_size):.2e}. acc. prob={float(state.mean_accept_prob):.2f}"
+    return AdaptedKernel(build_algorithm, "underdamped_hmc")
 
 
-def underdamped_stats(state: UnderdampedHMCState) -> dict:
-    """Per-iteration sample statistics (the registry's ``stats_fn``)."""
-    return {
-        "accept_prob": state.accept_prob,
-        "diverging": state.diverging,
-        "lp": -state.potential_energy,
-        "energy": state.energy,
-        "step_size": state.step_size,
-        "num_steps": state.num_steps,
-        "num_grad_evals": state.num_steps,
-        "num_logdensity_evals": state.num_steps,
-    }
+#: Backward-compatible name.
+UnderdampedHMC = underdamped_hmc
+underdamped_stats = make_stats_fn("step_size", "energy", "num_steps")
