@@ -50,13 +50,13 @@ from .limits import LIMIT_METRICS
 from .projections import projection_matrix
 
 #: Groups of scalars whose mixing is measured, in report order.
-GROUPS = ("theta", "phi", "pred", "points")
+GROUPS = ("theta", "phi", "pred", "rb", "points")
 #: Per-group metric names, ``{g}`` standing for the group (``ess_bulk_pred_median``, ``ess_per_grad_pred``).
 GROUP_METRICS = ("ess_bulk_{g}_median", "ess_bulk_{g}_min", "ess_tail_{g}_median", "ess_tail_{g}_min",
                  "rhat_{g}_max", "ess_per_draw_{g}", "ess_per_grad_{g}", "ess_per_second_{g}",
                  "ess_per_eval_{g}")
 #: Run-level metrics (not per group).
-RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "grad_evals", "grad_evals_total", "sample_seconds",
+RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "nonfinite", "grad_evals", "grad_evals_total", "sample_seconds",
                "warmup_seconds", "compile_seconds", "steps_per_draw", "num_draws", "test_rmse", "test_log_lik",
                "logdensity_evals")
 
@@ -88,17 +88,26 @@ def group_series(idata, *, num_pred_points: int = 5, num_pred_projections: int =
 
     ``pred`` projects each draw's flattened ``f_test`` (``m * out_dim`` numbers) on
     ``num_pred_projections`` unit-norm random directions,
-    :func:`reprior.projections.projection_matrix` ``(m * out_dim, num, projection_seed)``.
+    :func:`reprior.projections.projection_matrix` ``(m * out_dim, num, projection_seed)``;
+    ``rb`` does the same with the Rao-Blackwellised predictive mean ``f_test_rb_mean``,
+    which depends on the hidden weights only (``f_test`` also carries the readout's
+    exact i.i.d. draw, which makes its ESS per draw saturate near 1 when the hidden
+    weights mix slowly).
     """
     theta = _variable(idata, "posterior", "theta_proj")
     phi = _variable(idata, "posterior", "phi_proj")
     f_test = _variable(idata, "posterior_predictive", "f_test")
+    rb_mean = _variable(idata, "posterior_predictive", "f_test_rb_mean")
     series = {
         "theta": None if theta is None or theta.shape[-1] == 0 else _flat(theta),
         "phi": None if phi is None or phi.shape[-1] == 0 else _flat(phi),
         "pred": None,
+        "rb": None,
         "points": None,
     }
+    if rb_mean is not None and rb_mean.size and num_pred_projections > 0:
+        flat = _flat(rb_mean)
+        series["rb"] = flat @ projection_matrix(flat.shape[-1], num_pred_projections, projection_seed)
     if f_test is not None and f_test.size:
         flat = _flat(f_test)
         if num_pred_projections > 0:
@@ -201,6 +210,7 @@ def _mean_stat(idata, name: str) -> float:
 def run_metrics(idata) -> dict:
     """Acceptance, divergences, cost counts and timings of a run (NaN where unrecorded)."""
     diverging = _variable(idata, "sample_stats", "diverging")
+    nonfinite = _variable(idata, "sample_stats", "nonfinite")
     grads = _sampling_grad_evals(idata)
     steps = _mean_stat(idata, "num_steps")
     num_draws = _num_draws(idata)
@@ -209,6 +219,7 @@ def run_metrics(idata) -> dict:
     return {
         "accept_mean": _mean_stat(idata, "accept_prob"),
         "divergences": math.nan if diverging is None else int(np.sum(diverging)),
+        "nonfinite": math.nan if nonfinite is None else int(np.sum(nonfinite)),
         "grad_evals": _as_int(grads),
         "grad_evals_total": _as_int(_attr(idata, "grad_evals")),
         "logdensity_evals": _as_int(_sampling_logdensity_evals(idata)),

@@ -18,7 +18,7 @@ With ``readout="exact"`` each recorded draw gets an i.i.d. exact draw of
 Failure policy: a proposal whose log likelihood is not finite (a Cholesky
 factorisation that fails in float32 at small noise) is rejected and counted in
 the ``nonfinite`` sample statistic; a run that ends with mean acceptance below
-:data:`MIN_ACCEPT`, more than :data:`MAX_BAD_FRACTION` of its iterations
+:data:`reprior.health.MIN_ACCEPT`, more than :data:`reprior.health.MAX_BAD_FRACTION` of its iterations
 divergent or non-finite, or a non-finite recorded value emits one
 ``RuntimeWarning`` naming the setting and the counts (:func:`failure_report`).
 """
@@ -40,6 +40,7 @@ from . import repriorise as rp
 from .architectures import readout_matrix
 from .bnn import BNN
 from .driver import CHAIN_METHODS, run_chains
+from .health import MAX_BAD_FRACTION, MIN_ACCEPT
 from .models import flatten_params
 from .progress import progress_display
 from .projections import projection_matrix
@@ -223,18 +224,13 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
     return to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
 
 
-#: A run whose mean acceptance is below this is reported as failed.
-MIN_ACCEPT = 0.01
-#: A run with more than this fraction of divergent or non-finite iterations is reported as failed.
-MAX_BAD_FRACTION = 0.1
-
-
 def failure_report(stats: dict, draws: dict) -> dict:
     """Counts and reasons for calling a run's chains broken (sampling iterations only).
 
     Returns ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws", "reasons"}``;
     ``reasons`` is empty for a healthy run.  The thresholds are :data:`MIN_ACCEPT`
-    and :data:`MAX_BAD_FRACTION`; any non-finite recorded value fails too.
+    and :data:`MAX_BAD_FRACTION` of :mod:`reprior.health` (the reports' failed-chain test);
+    any non-finite recorded value fails too.
     """
     accept = np.asarray(stats["accept_prob"], dtype=float)
     iterations = int(accept.size)

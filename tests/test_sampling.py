@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import arviz as az
 import jax
@@ -282,6 +283,59 @@ def test_rao_blackwellised_predictive_agrees_with_the_reference():
     assert np.all(np.abs(estimate - ref["mean"]) < 4 * np.sqrt(se**2 + ref["mean_se"] ** 2))
     # Rao-Blackwellisation removes the readout noise: smaller MCSE than the raw f_test average.
     assert np.all(se < mcmc_moments("exact-nuts-seq")["mean_se"])
+
+
+#: The MCLMC baselines on the standard parameterisation, against the same exact reference.
+MCLMC_RUNS = {
+    "standard-mclmc": dict(parameterisation="standard", sampler="mclmc", thinning=5, **LONG),
+    "standard-adjusted_mclmc": dict(parameterisation="standard", sampler="adjusted_mclmc", **LONG),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def mclmc_run(name):
+    x, y = data(RUNS["standard-nuts-seq"])
+    return reprior.sample(BNN, x, y, x_test=X_TEST, progress_bar=False, seed=1, dtype="float64",
+                          **MCLMC_RUNS[name])
+
+
+@pytest.mark.parametrize("name", MCLMC_RUNS)
+def test_mclmc_baselines_agree_with_the_exact_reference(name):
+    """MCLMC and adjusted MCLMC (BlackJAX) on the standard parameterisation: the exact predictive.
+
+    Same tolerance as NUTS (4 combined standard errors).  Unadjusted MCLMC is
+    biased by its step size; BlackJAX tunes it to an energy-error variance of
+    5e-4 per dimension, a relative bias in the moments of that order, far below
+    the tolerance here (a few percent of the posterior sd).
+    """
+    idata = mclmc_run(name)
+    f = idata.posterior_predictive[["f_test"]].sel(output=0).astype(np.float64)
+    moments = {"mean": f["f_test"].mean(("chain", "draw")).values, "sd": f["f_test"].std(("chain", "draw")).values,
+               "mean_se": az.mcse(f, method="mean")["f_test"].values, "sd_se": az.mcse(f, method="sd")["f_test"].values}
+    assert np.all(az.rhat(f)["f_test"].values < 1.05)
+    assert np.all(az.ess(f, method="bulk")["f_test"].values > 200)
+    assert idata.attrs["failed"] == ""
+    assert_agree(moments, importance_sampling_reference(), f"{name} vs importance sampling")
+
+
+def test_failed_factorisations_are_counted_and_warned_never_a_crash():
+    """float32, noise 1e-3, dual form: the n x n Cholesky fails (NaN).  Counted, one warning, no crash."""
+    x, y = regression_data(64, 2, 1, seed=5)
+    bnn = reprior.BNN(reprior.MLP(8), noise_std=1e-3)
+    settings = dict(sampler="pcnl", form="dual", dtype="float32", num_warmup=5, num_samples=10, num_chains=1,
+                    progress_bar=False)
+    with pytest.warns(RuntimeWarning, match="non-finite") as record:
+        idata = reprior.sample(bnn, x, y, **settings)
+    assert len(record) == 1 and "sampler='pcnl'" in str(record[0].message)
+    nonfinite = idata.sample_stats["nonfinite"].values
+    assert idata.attrs["nonfinite"] == int(nonfinite.sum()) > 0.1 * nonfinite.size
+    assert not np.any(idata.sample_stats["diverging"].values & nonfinite)  # counted apart from divergences
+    assert "non-finite" in idata.attrs["failed"]
+    # the opt-in jitter keeps the factorisation finite
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        jittered = reprior.sample(bnn, x, y, jitter=1e-3, **settings)
+    assert jittered.attrs["nonfinite"] == 0
 
 
 def test_repriorised_nuts_needs_fewer_gradients():
