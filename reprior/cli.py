@@ -286,7 +286,14 @@ def _refuse_default_grid(args) -> None:
 
 
 def _cmd_sweep(args, argv) -> int:
-    from . import preflight
+    from . import interrupts
+
+    with interrupts.deferred():  # Ctrl-C/SIGTERM from here on stop at safe points only
+        return _sweep(args, argv)
+
+
+def _sweep(args, argv) -> int:
+    from . import interrupts, preflight
     from .runner import sweep
 
     options = _sweep_options(args)
@@ -296,6 +303,7 @@ def _cmd_sweep(args, argv) -> int:
         return _dry_run(options, dtype, args.shard)
     all_cells, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
     datasets = preflight.check_sweep(options, cells)  # everything checked before anything is written
+    interrupts.checkpoint()
     if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
         from .runner import executors
 

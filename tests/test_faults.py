@@ -428,8 +428,20 @@ CORRUPTIONS = {
     "manifest not json": (lambda d: (d / "manifest.json").write_text("[1, 2]"), "manifest.json is unreadable"),
     "manifest other key": (lambda d: (d / "manifest.json").write_text(
         (d / "manifest.json").read_text().replace(d.name, "0" * 16)), "manifest.json is unreadable or incomplete"),
-    "manifest deleted": (lambda d: (d / "manifest.json").unlink(), "metrics.json without manifest.json"),
+    "no manifest, idata truncated": (lambda d: ((d / "manifest.json").unlink(), _truncate(d / "idata.nc")),
+                                     "idata.nc cannot be read (Unable to "),
+    "no manifest, metrics truncated": (lambda d: ((d / "manifest.json").unlink(), _truncate(d / "metrics.json")),
+                                       "metrics.json without manifest.json is not a whole cell record"),
 }
+
+
+def test_a_cell_without_manifest_is_checked_by_opening_its_netcdf(tmp_path):
+    """Cells written before manifests existed stay finished when their files are whole."""
+    store = CellStore(tmp_path)
+    key = finished_cell(store)
+    (store.cell_dir(key) / "manifest.json").unlink()
+    state = store.state(key, SETTINGS)
+    assert state.finished and state.reason == "no manifest (an older reprior): checked by opening idata.nc"
 
 
 @pytest.fixture

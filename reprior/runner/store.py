@@ -167,8 +167,7 @@ class CellStore:
         manifest_path, metrics_path = directory / MANIFEST_FILE, directory / METRICS_FILE
         if not manifest_path.exists():
             if metrics_path.exists():
-                return CellState(key, "broken", f"{METRICS_FILE} without {MANIFEST_FILE} (an interrupted "
-                                                "write, or a cell written by reprior 0.1 before manifests)")
+                return self._legacy_state(key, settings)
             return CellState(key, "unfinished", "no manifest")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -198,6 +197,25 @@ class CellStore:
         if state.state == "broken" and self.is_locked(key):
             return CellState(key, "running", "being run by another process")
         return state
+
+    def _legacy_state(self, key: str, settings: dict[str, Any] | None) -> CellState:
+        """A cell with ``metrics.json`` but no manifest (written before manifests existed): finished
+        if the record is whole and ``idata.nc`` opens as HDF5 (which catches truncation), else broken."""
+        record = self.read_record(key)
+        if record is None or record.get("key") != key or not isinstance(record.get("metrics"), dict) \
+                or not isinstance(record.get("settings"), dict):
+            return CellState(key, "broken", f"{METRICS_FILE} without {MANIFEST_FILE} is not a whole cell record")
+        try:
+            import h5py
+
+            with h5py.File(self.idata_path(key), "r"):
+                pass
+        except Exception as err:  # h5py raises OSError, or others on garbage
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            return CellState(key, "broken", f"{IDATA_FILE} cannot be read ({first}) and there is no {MANIFEST_FILE}")
+        if settings is not None and record["settings"] != to_jsonable(settings):
+            return CellState(key, "unfinished", "finished with other settings")
+        return CellState(key, "finished", "no manifest (an older reprior): checked by opening idata.nc", record)
 
     def is_finished(self, key: str, settings: dict[str, Any]) -> bool:
         """True when the cell's files verify against its manifest and its record has these settings."""

@@ -97,6 +97,7 @@ def load_all_data(cells) -> dict:
     """``{cell.data_settings(): Dataset}``: each distinct data setting of ``cells`` loaded once."""
     datasets = {}
     for cell in cells:
+        interrupts.checkpoint()  # a Ctrl-C while loading stops here (nothing written yet)
         if cell.data_settings() not in datasets:
             datasets[cell.data_settings()] = load_cell_data(cell.settings)
     return datasets
