@@ -1,0 +1,117 @@
+"""``reprior status DIR``: which cells of a sweep are done, running, failed or pending.
+
+It reads only files: the cell store (manifests, locks, ``error.txt``), the
+chain checkpoints and the job records ``DIR/jobs.jsonl`` that the ``local``
+and ``slurm`` executors append (:mod:`reprior.runner.executors`), so it works
+from any machine that sees the folder, while jobs run.
+
+* done: the cell's files verify against its manifest;
+* running: a process holds the cell's lock;
+* failed: the cell raised (``error.txt``) or its files do not verify; the
+  line shows the last line of the job's log (or of the traceback);
+* pending: submitted and not started, or stopped (pre-empted, interrupted)
+  and waiting for a rerun, which resumes from the cell's checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from .executors import read_jobs
+from .store import ERROR_FILE, SETTINGS_FILE, CellStore
+from .sweep import CHECKPOINT_DIR
+
+__all__ = ["STATES", "CellStatus", "add_arguments", "command", "sweep_status"]
+
+STATES = ("done", "running", "failed", "pending")
+
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    key: str
+    state: str
+    label: str = ""
+    job_id: str = ""
+    note: str = ""
+
+
+def _last_line(path) -> str:
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else ""
+
+
+def _label(store: CellStore, key: str, job: dict | None) -> str:
+    if job and job.get("label"):
+        return job["label"]
+    import json
+
+    try:
+        s = json.loads((store.cell_dir(key) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        return f"{s.get('arch')} w={s.get('width')} {s.get('parameterisation')} {s.get('sampler')} seed={s.get('seed')}"
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _checkpoint_note(store: CellStore, key: str) -> str:
+    files = sorted((store.cell_dir(key) / CHECKPOINT_DIR).glob("chains-*.npz"))
+    if not files:
+        return ""
+    when = datetime.datetime.fromtimestamp(max(f.stat().st_mtime for f in files)).strftime("%Y-%m-%d %H:%M:%S")
+    return f"checkpoint of {when}: a rerun resumes from it"
+
+
+def cell_status(store: CellStore, key: str, job: dict | None) -> CellStatus:
+    """The :class:`CellStatus` of one cell."""
+    label, job_id = _label(store, key, job), (job or {}).get("job_id", "")
+    state = store.state(key)
+    if state.finished:
+        return CellStatus(key, "done", label, job_id)
+    if state.state == "running" or store.is_locked(key):
+        return CellStatus(key, "running", label, job_id, _checkpoint_note(store, key))
+    error = store.cell_dir(key) / ERROR_FILE
+    if error.exists() or state.state == "broken":
+        log = ""
+        if job:
+            log = _last_line(job.get("stderr", "")) or _last_line(job.get("stdout", ""))
+        note = log or _last_line(error) or state.reason
+        return CellStatus(key, "failed", label, job_id, note)
+    if state.state == "missing":
+        return CellStatus(key, "pending", label, job_id, "submitted, not started" if job else "")
+    return CellStatus(key, "pending", label, job_id, _checkpoint_note(store, key) or "stopped before finishing")
+
+
+def sweep_status(directory) -> list[CellStatus]:
+    """Every cell of ``directory`` (on disk or submitted), sorted by state then key."""
+    store = CellStore(directory)
+    jobs = read_jobs(store.root)
+    keys = set(jobs)
+    if store.cells_dir.is_dir():
+        keys |= {d.name for d in store.cells_dir.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    cells = [cell_status(store, key, jobs.get(key)) for key in keys]
+    return sorted(cells, key=lambda c: (STATES.index(c.state), c.key))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("dir", metavar="DIR", help="the sweep's output directory")
+
+
+def command(args, out=print) -> int:
+    """Print the status of ``args.dir``; 0, or 1 when some cell failed."""
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        raise ValueError(f"DIR: expected a sweep's output directory, received {str(directory)!r}, which "
+                         + ("is not a directory" if directory.exists() else "does not exist"))
+    cells = sweep_status(directory)
+    counts = {state: sum(c.state == state for c in cells) for state in STATES}
+    out(f"{directory}: {len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES))
+    for c in cells:
+        job = f"job {c.job_id}" if c.job_id else "-"
+        out(f"{c.key}  {c.state:7s}  {job:18s}  {c.label}" + (f"  | {c.note}" if c.note else ""))
+    return 1 if counts["failed"] else 0

@@ -1,0 +1,183 @@
+"""Tests for reprior.runner.executors, reprior.runner.jobs and reprior.runner.status.
+
+The ``local`` executor runs for real (tiny cells, a process each).  The
+``slurm`` executor is checked with submitit's own mocked SLURM
+(``submitit.slurm.test_slurm.mocked_slurm``): the generated sbatch script, the
+array size, and one array task run in this process as SLURM would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import submitit  # noqa: F401  (imported at collection: its logger then writes to the session's stderr, not
+#                  to a test's captured stream that pytest closes when the test ends)
+
+from reprior import cli
+from reprior.runner import executors, status
+from reprior.runner.store import CellStore
+
+TINY = ["sweep", "--dataset", "synthetic", "--n-train", "8", "--n-test", "4", "--parameterisations", "reprior",
+        "--num-warmup", "4", "--num-samples", "4", "--num-chains", "2", "--sampler", "hmc",
+        "--sampler-option", "num_steps=2", "--num-projections", "2", "--no-report", "--quiet"]
+
+
+def sweep(out, *flags):
+    return cli.main([*TINY, "--out", str(out), *flags])
+
+
+def status_lines(out, capsys):
+    capsys.readouterr()
+    code = cli.main(["status", str(out)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def posterior(out, key):
+    import arviz as az
+
+    idata = az.from_netcdf(str(CellStore(out).idata_path(key)))
+    return {name: np.asarray(idata.posterior[name]) for name in idata.posterior.data_vars}
+
+
+# ---------------------------------------------------------------------------
+# local
+# ---------------------------------------------------------------------------
+
+
+def test_local_executor_runs_each_cell_in_its_own_process(tmp_path, capsys):
+    out = tmp_path / "local"
+    assert sweep(out, "--widths", "2", "3", "--executor", "local", "--jobs", "2") == 0
+    finished = CellStore(out).finished()
+    assert len(finished) == 2
+    jobs = executors.read_jobs(out)
+    assert set(jobs) == set(finished)
+    assert {j["executor"] for j in jobs.values()} == {"local"}
+    assert len({j["job_id"] for j in jobs.values()}) == 2  # two processes
+    for job in jobs.values():  # logs per cell, under OUT/submitit/<job id>/
+        assert Path(job["stdout"]).parent == out / "submitit" / job["job_id"]
+    assert not (out / "submitit" / "%j").exists()
+    assert not any((out / "cells" / key / "checkpoint").exists() for key in finished)  # removed when finished
+    code, lines = status_lines(out, capsys)
+    assert code == 0
+    assert lines[0] == f"{out}: 2 cells: 2 done, 0 running, 0 failed, 0 pending"
+    assert all(f"job {jobs[line.split()[0]]['job_id']}" in line for line in lines[1:])
+
+
+@pytest.mark.slow
+def test_local_and_inline_give_the_same_cells_and_shards_work(tmp_path, capsys):
+    local, inline = tmp_path / "local", tmp_path / "inline"
+    assert sweep(local, "--widths", "2", "3", "--executor", "local", "--jobs", "2") == 0
+    assert sweep(inline, "--widths", "2", "3", "--shard", "0/2") == 0
+    [key] = CellStore(inline).finished()
+    a, b = posterior(local, key), posterior(inline, key)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # The local executor on the same folder skips the finished cell and runs the other shard's.
+    capsys.readouterr()
+    assert sweep(inline, "--widths", "2", "3", "--executor", "local", "--jobs", "2") == 0
+    assert "2 cells, 1 already finished, 1 to submit" in capsys.readouterr().out
+    assert len(executors.read_jobs(inline)) == 1 and len(CellStore(inline).finished()) == 2
+
+
+def test_executor_flags_are_checked(capsys):
+    assert sweep("unused", "--widths", "2", "--executor", "local", "--jobs", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reprior: error: argument --jobs: expected a positive integer, received '0'")
+    assert len(err.splitlines()) == 1
+    assert sweep("unused", "--widths", "2", "--executor", "ray") == 2
+    assert "argument --executor: invalid choice: 'ray'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--executor: expected one of inline, local, slurm, received 'ray'"):
+        executors.ExecutorSettings(name="ray")
+
+
+# ---------------------------------------------------------------------------
+# slurm, through submitit's mocked SLURM
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_signals():
+    """submitit's job runner installs SIGUSR2/SIGTERM handlers; put ours back afterwards."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_slurm_executor_submits_one_array_and_a_task_runs_the_cell(tmp_path, capsys, restore_signals):
+    from submitit.core import submission
+    from submitit.core.core import Job
+    from submitit.slurm.test_slurm import mocked_slurm
+
+    out = tmp_path / "slurm"
+    with mocked_slurm() as mock:
+        code = sweep(out, "--widths", "2", "3", "4", "--executor", "slurm", "--slurm-partition", "gpu",
+                     "--slurm-time", "120", "--slurm-gpus-per-job", "1", "--slurm-cpus-per-job", "4",
+                     "--slurm-array-parallelism", "2", "--slurm-extra", "account=abc", "--slurm-extra", "qos=high")
+        assert code == 0
+        printed = capsys.readouterr().out
+        jobs = executors.read_jobs(out)
+        ids = sorted(j["job_id"] for j in jobs.values())
+        array_id = ids[0].split("_")[0]
+        assert ids == [f"{array_id}_{i}" for i in range(3)]  # one array, a task per cell
+        assert f"submitted job array {array_id}: 3 tasks" in printed
+        script = Job(out / "submitit" / "%j", job_id=array_id).paths.submission_file.read_text()
+        sbatch = sorted(line for line in script.splitlines() if line.startswith("#SBATCH"))
+        for line in ("#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --time=120",
+                     "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=4", "#SBATCH --account=abc",
+                     "#SBATCH --qos=high", "#SBATCH --requeue", "#SBATCH --signal=USR2@90",
+                     f"#SBATCH --output={out}/submitit/%A_%a/%A_%a_0_log.out"):
+            assert line in sbatch, (line, sbatch)
+        # Nothing ran yet: every cell is pending, with its array task id.
+        code, lines = status_lines(out, capsys)
+        assert lines[0] == f"{out}: 3 cells: 0 done, 0 running, 0 failed, 3 pending"
+    # Run task 0 as SLURM would, in this process (SLURM's environment variables set; outside the
+    # mocked subprocess module, which refuses the `uname -p` that importing h5py runs).
+    key0 = next(k for k, j in jobs.items() if j["job_id"] == f"{array_id}_0")
+    with mock.job_context(f"{array_id}_0"):
+        submission.process_job(Path(jobs[key0]["stdout"]).parent)
+    assert list(CellStore(out).finished()) == [key0]
+    code, lines = status_lines(out, capsys)
+    assert lines[0] == f"{out}: 3 cells: 1 done, 0 running, 0 failed, 2 pending"
+    assert lines[1].startswith(f"{key0}  done     job {array_id}_0")
+    assert all("submitted, not started" in line for line in lines[2:])
+
+
+# ---------------------------------------------------------------------------
+# status of failed, running and stopped cells
+# ---------------------------------------------------------------------------
+
+
+def test_status_failed_running_and_stopped_cells(tmp_path, capsys):
+    out = tmp_path / "out"
+    store = CellStore(out)
+    for key in ("a" * 16, "b" * 16, "c" * 16):
+        store.start(key, {"arch": "mlp", "width": 3, "parameterisation": "reprior", "sampler": "hmc", "seed": 0})
+    store.fail("a" * 16, "Traceback (most recent call last):\nValueError: the data are bad\n")
+    log = tmp_path / "a.err"
+    log.write_text("starting\nsubmitit ERROR: job failed: ValueError: the data are bad\n\n")
+    (out / executors.JOBS_FILE).write_text(json.dumps({"key": "a" * 16, "label": "mlp d1 w3 reprior hmc seed 0",
+                                                       "job_id": "77_1", "stdout": "", "stderr": str(log)}) + "\n")
+    (store.cell_dir("c" * 16) / "checkpoint").mkdir()
+    (store.cell_dir("c" * 16) / "checkpoint" / "chains-0.npz").write_bytes(b"")
+    with store.lock("b" * 16):
+        code, lines = status_lines(out, capsys)
+    assert code == 1
+    assert lines[0] == f"{out}: 3 cells: 0 done, 1 running, 1 failed, 1 pending"
+    assert lines[1] == ("b" * 16 + "  running  -                   mlp w=3 reprior hmc seed=0")
+    assert lines[2] == ("a" * 16 + "  failed   job 77_1            mlp d1 w3 reprior hmc seed 0  | "
+                        "submitit ERROR: job failed: ValueError: the data are bad")
+    assert lines[3].startswith("c" * 16 + "  pending  -                   mlp w=3 reprior hmc seed=0  | checkpoint of ")
+    assert lines[3].endswith(": a rerun resumes from it")
+
+
+def test_status_of_a_missing_directory_is_one_line(tmp_path, capsys):
+    assert cli.main(["status", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"reprior: error: DIR: expected a sweep's output directory, received '{tmp_path / 'nope'}', " \
+                  "which does not exist\n"
