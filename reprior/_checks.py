@@ -61,6 +61,20 @@ def probability(name: str, value, *, open_interval: bool = True) -> float:
     return float(value)
 
 
+def flag(name: str, value) -> bool:
+    """A real ``bool`` (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise fail(name, "True or False", value)
+    return value
+
+
+def positive_fraction(name: str, value) -> float:
+    """A number in ``(0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+        raise fail(name, "a number in (0, 1]", value)
+    return float(value)
+
+
 def one_of(name: str, value, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise fail(name, "one of " + ", ".join(repr(c) for c in choices), value)

@@ -300,7 +300,7 @@ def mclmc_run(name):
 
 
 @pytest.mark.parametrize("name", MCLMC_RUNS)
-def test_mclmc_baselines_agree_with_the_exact_reference(name):
+def test_mclmc_baselines_agree_with_nuts_and_the_exact_reference(name):
     """MCLMC and adjusted MCLMC (BlackJAX) on the standard parameterisation: the exact predictive.
 
     Same tolerance as NUTS (4 combined standard errors).  Unadjusted MCLMC is
@@ -316,6 +316,7 @@ def test_mclmc_baselines_agree_with_the_exact_reference(name):
     assert np.all(az.ess(f, method="bulk")["f_test"].values > 200)
     assert idata.attrs["failed"] == ""
     assert_agree(moments, importance_sampling_reference(), f"{name} vs importance sampling")
+    assert_agree(moments, mcmc_moments("standard-nuts-seq"), f"{name} vs standard NUTS")
 
 
 def test_failed_factorisations_are_counted_and_warned_never_a_crash():

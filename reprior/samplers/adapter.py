@@ -74,6 +74,20 @@ class AdaptedState(NamedTuple):
     pending_grad_evals: jax.Array
     rng_key: jax.Array
 
+    # NumPyro's names, for ``MCMC.run(extra_fields=...)`` and ``arviz.from_numpyro``
+    @property
+    def potential_energy(self):
+        """:math:`-(\\ell(z) - |z|^2/2)`, without constants."""
+        return -self.kernel_state.logdensity
+
+    @property
+    def accept_prob(self):
+        return self.info.accept_prob
+
+    @property
+    def diverging(self):
+        return self.info.is_divergent
+
 
 class AdaptedKernel(MCMCKernel):
     """NumPyro ``MCMCKernel`` running an :class:`Algorithm` built on flat positions.
@@ -95,7 +109,7 @@ class AdaptedKernel(MCMCKernel):
 
     @property
     def default_fields(self):
-        return ("z", "info")
+        return ("z", "diverging")
 
     @property
     def algorithm(self) -> Algorithm:

@@ -116,8 +116,7 @@ def mclmc(density, *, integrator: str = "isokinetic_mclachlan", desired_energy_v
     density = Density.of(density)
     integrate, grads_per_step = _integrator(integrator)
     energy_var = _checks.positive_float("desired_energy_var", desired_energy_var)
-    if not isinstance(diagonal_preconditioning, bool):
-        raise _checks.fail("diagonal_preconditioning", "True or False", diagonal_preconditioning)
+    _checks.flag("diagonal_preconditioning", diagonal_preconditioning)
     kernel = blackjax_mclmc.build_kernel(integrator=integrate, desired_energy_var=energy_var)
     cost = jnp.int32(grads_per_step)
 
@@ -166,8 +165,7 @@ def adjusted_mclmc(density, *, integrator: str = "isokinetic_mclachlan", target_
     integrate, grads_per_step = _integrator(integrator)
     target = _checks.probability("target_accept_prob", target_accept_prob)
     threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
-    if not isinstance(diagonal_preconditioning, bool):
-        raise _checks.fail("diagonal_preconditioning", "True or False", diagonal_preconditioning)
+    _checks.flag("diagonal_preconditioning", diagonal_preconditioning)
     dynamic = adjusted_mclmc_dynamic.build_kernel(integration_steps_fn=_num_steps_fn, integrator=integrate,
                                                   divergence_threshold=threshold)
 

@@ -34,8 +34,7 @@ def hmc_stats(state) -> dict:
 
 def _check_common(target_accept_prob, dense_mass, step_size):
     _checks.probability("target_accept_prob", target_accept_prob)
-    if not isinstance(dense_mass, bool):
-        raise _checks.fail("dense_mass", "True or False", dense_mass)
+    _checks.flag("dense_mass", dense_mass)
     _checks.positive_float("step_size", step_size)
 
 

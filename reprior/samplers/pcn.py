@@ -187,12 +187,9 @@ def initial_params(rng_key, state: PCNState, density: FlatDensity, langevin: boo
 def _pcn_family(density: Density, langevin: bool, name: str, step_size, target_accept_prob, adapt_step_size,
                 reference_std, max_delta_energy) -> AdaptedKernel:
     density = Density.of(density)
-    b = _checks.probability("step_size", step_size, open_interval=False)
-    if b == 0:
-        raise _checks.fail("step_size", "a number in (0, 1]", step_size)
+    b = _checks.positive_fraction("step_size", step_size)
     target = _checks.probability("target_accept_prob", target_accept_prob)
-    if not isinstance(adapt_step_size, bool):
-        raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
+    _checks.flag("adapt_step_size", adapt_step_size)
     s = _checks.positive_float("reference_std", reference_std)
     threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
 

@@ -199,12 +199,9 @@ def underdamped_hmc(density, *, step_size: float = 0.1, num_steps: int = 1, mome
     density = Density.of(density)
     eps = _checks.positive_float("step_size", step_size)
     num_steps = _checks.positive_int("num_steps", num_steps)
-    beta = _checks.probability("momentum_refresh", momentum_refresh, open_interval=False)
-    if beta == 0:
-        raise _checks.fail("momentum_refresh", "a number in (0, 1]", momentum_refresh)
+    beta = _checks.positive_fraction("momentum_refresh", momentum_refresh)
     target = _checks.probability("target_accept_prob", target_accept_prob)
-    if not isinstance(adapt_step_size, bool):
-        raise _checks.fail("adapt_step_size", "True or False", adapt_step_size)
+    _checks.flag("adapt_step_size", adapt_step_size)
     threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
     integrator = integrators.resolve(integrator)
 
