@@ -519,7 +519,8 @@ def test_unfinished_cells_are_not_broken(tmp_path):
 def test_a_cell_being_rewritten_is_running_not_broken(tmp_path):
     store = CellStore(tmp_path)
     key = finished_cell(store)
-    (store.cell_dir(key) / "manifest.json").unlink()  # as between start() and finish() of a rerun
+    _truncate(store.idata_path(key))  # a broken cell, as a rerun's start() begins to clear it
+    (store.cell_dir(key) / "manifest.json").unlink()
     assert store.state(key).state == "broken"
     with store.lock(key):
         holder = subprocess.run([sys.executable, "-c", (
@@ -855,3 +856,19 @@ def test_two_sweeps_into_one_directory_run_each_cell_once(tmp_path):
     assert sorted(ran) == sorted(finished)  # each cell run by exactly one of the two sweeps
     assert not any(line.startswith("failed ") for t in texts for line in t.splitlines()), texts
     assert not list(out.glob("cells/*/.tmp-*"))
+
+
+# ---------------------------------------------------------------------------
+# The documentation's examples run
+# ---------------------------------------------------------------------------
+
+
+def test_reliability_page_examples_run(tmp_path, monkeypatch, capsys):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "reliability.md").read_text(), re.S | re.M)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "reliability.md", "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out == "0 finished, 0 broken\n[0, 1, 2]\n"

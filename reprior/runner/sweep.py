@@ -300,7 +300,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
         name = "SIGTERM" if result.signum == 15 else "Ctrl-C"
         _say(console, f"interrupted ({name}): {len(result.finished)} cells finished in this run "
                       f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all), the cell in "
-                      f"progress discarded; resume with: {command or 'the same command'}")
+                      f"progress stopped unfinished; resume with: {command or 'the same command'}")
         return result
     if result.busy:
         _say(console, f"{len(result.busy)} cells skipped: another process is running them: "
@@ -312,6 +312,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                   f"{len(result.failed)} failed" + (f", {len(result.busy)} left to another process"
                                                     if result.busy else ""))
     if report if report is not None else options["report"]:
+        interrupts.checkpoint()  # a Ctrl-C after the last cell: skip the report (`reprior report` redoes it)
         try:
             result.report = write_sweep_report(store.root, command=command, console=console)
         except Exception as err:  # the cells are safe; the report can be redone alone
