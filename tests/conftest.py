@@ -8,7 +8,11 @@ biases by broadcasting ``(n, d) + (d,)``, which is idiomatic and intended.
 
 from __future__ import annotations
 
+import getpass
+import importlib.util
 import os
+import tempfile
+from pathlib import Path
 
 # One BLAS thread for the LAPACK behind JAX's CPU Cholesky/eigh (see reprior.blas):
 # multi-threaded OpenBLAS on small matrices is up to 1000x slower on a busy machine.
@@ -21,6 +25,21 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 _flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_flags, *(f for f in _FAST_COMPILE if f.split("=")[0] not in _flags)]).strip()
+
+# JAX's persistent compilation cache, shared by this process and the interpreters the tests
+# start (benchmark scripts, docs examples, the CLI): they inherit the environment, so a
+# function compiled once -- in this run or an earlier one -- is read back instead of recompiled.
+# Set through the environment, never jax.config, so the package's own configuration is untouched;
+# a value already in the environment wins (`JAX_COMPILATION_CACHE_DIR=` empty turns it off).
+_user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()
+_cache_dir = Path(tempfile.gettempdir()) / f"reprior-jax-cache-{_user}"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_cache_dir))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")  # the sub-second compiles too
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")  # every size
+if importlib.util.find_spec("filelock") is not None:
+    # A size bound enables JAX's LRU eviction, whose file lock also keeps concurrent test
+    # processes from reading an entry while another writes it.
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -55,3 +74,65 @@ def assert_tree_allclose(a, b, *, rtol, atol=0.0):
 def rng():
     """A fresh, seeded NumPy generator per test."""
     return np.random.default_rng(0)
+
+
+# -- running scripts in fresh interpreters ---------------------------------------------
+_RUNNER = """
+import contextlib, io, json, os, sys, traceback
+with open(sys.argv[1]) as f:
+    jobs = json.load(f)
+for path in jobs.pop("__sys_path__"):
+    sys.path.insert(0, path)
+workdir, results = jobs.pop("__workdir__"), {}
+for name, (source, argv) in jobs.items():
+    os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    os.chdir(os.path.join(workdir, name))
+    sys.argv, out = argv, io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, argv[0], "exec"), {"__name__": "__main__", "__file__": argv[0]})
+        results[name] = {"error": None, "stdout": out.getvalue()}
+    except BaseException:
+        results[name] = {"error": traceback.format_exc(), "stdout": out.getvalue()}
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def run_in_fresh_interpreters(jobs: dict, workdir, *, sys_path=(), env=None, num_procs=None,
+                              timeout: float = 1800) -> dict:
+    """Run Python sources as ``__main__`` scripts in a few fresh interpreters, at once.
+
+    ``jobs: {name: (source, argv)}``: each job runs with ``sys.argv = argv`` (``argv[0]``
+    is its file name), in its own namespace and its own directory ``workdir/name``, its
+    output captured.  The jobs are dealt in order to ``num_procs`` interpreters (default:
+    one per CPU core), so JAX starts once per interpreter, not once per job, and a job runs
+    after the jobs before it in its interpreter.  Returns ``{name: {"error": traceback or
+    None, "stdout": text}}``; an interpreter that dies fails the calling test.
+    """
+    import json
+    import subprocess
+    import sys
+
+    names = list(jobs)
+    num_procs = max(1, min(len(names), num_procs or os.cpu_count() or 1))
+    workdir = Path(workdir)
+    procs = []
+    for i in range(num_procs):
+        spec = {"__sys_path__": [str(p) for p in sys_path], "__workdir__": str(workdir),
+                **{name: list(jobs[name]) for name in names[i::num_procs]}}
+        spec_path = workdir / f"jobs_{i}.json"
+        spec_path.write_text(json.dumps(spec))
+        procs.append(subprocess.Popen([sys.executable, "-c", _RUNNER, str(spec_path)], env=env, cwd=workdir,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = {}
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            raise
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULTS ")]
+        assert proc.returncode == 0 and lines, stderr[-5000:]
+        results.update(json.loads(lines[-1][len("RESULTS "):]))
+    return results
