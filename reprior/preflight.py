@@ -8,7 +8,6 @@ received; the CLI prints it as ``reprior: error: ...`` with exit status 2.
 * sampler options: every cell's kernel is built once on a dummy potential
   (:func:`reprior.kernels.make_kernel`), so whatever the kernels validate
   (names, types, ranges) fails now, not in every cell at run time;
-* ``chain_method="parallel"``: enough local devices for the chains;
 * data: every data setting is loaded (a bad file fails now);
 * memory: a rough estimate of a cell's peak memory against this machine's
   (:func:`estimate_cell_bytes`), naming the width;
@@ -104,16 +103,9 @@ def check_samplers(cells) -> None:
 
 
 def check_chain_method(options: dict) -> None:
-    """``parallel`` chains need one local device each."""
-    if options["chain_method"] != "parallel":
-        return
-    import jax
-
-    devices = jax.local_device_count()
-    if devices < options["num_chains"]:
-        raise ConfigError(f"chain_method (--chain-method): expected 'parallel' with at most {devices} chains "
-                          f"(one per local device), received {options['num_chains']} chains; use 'vectorized' "
-                          "or 'sequential', or fewer chains")
+    """Nothing to refuse: ``parallel`` runs any number of chains on any number of local devices
+    (chains per device vectorised, :mod:`reprior.driver`), and the grid checks the name."""
+    return None
 
 
 # -- memory --------------------------------------------------------------------------------

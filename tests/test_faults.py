@@ -113,8 +113,6 @@ BAD_SWEEPS = {
     "nuts option for hmc": (["--sampler", "hmc", "--sampler-option", "max_tree_depth=3"],
                             ["sampler_options", "'hmc'", "max_tree_depth"]),
     # devices, memory, outputs
-    "parallel chains": (["--chain-method", "parallel", "--num-chains", "64"],
-                        ["chain_method", "--chain-method", "64 chains"]),
     "width too large": (["--widths", "200000000"], ["--widths", "width 200000000", "GiB", "smaller width"]),
     "keep none, no projections": (["--keep", "none", "--num-projections", "0"],
                                   ["num_projections", "keep = 'none'", "0"]),
