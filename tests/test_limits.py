@@ -358,3 +358,31 @@ def test_limits_section_writes_its_plots(tmp_path):
     assert {"limit_nngp_kernel_dist", "limit_kl_to_prior", "limit_log_evidence"} <= set(files)
     assert all(p.exists() and p.stat().st_size > 1000 for p in files.values())
     assert add_limits_section(_Doc(), [{"width": 8, "parameterisation": "reprior"}], tmp_path) == {}
+
+
+def test_limit_metrics_without_stored_hidden_draws_use_the_smc_particles(rng):
+    """keep != "all": E_post[log L] and the kernel distance come from the evidence summary."""
+    import arviz as az
+
+    from reprior.diagnostics import limit_metrics
+    from reprior.limits import LimitInputs
+
+    ref = _reference(rng)
+    mean = np.broadcast_to(ref.mean, (1, 2) + ref.mean.shape)
+    var = np.broadcast_to(ref.var, (1, 2, 4))
+    idata = az.from_dict(posterior_predictive={"f_test_rb_mean": mean, "f_test_rb_var": var},
+                         attrs={"noise_std": 0.1})
+    evidence = {"log_evidence": -5.0, "posterior_mean_loglik": -4.0, "is_ess": 10.0, "num_temperatures": 3,
+                "num_particles": 64, "kernel_dist": 0.2}
+    limits = LimitInputs(BNN(MLP(width=4), 0.1), np.zeros((3, 2)), np.zeros((3, 2)), ref, evidence)
+    y_test = ref.mean + 0.3
+    out = limit_metrics(idata, limits, y_test=y_test)
+    assert out["kl_to_prior"] == 1.0 and out["nngp_kernel_dist"] == 0.2 and out["kl_is_ess"] == 10.0
+    assert out["log_evidence"] == -5.0 and out["nngp_log_evidence"] == 0.0 and out["kl_num_temperatures"] == 3
+    assert out["nngp_pred_dist"] == pytest.approx(0.0, abs=1e-15)
+    nll = -np.mean(stats.norm.logpdf(y_test, ref.mean, np.sqrt(ref.var[:, None] + 0.01)))
+    assert out["test_nll"] == pytest.approx(nll, rel=1e-12)
+    # Without limits only test_nll is defined.
+    bare = limit_metrics(idata, None, y_test=y_test)
+    assert bare["test_nll"] == pytest.approx(nll, rel=1e-12)
+    assert all(np.isnan(v) for k, v in bare.items() if k != "test_nll")
