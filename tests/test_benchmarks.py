@@ -1,22 +1,26 @@
-"""Smoke tests of the benchmark scripts: each runs with ``--quick`` in a subprocess.
+"""Smoke tests of the benchmark scripts: each runs once with ``--quick``, as a script.
 
 They check that the scripts run, that their JSON has the documented shape, and
 that every ratio they report is computed from the numbers they measured: the
 correctness of the scripts, not the timings (which ``--quick`` sizes make
-meaningless).  The scripts run in parallel to keep the wall time down.
+meaningless).  The runs are end-to-end and marked ``slow`` (``.ci/run`` runs
+them); they share fresh interpreters, one per CPU core, running at once
+(``conftest.run_in_fresh_interpreters``), so JAX starts once per core, not once
+per script.  The default suite imports every script and asks it for ``--help``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale")
@@ -37,29 +41,29 @@ def close(a, b, rel=1e-9):
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """``{name: (returncode, output, json)}`` of every benchmark run with ``--quick``."""
+    """``{name: (error or None, output, json)}`` of every benchmark run with ``--quick``."""
     tmp = tmp_path_factory.mktemp("benchmarks")
     fake = tmp / "fake_mixing.json"
     fake.write_text(json.dumps(FAKE_MIXING))
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    procs = {}
+    jobs = {}
     for name in BENCHMARKS:
-        cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--json", str(tmp / f"{name}.json")]
+        script = ROOT / "benchmarks" / f"{name}.py"
+        argv = [str(script), "--quick", "--json", str(tmp / f"{name}.json")]
         if name == "ideal":
-            cmd += ["--mixing-json", str(fake)]
-        procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True)
+            argv += ["--mixing-json", str(fake)]
+        jobs[name] = (script.read_text(), argv)
+    runs = run_in_fresh_interpreters(jobs, tmp, sys_path=[ROOT / "benchmarks"],
+                                     env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     out = {}
-    for name, proc in procs.items():
-        text, _ = proc.communicate(timeout=900)
+    for name in BENCHMARKS:
         path = tmp / f"{name}.json"
-        out[name] = (proc.returncode, text, json.loads(path.read_text()) if path.exists() else None)
+        out[name] = (runs[name]["error"], runs[name]["stdout"], json.loads(path.read_text()) if path.exists() else None)
     return out
 
 
 def check_run(results, name):
-    code, text, data = results[name]
-    assert code == 0, text[-4000:]
+    error, text, data = results[name]
+    assert error is None, f"{name} failed:\n{error}\n{text[-4000:]}"
     assert data is not None and data["benchmark"] == name
     assert HEADER_KEYS <= set(data["header"]), sorted(HEADER_KEYS - set(data["header"]))
     assert "--quick" in data["header"]["command"]
@@ -69,6 +73,7 @@ def check_run(results, name):
     return data
 
 
+@pytest.mark.slow
 def test_grad_cost(results):
     data = check_run(results, "grad_cost")
     rows = data["rows"]
@@ -95,6 +100,7 @@ def test_grad_cost(results):
     assert all("max_rel_diff_paper_pxp" in r and "max_rel_diff_collapsed" in r for r in mlp)
 
 
+@pytest.mark.slow
 def test_mixing(results):
     data = check_run(results, "mixing")
     rows = data["rows"]
@@ -115,6 +121,7 @@ def test_mixing(results):
                          r[f"ratio_ess_per_second_{g}"] / r[f"ratio_ess_per_grad_{g}"])
 
 
+@pytest.mark.slow
 def test_ideal(results):
     data = check_run(results, "ideal")
     rows = data["rows"]
@@ -134,6 +141,7 @@ def test_ideal(results):
         assert close(c["ratio_to_ideal_theta"], fake["ess_per_grad_theta"] / ideal[kind]["ess_per_grad_proj"])
 
 
+@pytest.mark.slow
 def test_float32(results):
     data = check_run(results, "float32")
     grads = {(r["variant"], r["dtype"]): r for r in data["grad_rows"]}
@@ -155,6 +163,7 @@ def test_float32(results):
         assert d["z_max"] >= d["z_median"] >= 0
 
 
+@pytest.mark.slow
 def test_scale(results):
     data = check_run(results, "scale")
     (row,) = data["rows"]
@@ -169,6 +178,19 @@ def test_scale(results):
     fixed = row["compile_seconds"] + row["warmup_seconds"]
     assert close(row["minutes_for_target_draws"], (fixed + row["sample_seconds"] * 2) / 60)
     assert row["within_target"] == (row["minutes_for_target_draws"] <= 30)
+
+
+@pytest.mark.parametrize("name", [*BENCHMARKS, "accelerator"])
+def test_every_script_imports_and_parses_its_arguments(name, capsys):
+    """The default suite's check of every script (the runs themselves are ``slow``): it imports and
+    its argument parser answers ``--help``."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--json" in capsys.readouterr().out
 
 
 def test_ideal_reads_a_sweep_summary(tmp_path):
