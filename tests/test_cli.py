@@ -330,6 +330,7 @@ def test_sweep_resume_and_report(capsys, tmp_path):
     record = json.loads(path.read_text())
     del record["metrics"]["ess_per_eval_pred"], record["metrics"]["logdensity_evals"]
     path.write_text(json.dumps(record))
+    (path.parent / "manifest.json").unlink()  # an older reprior wrote no manifest: checked by opening idata.nc
     code, out, _ = run(capsys, "report", out_dir)
     assert code == 0
     with open(out_dir / "summary.csv", newline="") as handle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,7 +114,7 @@ BAD_SWEEPS = {
     "nuts option for hmc": (["--sampler", "hmc", "--sampler-option", "max_tree_depth=3"],
                             ["sampler_options", "'hmc'", "max_tree_depth"]),
     # devices, memory, outputs
-    "width too large": (["--widths", "200000000"], ["--widths", "width 200000000", "GiB", "smaller width"]),
+    "width too large": (["--widths", "10000000000"], ["--widths", "width 10000000000", "GiB", "smaller width"]),
     "keep none, no projections": (["--keep", "none", "--num-projections", "0"],
                                   ["num_projections", "keep = 'none'", "0"]),
     "resnet on tables": (["--arch", "resnet"], ["resnet", "image"]),
@@ -848,6 +849,10 @@ def test_two_sweeps_into_one_directory_run_each_cell_once(tmp_path):
     first, second = _child(out), _child(out)
     texts = [p.communicate(timeout=900)[0] for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], texts
+    for text in texts:  # the plan first; a line per cell, since the output is a pipe, not a terminal
+        assert re.search(r"^reprior sweep: 2 cells in the grid, 2 to do here, [0-2] already finished, [0-2] to run "
+                        r"\([0-9,]+ iterations, about [0-9,]+ gradient evaluations\); output in ", text, re.M), text
+    assert "\nstart 1/" in texts[0]
     finished, broken = CellStore(out).scan()
     assert len(finished) == 2 and broken == {}
     ran = [line.split()[1] for t in texts for line in t.splitlines() if line.startswith("done ") and ":" in line]
@@ -862,8 +867,6 @@ def test_two_sweeps_into_one_directory_run_each_cell_once(tmp_path):
 
 
 def test_reliability_page_examples_run(tmp_path, monkeypatch, capsys):
-    import re
-
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "reliability.md").read_text(), re.S | re.M)
     assert len(blocks) == 2
