@@ -23,7 +23,7 @@ import pytest
 from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale")
+BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision")
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -180,7 +180,61 @@ def test_scale(results):
     assert row["within_target"] == (row["minutes_for_target_draws"] <= 30)
 
 
-@pytest.mark.parametrize("name", [*BENCHMARKS, "accelerator"])
+@pytest.mark.slow
+def test_precision(results):
+    error, text, data = results["precision"]
+    assert error is None, f"precision failed:\n{error}\n{text[-4000:]}"
+    assert HEADER_KEYS <= set(data["header"]) and "--quick" in data["header"]["command"]
+    r = data["ratios"]
+    assert (r["width"], r["n"], r["pairs"]) == (64, 32, 2)
+    assert r["num_dims"] == 64 * 64 + 64  # readout exact: the hidden layer only (digits: 64 inputs)
+    assert len(r["pcnl_log_ratio_float64"]) == 2
+    for key in ("pcnl_new", "pcnl_old", "diff_new", "diff_old"):
+        assert 0 <= r[f"{key}_mean_abs_error"] <= r[f"{key}_max_abs_error"]
+    # float32 rounding of log likelihoods of a few thousand weights: far below a nat.
+    assert r["diff_new_max_abs_error"] < 0.1 and r["pcnl_new_max_abs_error"] < 0.1
+    rows = data["failures"]  # short float32 runs at width 16 (pCNL, NUTS, pCNL with jitter where it failed)
+    assert rows and {row["width"] for row in rows} == {16} and {row["sampler"] for row in rows} <= {"pcnl", "nuts"}
+    assert any(row["sampler"] == "pcnl" and row["jitter"] == 0 for row in rows)
+    for row in rows:
+        assert row["dtype"] == "float32" and isinstance(row["returned"], bool)
+        if row["returned"]:
+            assert row["nonfinite"] >= 0 and row["divergences"] >= 0 and isinstance(row["failed"], str)
+
+
+def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
+    """``baselines.py``: per width and metric, the best standard against the best repriorised cell."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import baselines
+
+    from reprior.report import write_summary_csv
+
+    setting = {"dataset": "digits", "n_train": 128, "depth": 1, "activation": "relu", "noise_std": 0.1,
+               "arch": "mlp", "width": 64, "num_chains": 2, "num_samples": 100, "rhat_max": 1.0}
+
+    def cell(parameterisation, sampler, theta, rb, accept=0.8):
+        return {**setting, "parameterisation": parameterisation, "sampler": sampler, "accept_mean": accept,
+                "ess_per_eval_theta": theta, "ess_per_eval_rb": rb, "ess_per_second_theta": 10 * theta,
+                "ess_per_second_rb": 10 * rb, "sample_seconds": 1.0}
+    nuts = write_summary_csv([cell("standard", "nuts", 0.01, 0.05), cell("reprior", "nuts", 0.1, 0.4)],
+                             tmp_path / "nuts.csv")
+    kernels = write_summary_csv([cell("standard", "mclmc", 0.03, 0.02), cell("reprior", "pcnl", 0.3, 0.2),
+                                 cell("standard", "adjusted_mclmc", 0.5, 0.5, accept=0.005)],  # failed: left out
+                                tmp_path / "kernels.csv")
+    out = tmp_path / "baselines.json"
+    assert baselines.main([str(nuts), str(kernels), "--json", str(out)]) == 0
+    (entry,) = json.loads(out.read_text())["table"]
+    assert entry["width"] == 64 and entry["failed"] == ["standard adjusted_mclmc: accept 0.005"]
+    assert (entry["ess_per_eval_theta_standard_sampler"], entry["ess_per_eval_theta_reprior_sampler"]) == (
+        "standard mclmc", "reprior pcnl")
+    assert close(entry["ess_per_eval_theta_ratio"], 0.3 / 0.03)
+    assert (entry["ess_per_eval_rb_standard_sampler"], entry["ess_per_eval_rb_reprior_sampler"]) == (
+        "standard nuts", "reprior nuts")
+    assert close(entry["ess_per_eval_rb_ratio"], 0.4 / 0.05)
+    assert close(entry["ess_per_second_rb_ratio"], 4.0 / 0.5)
+
+
+@pytest.mark.parametrize("name", [*BENCHMARKS, "accelerator", "baselines"])
 def test_every_script_imports_and_parses_its_arguments(name, capsys):
     """The default suite's check of every script (the runs themselves are ``slow``): it imports and
     its argument parser answers ``--help``."""
