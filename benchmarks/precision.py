@@ -13,10 +13,11 @@ readout exact (only the hidden weights are sampled):
    target's log likelihood, no constants) and as they did before (recovered from
    a potential with every constant, ``potential - |z|^2/2``).  Printed: the
    largest and mean absolute float32 errors, in nats.
-2. ``failures`` (default width 256, n = 512, noise 0.01, float32): a short
-   pCNL run and a short NUTS run through ``reprior.sample``; reports the
-   ``nonfinite`` and ``divergences`` counts, the warning issued and whether the
-   call returned, then the same pCNL run with ``jitter``.
+2. ``failures`` (n = 512, float32, widths 256 and 1024, noise 0.01, 1e-3 and
+   1e-4): short pCNL runs (and NUTS at the first noise) through
+   ``reprior.sample``; reports the ``nonfinite`` and ``divergences`` counts,
+   the warning issued and whether the call returned, then pCNL with ``jitter``
+   where the run had non-finite iterations.
 
     python benchmarks/precision.py --json docs/results/precision_cpu_w16384.json
 """
@@ -112,32 +113,46 @@ def ratios_part(args) -> dict:
     return result
 
 
-def failures_part(args) -> list[dict]:
+def _failure_row(bnn, data, sampler: str, jitter: float, iterations: int) -> dict:
+    """One short float32 run through ``reprior.sample``: counts, warning, and whether it returned."""
     import numpy as np
 
+    import reprior
+
+    row = {"sampler": sampler, "jitter": jitter, "dtype": "float32", "noise_std": bnn.noise_std,
+           "n": int(data.x_train.shape[0]), "width": bnn.arch.width}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            idata = reprior.sample(bnn, data.x_train, data.y_train, sampler=sampler, dtype="float32",
+                                   num_warmup=iterations, num_samples=iterations, num_chains=1,
+                                   progress_bar=False, jitter=jitter,
+                                   sampler_options={"max_tree_depth": 5} if sampler == "nuts" else None)
+            row.update(returned=True, nonfinite=int(idata.attrs["nonfinite"]),
+                       divergences=int(idata.attrs["divergences"]), failed=idata.attrs["failed"],
+                       accept_mean=float(np.mean(idata.sample_stats["accept_prob"])))
+        except Exception as err:  # the point of the check: report, never hide
+            row.update(returned=False, error=f"{type(err).__name__}: {err}")
+    row["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    return row
+
+
+def failures_part(args) -> list[dict]:
+    """pCNL at each (width, noise) in float32 (NUTS at the first noise), and pCNL with jitter where it failed."""
     import reprior
     from reprior.data import load_dataset
 
     data = load_dataset("digits", flatten=True, n_train=args.failure_n, n_test=0, seed=args.seed)
-    bnn = reprior.BNN(reprior.MLP(width=args.failure_width), noise_std=args.failure_noise)
     rows = []
-    for sampler, jitter in (("pcnl", 0.0), ("nuts", 0.0), ("pcnl", args.jitter)):
-        row = {"sampler": sampler, "jitter": jitter, "dtype": "float32", "noise_std": args.failure_noise,
-               "n": args.failure_n, "width": args.failure_width}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                idata = reprior.sample(bnn, data.x_train, data.y_train, sampler=sampler, dtype="float32",
-                                       num_warmup=args.failure_iterations, num_samples=args.failure_iterations,
-                                       num_chains=1, progress_bar=False, jitter=jitter,
-                                       sampler_options={"max_tree_depth": 5} if sampler == "nuts" else None)
-                row.update(returned=True, nonfinite=int(idata.attrs["nonfinite"]),
-                           divergences=int(idata.attrs["divergences"]), failed=idata.attrs["failed"],
-                           accept_mean=float(np.mean(idata.sample_stats["accept_prob"])))
-            except Exception as err:  # the point of the check: report, never hide
-                row.update(returned=False, error=f"{type(err).__name__}: {err}")
-        row["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-        rows.append(row)
+    for width in args.failure_widths:
+        for i, noise in enumerate(args.failure_noises):
+            bnn = reprior.BNN(reprior.MLP(width=width), noise_std=noise)
+            for sampler in ("pcnl", "nuts") if i == 0 else ("pcnl",):
+                rows.append(_failure_row(bnn, data, sampler, 0.0, args.failure_iterations))
+                print(rows[-1], flush=True)
+            if rows[-1].get("nonfinite", 0) or not rows[-1]["returned"]:
+                rows.append(_failure_row(bnn, data, "pcnl", args.jitter, args.failure_iterations))
+                print(rows[-1], flush=True)
     return rows
 
 
@@ -147,19 +162,28 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=128)
     p.add_argument("--pairs", type=int, default=10)
     p.add_argument("--b", type=float, default=0.5, help="pCNL step (0.57 adapted at width 4096)")
-    p.add_argument("--failure-width", type=int, default=256)
+    p.add_argument("--failure-widths", type=common.int_list, default=[256, 1024])
     p.add_argument("--failure-n", type=int, default=512)
-    p.add_argument("--failure-noise", type=float, default=0.01)
+    p.add_argument("--failure-noises", type=lambda t: [float(v) for v in t.split(",")], default=[0.01, 1e-3, 1e-4])
     p.add_argument("--failure-iterations", type=int, default=50)
     p.add_argument("--jitter", type=float, default=1e-4)
     p.add_argument("--skip-failures", action="store_true")
+    p.add_argument("--skip-ratios", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.n, args.pairs = 64, 32, 2
-        args.failure_width, args.failure_n, args.failure_iterations = 16, 64, 5
+        args.failure_widths, args.failure_n, args.failure_iterations = [16], 64, 5
     info = common.header()
     common.print_header(info, "float32 acceptance ratios and the failure policy")
-    ratios = ratios_part(args)
+    ratios = {} if args.skip_ratios else ratios_part(args)
+    if ratios:
+        _print_ratios(ratios)
+    failures = [] if args.skip_failures else failures_part(args)
+    common.write_json("precision", {"header": info, "ratios": ratios, "failures": failures}, args.json)
+    return 0
+
+
+def _print_ratios(ratios: dict) -> None:
     print(f"width {ratios['width']}, {ratios['num_dims']} sampled weights, |log density| ~ "
           f"{ratios['log_density_magnitude']:.3g}; {ratios['pairs']} pCNL pairs at b = {ratios['b']}")
     print(common.table([
@@ -170,11 +194,6 @@ def main(argv=None) -> int:
     ], [("quantity", "float32 error (nats)", ""), ("new", "max, likelihood", ".3g"),
         ("new_mean", "mean, likelihood", ".3g"), ("old", "max, from potential", ".3g"),
         ("old_mean", "mean, from potential", ".3g")]))
-    failures = [] if args.skip_failures else failures_part(args)
-    for row in failures:
-        print(row)
-    common.write_json("precision", {"header": info, "ratios": ratios, "failures": failures}, args.json)
-    return 0
 
 
 if __name__ == "__main__":

@@ -131,7 +131,8 @@ class AdaptedKernel(MCMCKernel):
         params = algorithm.initial_params(params_key, state)
         pending = jnp.zeros((), jnp.int32)
         if algorithm.tune is not None and num_warmup > 0:
-            state, params, pending = algorithm.tune(tune_key, state, params, num_warmup)
+            # one compiled program: run eagerly, a tuner's loops and glue are dispatched op by op
+            state, params, pending = jax.jit(algorithm.tune, static_argnums=3)(tune_key, state, params, num_warmup)
             pending = jnp.asarray(pending, jnp.int32)
         adapt_state = algorithm.adaptation.init(params.step_size) if algorithm.adaptation else ()
         _, info = jax.eval_shape(algorithm.step, init_key, state, params)
