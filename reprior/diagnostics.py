@@ -422,7 +422,10 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
     - ``log_evidence``, ``kl_is_ess``, ``kl_num_temperatures``: from ``limits.evidence``
       (:func:`reprior.limits.evidence_summary`);
     - ``kl_to_prior``: :math:`\\overline{\\log L} - \\log\\hat Z`, the mean over stored hidden
-      draws if there are any, else over the weighted SMC particles.
+      draws if there are any, else over the weighted SMC particles;
+    - ``kl_to_prior_smc``, ``nngp_kernel_dist_smc``: the same from the SMC particles alone,
+      whatever the cell kept: a reference independent of the cell's sampler (short or
+      poorly mixed chains pull the draws' figures towards their initial, prior, values).
 
     ``limits`` is a :class:`reprior.limits.LimitInputs` (None: NaN except ``test_nll``).
     """
@@ -445,6 +448,8 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
         out.update(log_evidence=evidence["log_evidence"], kl_is_ess=evidence["is_ess"],
                    kl_num_temperatures=evidence["num_temperatures"])
         post_loglik, kernel_dist = evidence["posterior_mean_loglik"], evidence["kernel_dist"]
+        out["kl_to_prior_smc"] = post_loglik - evidence["log_evidence"]
+        out["nngp_kernel_dist_smc"] = kernel_dist if ref is not None else math.nan
     y_train = np.asarray(limits.y_train)
     draws = hidden_draws(idata, limits.bnn, np.shape(limits.x_train), y_train.reshape(len(y_train), -1).shape[1])
     if draws is not None:

@@ -90,7 +90,8 @@ from . import repriorise as rp
 
 #: Metric names of :func:`reprior.diagnostics.limit_metrics` (columns of ``summary.csv``).
 LIMIT_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_is_ess",
-                 "kl_num_temperatures", "log_evidence", "nngp_log_evidence", "test_nll")
+                 "kl_num_temperatures", "log_evidence", "nngp_log_evidence", "test_nll", "kl_to_prior_smc",
+                 "nngp_kernel_dist_smc")
 _LOG_2PI = math.log(2 * math.pi)
 
 

@@ -30,12 +30,13 @@ LIMIT_PLOTS = (
     ("nngp_pred_w2", "W2 to the NNGP predictive / NNGP sd", True, None),
     ("nngp_kernel_dist", "rel. Frobenius distance of the kernel to the NNGP", True, None),
     ("kl_to_prior", "KL(posterior of phi || N(0, I)) [nats]", True, None),
+    ("kl_to_prior_smc", "KL to the prior from the SMC particles [nats]", True, None),
     ("log_evidence", "log evidence", False, "nngp_log_evidence"),
     ("test_nll", "test NLL (Gaussian, noise included)", False, None),
     ("test_rmse", "test RMSE", False, None),
 )
 #: Metrics whose slope against width the section tabulates.
-SLOPE_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior")
+SLOPE_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_to_prior_smc")
 
 
 def _line_key(row: dict) -> tuple:

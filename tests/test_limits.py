@@ -379,6 +379,7 @@ def test_limit_metrics_without_stored_hidden_draws_use_the_smc_particles(rng):
     out = limit_metrics(idata, limits, y_test=y_test)
     assert out["kl_to_prior"] == 1.0 and out["nngp_kernel_dist"] == 0.2 and out["kl_is_ess"] == 10.0
     assert out["log_evidence"] == -5.0 and out["nngp_log_evidence"] == 0.0 and out["kl_num_temperatures"] == 3
+    assert out["kl_to_prior_smc"] == 1.0 and out["nngp_kernel_dist_smc"] == 0.2
     assert out["nngp_pred_dist"] == pytest.approx(0.0, abs=1e-15)
     nll = -np.mean(stats.norm.logpdf(y_test, ref.mean, np.sqrt(ref.var[:, None] + 0.01)))
     assert out["test_nll"] == pytest.approx(nll, rel=1e-12)

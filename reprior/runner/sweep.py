@@ -385,7 +385,9 @@ def current_metrics(store: CellStore, key: str, record: dict, data_cache: dict |
         cache[data_key] = load_cell_data(settings)
     data = cache[data_key]
     idata = az.from_netcdf(str(store.idata_path(key)))
-    return {**metrics, **cell_metrics(idata, y_test=data.y_test if data.n_test > 0 else None)}
+    # Recomputed figures only fill the gaps: the limit metrics need the cell's NNGP reference and
+    # evidence, which the recomputation lacks (it would give NaN), so the stored values stay.
+    return {**cell_metrics(idata, y_test=data.y_test if data.n_test > 0 else None), **metrics}
 
 
 def broken_cell_warnings(store: CellStore, broken: dict[str, str]) -> list[str]:
