@@ -824,23 +824,32 @@ def _child(out: Path, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code, delay", [(signal.SIGINT, 130, 4.0), (signal.SIGTERM, 143, 4.0),
-                                                 (signal.SIGINT, 130, 0.5)])
+@pytest.mark.parametrize("signum, code, delay", [(signal.SIGINT, 130, 0.0), (signal.SIGTERM, 143, 0.0),
+                                                 (signal.SIGINT, 130, 1.0), (signal.SIGTERM, 143, 1.0)])
 def test_a_signal_mid_sweep_exits_cleanly(tmp_path, signum, code, delay):
+    """A signal after the plan line (data loaded; compiling or sampling the first cell) stops the sweep at
+    the next safe point: exit 130/143, the resume line, no traceback, nothing broken or left behind.
+    (A signal while Python still imports JAX is outside reprior's reach: docs/reliability.md.)"""
     out = tmp_path / "out"
     proc = _child(out)
-    time.sleep(delay)  # importing, compiling or sampling: wherever it lands
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("reprior sweep: "):
+            break
+    time.sleep(delay)
     proc.send_signal(signum)
-    text, _ = proc.communicate(timeout=600)
-    if proc.returncode == 0:
-        pytest.skip("the sweep finished before the signal")  # a fast machine; nothing to test
+    rest, _ = proc.communicate(timeout=600)
+    text = "".join(lines) + rest
     assert proc.returncode == code, text
-    assert "Traceback" not in text and "Segmentation" not in text
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted ({name}): ") and last.endswith(
+        f"resume with: reprior {' '.join(TINY)} --out {out}"), text
+    assert "Traceback" not in text
+    finished, broken = CellStore(out).scan()
+    assert broken == {}
     assert not list(out.glob("cells/*/.tmp-*"))
-    store = CellStore(out)
-    assert store.scan()[1] == {}  # nothing broken
-    if out.exists() and "resume with" in text:
-        assert text.strip().splitlines()[-1].startswith("interrupted (")
 
 
 @pytest.mark.slow
