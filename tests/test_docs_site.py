@@ -31,7 +31,10 @@ def test_every_page_is_in_the_navigation():
     import yaml
 
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    nav = set(_nav_pages(config["nav"]))
+    listed = _nav_pages(config["nav"])
+    twice = sorted({page for page in listed if listed.count(page) > 1})
+    assert not twice, f"pages listed twice in mkdocs.yml's `nav`: {twice}"
+    nav = set(listed)
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     missing, dangling = sorted(pages - nav), sorted(nav - pages)
     assert not missing, f"add these pages to `nav` in mkdocs.yml: {missing}"
