@@ -337,24 +337,15 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
                     first_state if g == 0 else init_state(idx))
                 keys = layout.place(layout.select(collect_keys, idx), ())[0]
                 for p, (phase, fn, num, length, total) in enumerate(phases):
-                    begin = time.perf_counter()
-                    first_chunk = position[2] if (g, p) == position[:2] else 0
-                    if (g, p) < position[:2]:
+                    if (g, p) < position[:2]:  # done before the checkpoint
                         continue
-                    for c in range(first_chunk, num):
-                        if phase == "warmup":
-                            state, s = fn(state, c * length)
-                            record.parts[g]["warm"].append(jax.device_get(s))
-                        else:
-                            state, (out, s) = fn(state, shared, keys, c * length)
-                            record.parts[g]["draws"].append(jax.device_get(out))
-                            record.parts[g]["stats"].append(jax.device_get(s))
+                    begin = time.perf_counter()
+                    for c in range(position[2] if (g, p) == position[:2] else 0, num):
+                        state = _run_chunk(phase, fn, state, shared, keys, c * length, record.parts[g])
                         done += min(length, total - c * length) * min(len(idx), num_chains)
-                        elapsed = time.perf_counter() - begin
-                        seconds_now = {**{k: timings[k] for k in ("warmup_seconds", "sample_seconds")},
-                                       _SECONDS[phase]: timings[_SECONDS[phase]] + elapsed}
+                        seconds = {**timings, _SECONDS[phase]: timings[_SECONDS[phase]] + time.perf_counter() - begin}
                         record.mark(_next_position(g, p, c, num, len(layout.groups), phases), state, done,
-                                    seconds_now)
+                                    {k: seconds[k] for k in _SECONDS.values()})
                         if ckpt is not None and ckpt.due():
                             save()
                         if progress:
@@ -368,6 +359,18 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 
 
 _SECONDS = {"warmup": "warmup_seconds", "sampling": "sample_seconds"}
+
+
+def _run_chunk(phase, fn, state, shared, keys, start, part):
+    """Run one compiled chunk from iteration ``start``; append its outputs (on the host) to ``part``."""
+    if phase == "warmup":
+        state, stats = fn(state, start)
+        part["warm"].append(jax.device_get(stats))
+    else:
+        state, (out, stats) = fn(state, shared, keys, start)
+        part["draws"].append(jax.device_get(out))
+        part["stats"].append(jax.device_get(stats))
+    return state
 
 
 def _next_position(g, p, c, num, num_groups, phases):
