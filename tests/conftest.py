@@ -91,9 +91,12 @@ for name, (source, argv) in jobs.items():
     try:
         with contextlib.redirect_stdout(out):
             exec(compile(source, argv[0], "exec"), {"__name__": "__main__", "__file__": argv[0]})
-        results[name] = {"error": None, "stdout": out.getvalue()}
+        error = None
+    except SystemExit as stop:  # a script's `raise SystemExit(main())`: 0 or None is success
+        error = None if stop.code in (0, None) else traceback.format_exc()
     except BaseException:
-        results[name] = {"error": traceback.format_exc(), "stdout": out.getvalue()}
+        error = traceback.format_exc()
+    results[name] = {"error": error, "stdout": out.getvalue()}
 print("RESULTS " + json.dumps(results))
 """
 

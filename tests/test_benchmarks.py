@@ -19,11 +19,12 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision")
+BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision", "accelerator")  # run with --quick
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -202,6 +203,26 @@ def test_precision(results):
             assert row["nonfinite"] >= 0 and row["divergences"] >= 0 and isinstance(row["failed"], str)
 
 
+@pytest.mark.slow
+def test_accelerator(results):
+    """On the CPU here: the script's logic, not accelerator timings."""
+    error, text, data = results["accelerator"]
+    assert error is None, f"accelerator failed:\n{error}\n{text[-4000:]}"
+    assert "--quick" in data["header"]["command"]
+    dtypes = ("float32", "float64")
+    assert [(r["dtype"], r["width"]) for r in data["grad_cost"]] == [(d, w) for d in dtypes for w in (64, 128)]
+    for r in data["grad_cost"]:
+        assert all(r[k] > 0 for k in ("standard", "reprior_auto", "reprior_primal", "collapsed"))
+    nuts = data["nuts"]
+    assert [(r["dtype"], r["width"]) for r in nuts] == [(d, 64) for d in dtypes]
+    for r in nuts:
+        assert len(r["pred_mean"]) == 32 * 10  # 32 digits test points, 10 outputs
+        assert r["steps_per_draw"] >= 1 and 0 <= r["accept_mean"] <= 1
+        assert close(r["ess_per_grad"], r["ess_median_pred_points"] / (r["steps_per_draw"] * 20))  # 20 draws
+    single, double = (np.asarray(r["pred_mean"]) for r in nuts)
+    assert close(data["pred_mean_max_abs_diff_f32_f64"], float(np.max(np.abs(single - double))))
+
+
 def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
     """``baselines.py``: per width and metric, the best standard against the best repriorised cell."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -234,7 +255,7 @@ def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
     assert close(entry["ess_per_second_rb_ratio"], 4.0 / 0.5)
 
 
-@pytest.mark.parametrize("name", [*BENCHMARKS, "accelerator", "baselines"])
+@pytest.mark.parametrize("name", [*BENCHMARKS, "baselines"])
 def test_every_script_imports_and_parses_its_arguments(name, capsys):
     """The default suite's check of every script (the runs themselves are ``slow``): it imports and
     its argument parser answers ``--help``."""
