@@ -255,7 +255,7 @@ def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
     assert close(entry["ess_per_second_rb_ratio"], 4.0 / 0.5)
 
 
-@pytest.mark.parametrize("name", [*BENCHMARKS, "baselines"])
+@pytest.mark.parametrize("name", [*BENCHMARKS, "baselines", "cluster"])
 def test_every_script_imports_and_parses_its_arguments(name, capsys):
     """The default suite's check of every script (the runs themselves are ``slow``): it imports and
     its argument parser answers ``--help``."""
