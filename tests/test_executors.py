@@ -95,6 +95,15 @@ def test_executor_flags_are_checked(capsys):
         executors.ExecutorSettings(name="ray")
 
 
+def test_slurm_without_slurm_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sweep(out, "--widths", "2", "--executor", "slurm") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reprior: error: --executor: expected slurm on a SLURM login or compute node, "
+                          "received a machine without SLURM") and err.count("\n") == 1
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------
 # slurm, through submitit's mocked SLURM
 # ---------------------------------------------------------------------------

@@ -160,7 +160,11 @@ def make_executor(settings: ExecutorSettings, out: str | Path, num_cells: int):
         return executor
     if settings.name != "slurm":
         raise ValueError(f"--executor: expected local or slurm for submitit, received {settings.name!r}")
-    executor = submitit.SlurmExecutor(folder=folder)
+    try:
+        executor = submitit.SlurmExecutor(folder=folder)
+    except RuntimeError as err:  # no srun: not a SLURM machine
+        raise ValueError(f"--executor: expected slurm on a SLURM login or compute node, received a machine "
+                         f"without SLURM ({err}); use --executor local here") from None
     params = dict(job_name="reprior-sweep", time=settings.slurm_time, cpus_per_task=settings.slurm_cpus_per_job,
                   array_parallelism=settings.slurm_array_parallelism or num_cells,
                   additional_parameters={"requeue": True, **settings.slurm_extra})
@@ -180,7 +184,6 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
     report; ``slurm`` returns once the array is submitted, unless ``settings.wait``.
     """
     store = CellStore(options["out"])
-    store.root.mkdir(parents=True, exist_ok=True)
     result = SubmitResult()
     todo = []
     for cell in cells:
@@ -194,7 +197,8 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
         return result
     from .jobs import CellJob
 
-    executor = make_executor(settings, store.root, len(todo))
+    executor = make_executor(settings, store.root, len(todo))  # refuses slurm where there is none
+    store.root.mkdir(parents=True, exist_ok=True)
     args = [(options, dtype, cell.key, command, settings.checkpoint_every) for cell in todo]
     try:
         if settings.name == "slurm":
