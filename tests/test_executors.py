@@ -157,6 +157,16 @@ def test_slurm_executor_submits_one_array_and_a_task_runs_the_cell(tmp_path, cap
     assert all("submitted, not started" in line for line in lines[2:])
 
 
+def test_cell_job_asks_submitit_to_requeue_the_same_call():
+    """On SLURM's time-limit signal submitit calls ``checkpoint``: it saves the run in progress (none
+    here) and returns the same call, which submitit requeues."""
+    from reprior.runner.jobs import CellJob
+
+    args = ({"out": "x"}, "float64", "0123456789abcdef", "reprior sweep ...", 5.0)
+    delayed = CellJob().checkpoint(*args)
+    assert isinstance(delayed.function, CellJob) and delayed.args == args and delayed.kwargs == {}
+
+
 # ---------------------------------------------------------------------------
 # status of failed, running and stopped cells
 # ---------------------------------------------------------------------------
