@@ -84,6 +84,53 @@ def test_local_and_inline_give_the_same_cells_and_shards_work(tmp_path, capsys):
     assert len(executors.read_jobs(inline)) == 1 and len(CellStore(inline).finished()) == 2
 
 
+CTRL_C_CELL = ["sweep", "--dataset", "synthetic", "--n-train", "16", "--n-test", "4", "--widths", "64",
+               "--parameterisations", "reprior", "--num-warmup", "2000", "--num-samples", "2000", "--num-chains", "1",
+               "--sampler", "hmc", "--sampler-option", "num_steps=4", "--no-report", "--quiet",
+               "--checkpoint-every", "0.5", "--executor", "local"]
+
+
+def _checkpoint_done(out: Path):
+    for path in out.glob("cells/*/checkpoint/chains-0.npz"):
+        try:
+            with np.load(path) as data:
+                return json.loads(str(data["header"]))["meta"]["done"]
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_local_cells_at_a_chunk_and_keeps_their_checkpoints(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "reprior.cli", *CTRL_C_CELL, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 500
+    while proc.poll() is None and (_checkpoint_done(out) or 0) < 400 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at_signal = _checkpoint_done(out)
+    proc.send_signal(signal.SIGINT)
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, text
+    assert "interrupted: running cells were asked to stop at their next chunk" in text
+    assert "Traceback" not in text
+    assert _checkpoint_done(out) >= at_signal >= 400  # the cell saved before it stopped
+    [line] = [line for line in cli_status(out) if "pending" in line and "checkpoint of" in line]
+    assert line.endswith(": a rerun resumes from it")
+
+
+def cli_status(out):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "reprior.cli", "status", str(out)], capture_output=True,
+                          text=True).stdout.splitlines()
+
+
 def test_executor_flags_are_checked(capsys):
     assert sweep("unused", "--widths", "2", "--executor", "local", "--jobs", "0") == 2
     err = capsys.readouterr().err.strip()

@@ -29,11 +29,13 @@ import contextlib
 import datetime
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import interrupts
 from .store import CellStore
 
 __all__ = ["EXECUTORS", "JOBS_FILE", "ExecutorSettings", "SubmitResult", "add_arguments", "make_executor",
@@ -135,12 +137,13 @@ class SubmitResult:
     failed: dict[str, str] = field(default_factory=dict)
     waited: bool = False
     interrupted: bool = False
+    signum: int = 2
     report: dict | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return 128 + self.signum
         return 1 if self.failed else 0
 
 
@@ -205,13 +208,15 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
             jobs = _submit_array(executor, CellJob, todo, args, store.root, result, say)
             if not settings.wait:
                 return result
-            _collect(list(zip(todo, jobs)), result, say)
+            _wait_array(list(zip(todo, jobs)), result, say)
         else:
             _run_pool(executor, CellJob, todo, args, settings.jobs, store.root, result, say)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        say("interrupted: running cells were asked to stop at their next chunk (their checkpoints are kept); "
-            f"resume with: {command or 'the same command'}")
+    except KeyboardInterrupt as err:
+        result.interrupted, result.signum = True, interrupts.exit_code(err) - 128
+        stopped = ("the array keeps running; watch it with: reprior status " + str(store.root)
+                   if settings.name == "slurm" else
+                   "running cells were asked to stop at their next chunk (their checkpoints are kept)")
+        say(f"interrupted: {stopped}; resume with: {command or 'the same command'}")
         return result
     finally:
         with contextlib.suppress(OSError):  # submitit makes the folder pattern itself; jobs have their own
@@ -262,14 +267,31 @@ def _run_pool(executor, job_class, todo, args, jobs: int, root: Path, result: Su
             done = [(cell, job) for cell, job in running if job.done()]
             running = [pair for pair in running if pair not in done]
             _collect(done, result, say)
+            interrupts.checkpoint()  # a deferred Ctrl-C/SIGTERM (reprior.interrupts) stops here
             if not done:
                 time.sleep(0.2)
     except KeyboardInterrupt:
-        for _, job in running:  # SIGINT: each stops at its next chunk and saves its checkpoint
-            job.cancel(check=False)
+        # SIGTERM to each job's submitit controller (its id is the pid), which forwards it to the cell's
+        # process: that stops at its next chunk boundary, saving its checkpoint (SIGINT would make the
+        # controller kill the cell after one second).
+        for _, job in running:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(job.job_id), signal.SIGTERM)
         for _, job in running:
             job.wait()
         raise
+
+
+def _wait_array(pairs, result: SubmitResult, say) -> None:
+    """``--wait``: collect the array's tasks as they end (a Ctrl-C stops the waiting, not the array)."""
+    running = list(pairs)
+    while running:
+        done = [pair for pair in running if pair[1].done()]
+        running = [pair for pair in running if pair not in done]
+        _collect(done, result, say)
+        interrupts.checkpoint()
+        if not done:
+            time.sleep(10)
 
 
 def _collect(pairs, result: SubmitResult, say) -> None:
