@@ -32,7 +32,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from . import _checks
 from . import blas as _blas
@@ -43,7 +42,7 @@ from .driver import CHAIN_METHODS, run_chains
 from .health import MAX_BAD_FRACTION, MIN_ACCEPT
 from .models import flatten_params
 from .progress import progress_display
-from .projections import projection_matrix
+from .projections import project_tree
 from .samplers.registry import check_options, get_kernel, kernel_names, make_kernel
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
@@ -86,7 +85,7 @@ def _validate(bnn, x, y, x_test, opts):
     return x, y, x_test
 
 
-def _make_collect_fn(target: Target, x_test, keep: str):
+def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int):
     """Per recorded draw: theta (and phi), projections, test predictions, pointwise log likelihood."""
     y, noise_std = target.y, target.noise_std
 
@@ -100,10 +99,10 @@ def _make_collect_fn(target: Target, x_test, keep: str):
             out.update(flatten_params({"readout": theta["readout"]}))
         if phi is not None and keep != "none":
             out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
-        if consts["projections"].shape[1]:
-            out["theta_proj"] = ravel_pytree(theta)[0] @ consts["projections"]
+        if num_projections:  # directions generated block by block: O(parameters) memory
+            out["theta_proj"] = project_tree(theta, num_projections, projection_seed)
             if phi is not None:
-                out["phi_proj"] = ravel_pytree(phi)[0] @ consts["projections"]
+                out["phi_proj"] = project_tree(phi, num_projections, projection_seed)
         theta_out = readout_matrix(theta)
         out["log_likelihood"] = -0.5 * (
             (y - psi @ theta_out) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
@@ -185,6 +184,8 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
     if blas_threads is not None:
         _checks.positive_int("blas_threads", blas_threads)
+    if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:
+        raise _checks.fail("projection_seed", "an integer in [0, 2**32)", projection_seed)
     dtype = dtype or _default_dtype()
     with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
         return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed)
@@ -199,12 +200,12 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                           jitter=opts["jitter"])
     kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
     stats_fn = _make_stats_fn(get_kernel(opts["sampler"]).stats_fn, target)
-    collect_fn = _make_collect_fn(target, jx_test, opts["keep"])
+    collect_fn = _make_collect_fn(target, jx_test, opts["keep"], opts["num_projections"], projection_seed)
 
     init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
     init = target.initial_positions(init_key, opts["num_chains"])
     dim = target.num_params
-    consts = {"projections": jnp.asarray(projection_matrix(dim, opts["num_projections"], projection_seed), dtype)}
+    consts = {}
 
     total = opts["num_chains"] * (opts["num_warmup"] + opts["num_samples"])
     with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:
