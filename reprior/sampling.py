@@ -153,7 +153,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         num_warmup, num_samples, num_chains, thinning: chain lengths (per chain).
         seed: seed of the sampler's PRNG key.
         progress_bar: show a progress bar with ETA.
-        chain_method: ``"sequential"``, ``"vectorized"`` or ``"parallel"`` (pmap).
+        chain_method: ``"sequential"``, ``"vectorized"`` or ``"parallel"`` (chains sharded over local devices).
         dtype: ``"float64"`` (default on CPU) or ``"float32"`` (default on accelerators).
             Set for this call only; the global JAX configuration is left alone.
         sampler_options: kernel settings, e.g. ``{"target_accept_prob": 0.9}``.
