@@ -422,7 +422,8 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
     - ``log_evidence``, ``kl_is_ess``, ``kl_num_temperatures``: from ``limits.evidence``
       (:func:`reprior.limits.evidence_summary`);
     - ``kl_to_prior``: :math:`\\overline{\\log L} - \\log\\hat Z`, the mean over stored hidden
-      draws if there are any, else over the weighted SMC particles;
+      draws if there are any, else over the run's recorded ``log_marginal_likelihood`` per draw,
+      else over the weighted SMC particles;
     - ``kl_to_prior_smc``, ``nngp_kernel_dist_smc``: the same from the SMC particles alone,
       whatever the cell kept: a reference independent of the cell's sampler (short or
       poorly mixed chains pull the draws' figures towards their initial, prior, values).
@@ -460,6 +461,10 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
                                                      None if ref is None else ref.kernel)
         post_loglik = _reduce(np.mean, loglik)
         kernel_dist = _reduce(np.mean, dist)
+    else:  # without the hidden weights, the run's own per-draw log p(Y | hidden) (reprior.sample records it)
+        recorded = _variable(idata, "posterior", "log_marginal_likelihood")
+        if recorded is not None and recorded.size:
+            post_loglik = _reduce(np.mean, recorded)
     out["nngp_kernel_dist"] = kernel_dist if ref is not None else math.nan
     out["kl_to_prior"] = post_loglik - out["log_evidence"]
     return out

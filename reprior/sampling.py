@@ -104,6 +104,8 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
             if phi is not None:
                 out["phi_proj"] = project_tree(phi, num_projections, projection_seed)
         theta_out = readout_matrix(theta)
+        # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
+        out["log_marginal_likelihood"] = rp.log_marginal_likelihood(psi, y, noise_std, target.form)
         out["log_likelihood"] = -0.5 * (
             (y - psi @ theta_out) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
         if x_test is not None:

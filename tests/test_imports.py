@@ -19,7 +19,8 @@ import pytest
 import reprior
 
 PACKAGE_DIR = Path(reprior.__file__).parent
-CORE = ["architectures", "repriorise", "bnn", "models", "data", "projections", "nngp", "_checks", "blas"]
+CORE = ["architectures", "repriorise", "bnn", "target", "models", "data", "projections", "nngp", "limits", "_checks",
+        "blas", "health"]
 FORBIDDEN = ["arviz", "matplotlib", "reprior.sampling", "reprior.inference_data", "reprior.runner",
              "reprior.cli", "reprior.plots", "reprior.diagnostics", "reprior.report"]
 
