@@ -440,6 +440,10 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, train_idx, test_idx, *, x_t
 # ---------------------------------------------------------------------------
 
 
+MAX_SYNTHETIC_VALUES = 2**31
+"""The most float64 values a synthetic data set may hold (16 GiB), checked before allocating."""
+
+
 def _load_synthetic(*, n_train, n_test, seed, default_n_train, default_n_test, in_dim, out_dim,
                     noise_std, num_features) -> Dataset:
     r"""Seeded regression from a smooth random function.
@@ -461,6 +465,10 @@ def _load_synthetic(*, n_train, n_test, seed, default_n_train, default_n_test, i
     num_features = _checks.positive_int("num_features", num_features)
     n_train = default_n_train if n_train is None else n_train
     n_test = default_n_test if n_test is None else n_test
+    values = (n_train + n_test) * max(in_dim, num_features, out_dim)
+    if values > MAX_SYNTHETIC_VALUES:  # refuse before allocating (the features alone would not fit)
+        raise _checks.fail("n_train", f"(n_train + n_test) x max(in_dim, num_features, out_dim) <= 2**31 values "
+                                      "of synthetic data (16 GiB)", f"{values:,} values (n_train {n_train:,})")
     rng = _named_rngs(seed, "function", "x_train", "noise_train", "x_test", "noise_test")
     w = rng["function"].normal(size=(in_dim, num_features)) / np.sqrt(in_dim)
     b = rng["function"].uniform(0.0, 2.0 * np.pi, size=num_features)

@@ -175,9 +175,15 @@ def check_memory(cells, datasets, *, available: int | None = None) -> None:
             worst = (need, cell)
     if worst is not None and worst[0] > available:
         need, cell = worst
-        raise ConfigError(f"widths (--widths): expected widths whose cells fit in this machine's memory "
-                          f"({_gib(available)}), received width {cell.settings['width']}, whose cell "
-                          f"({cell.label()}) needs about {_gib(need)}; use a smaller width")
+        s = cell.settings
+        if s["chain_method"] == "sequential" or s["num_chains"] == 1:
+            raise ConfigError(f"widths (--widths): expected widths whose cells fit in this machine's memory "
+                              f"({_gib(available)}), received width {s['width']}, whose cell "
+                              f"({cell.label()}) needs about {_gib(need)}; use a smaller width")
+        raise ConfigError(f"widths (--widths), num_chains (--num-chains): expected cells that fit in this machine's "
+                          f"memory ({_gib(available)}), received width {s['width']} with {s['num_chains']} "
+                          f"{s['chain_method']} chains held at once, whose cell ({cell.label()}) needs about "
+                          f"{_gib(need)}; use a smaller width, fewer chains or --chain-method sequential")
 
 
 # -- sbc -----------------------------------------------------------------------------------
