@@ -90,7 +90,7 @@ def test_groups_shapes_and_names(name):
             "observed_data", "constant_data"} <= set(idata.groups())
 
     post = idata.posterior
-    expected = {"theta_proj"} | ({"phi_proj"} if reprior_run else set())
+    expected = {"theta_proj", "log_marginal_likelihood"} | ({"phi_proj"} if reprior_run else set())
     if settings["keep"] in ("all", "readout"):
         expected |= {"readout_W", "readout_b"}
         if reprior_run:
@@ -108,6 +108,13 @@ def test_groups_shapes_and_names(name):
     if "hidden_0_W" in post:
         assert post["hidden_0_W"].shape == (chains, draws, 2, WIDTH)
         assert post["hidden_0_b"].shape == (chains, draws, WIDTH)
+        # log p(Y | hidden) per draw: the dual-form marginal likelihood of the stored hidden weights
+        hidden = {"hidden": [{"W": post["hidden_0_W"].values[0, -1], "b": post["hidden_0_b"].values[0, -1]}]}
+        with jax.enable_x64(True):
+            psi = BNN.features(jax.tree_util.tree_map(jnp.asarray, hidden), jnp.asarray(x, np.float64))
+            expected_lml = rp.log_marginal_likelihood(psi, jnp.asarray(y, np.float64), NOISE, "dual")
+        rtol = 1e-10 if settings["dtype"] == "float64" else 1e-4  # float32 run: its own rounding
+        np.testing.assert_allclose(post["log_marginal_likelihood"].values[0, -1], expected_lml, rtol=rtol)
 
     pred = idata.posterior_predictive
     assert pred["f_test"].dims == ("chain", "draw", "test", "output")
