@@ -76,6 +76,8 @@ def _validate(bnn, x, y, x_test, opts):
     _checks.nonnegative_int("num_projections", opts["num_projections"])
     _checks.one_of("chain_method", opts["chain_method"], CHAIN_METHODS)
     _checks.one_of("keep", opts["keep"], KEEP)
+    if opts["keep"] == "none" and opts["num_projections"] == 0:
+        raise _checks.fail("num_projections", "at least 1 when keep='none' (else no posterior is recorded)", 0)
     _checks.one_of("form", opts["form"], rp.FORMS)
     if opts["dtype"] is not None:
         _checks.one_of("dtype", opts["dtype"], DTYPES)
