@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 KERNEL_PAGES = ["samplers/underdamped_hmc.md", "samplers/pcn.md", "samplers/pcnl.md", "samplers/elliptical_slice.md",
                 "samplers/mclmc.md", "samplers/adjusted_mclmc.md"]
-PAGES = ["index.md", "maths.md", "quickstart.md", "samplers.md", *KERNEL_PAGES, "api.md"]
+PAGES = ["index.md", "maths.md", "quickstart.md", "samplers.md", *KERNEL_PAGES, "api.md", "architecture.md"]
 LINKED_PAGES = ["quickstart.md", "maths.md", "api.md", "data.md", "nngp.md", "cli.md", "tutorial_width_sweep.md",
                 "diagnostics.md", "performance.md", "samplers.md", "sbc.md"]
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
