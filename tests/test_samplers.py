@@ -90,11 +90,12 @@ GAUSSIAN_CASES = [
     ("pcnl", {"reference_std": 2.0}, 2.0),
     ("elliptical_slice", {}, 1.0),
     ("elliptical_slice", {"reference_std": 2.0}, 2.0),
-    ("adjusted_mclmc", {}, 1.0),
+    # BlackJAX's tuners and NUTS compile slowly: these three run with `-m slow`
+    pytest.param("adjusted_mclmc", {}, 1.0, marks=pytest.mark.slow),
     # unadjusted: biased by its step size, tuned to an energy-error variance of 5e-4 per dimension,
     # a relative error in the moments of that order, well inside 4 standard errors here
-    ("mclmc", {}, 1.0),
-    ("nuts", {}, 1.0),
+    pytest.param("mclmc", {}, 1.0, marks=pytest.mark.slow),
+    pytest.param("nuts", {}, 1.0, marks=pytest.mark.slow),
 ]
 
 
