@@ -46,6 +46,7 @@ import arviz as az
 import numpy as np
 
 from . import _checks
+from .health import as_number  # noqa: F401  (re-exported: reprior.diagnostics.as_number)
 from .limits import LIMIT_METRICS
 from .projections import projection_matrix
 
@@ -490,16 +491,6 @@ COMPARISON_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "n_test"
                    "num_chains", "num_warmup", "num_samples")
 #: Parameterisation that the ratios divide by.
 BASELINE = "standard"
-
-
-def as_number(value) -> float:
-    """``value`` as a float: numbers and numeric strings as such, anything else NaN."""
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def comparison_key(row: dict) -> tuple:

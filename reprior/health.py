@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_BAD_FRACTION", "MAX_RHAT", "MIN_ACCEPT", "chain_failure", "num_chains", "single_chain"]
+__all__ = ["MAX_BAD_FRACTION", "MAX_RHAT", "MIN_ACCEPT", "as_number", "chain_failure", "num_chains", "single_chain"]
 
 MIN_ACCEPT = 0.01
 MAX_BAD_FRACTION = 0.1
 MAX_RHAT = 1.1
 
 
-def _number(value) -> float:
+def as_number(value) -> float:
+    """``value`` as a float: numbers and numeric strings as such, anything else NaN."""
     if isinstance(value, bool):
         return float(value)
     try:
@@ -37,7 +38,7 @@ def _number(value) -> float:
 
 def num_chains(row: dict) -> float:
     """The cell's number of chains (NaN if unrecorded)."""
-    return _number(row.get("num_chains"))
+    return as_number(row.get("num_chains"))
 
 
 def single_chain(row: dict) -> bool:
@@ -48,17 +49,17 @@ def single_chain(row: dict) -> bool:
 def chain_failure(row: dict) -> str:
     """Why the cell's chains failed, as a short phrase (``"accept 0.035, 90% divergent"``); "" if they did not."""
     reasons = []
-    accept = _number(row.get("accept_mean"))
+    accept = as_number(row.get("accept_mean"))
     if math.isfinite(accept) and accept < MIN_ACCEPT:
         reasons.append(f"accept {accept:.3g}")
-    draws = _number(row.get("num_draws"))
+    draws = as_number(row.get("num_draws"))
     if not (math.isfinite(draws) and draws > 0):
-        draws = num_chains(row) * _number(row.get("num_samples"))
+        draws = num_chains(row) * as_number(row.get("num_samples"))
     for name, what in (("divergences", "divergent"), ("nonfinite", "non-finite"), ("num_nonfinite", "non-finite")):
-        count = _number(row.get(name))
+        count = as_number(row.get(name))
         if math.isfinite(count) and math.isfinite(draws) and draws > 0 and count / draws > MAX_BAD_FRACTION:
             reasons.append(f"{100 * count / draws:.0f}% {what}")
-    rhat = _number(row.get("rhat_max"))
+    rhat = as_number(row.get("rhat_max"))
     if num_chains(row) >= 2 and math.isfinite(rhat) and rhat > MAX_RHAT:
         reasons.append(f"R-hat {rhat:.3g}")
     return ", ".join(dict.fromkeys(reasons))
