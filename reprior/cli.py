@@ -23,6 +23,7 @@ import sys
 
 from . import __version__
 from .runner import grid
+from .runner.executors import key_value
 
 __all__ = ["build_parser", "main"]
 
@@ -75,15 +76,7 @@ def _shard(text: str) -> tuple[int, int]:
                                          f"received {text!r}") from None
 
 
-def _key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE``; VALUE is read as JSON (``8``, ``0.9``, ``true``, ``["a", "b"]``) or else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+_key_value = key_value  # KEY=VALUE flags: one parser, shared with the executor flags
 
 
 # ---------------------------------------------------------------------------

@@ -70,7 +70,9 @@ class ExecutorSettings:
                                  f"received {getattr(self, name)!r}")
 
 
-def _key_value(text: str):
+def key_value(text: str) -> tuple[str, object]:
+    """argparse ``type`` for ``KEY=VALUE``; VALUE is read as JSON (``8``, ``0.9``, ``true``, ``["a"]``) or else
+    as a string.  Shared by every ``KEY=VALUE`` flag of the command line."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, received {text!r}")
@@ -113,7 +115,7 @@ def add_arguments(parser) -> None:
                        help="CPUs per cell (default: 1)")
     group.add_argument("--slurm-array-parallelism", type=_positive(int, "a positive integer"), default=None,
                        metavar="N", help="array tasks running at once (default: all)")
-    group.add_argument("--slurm-extra", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+    group.add_argument("--slurm-extra", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                        help="any other sbatch option, repeatable (e.g. account=abc, qos=high)")
 
 
