@@ -24,10 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-
-def squared_norm(tree) -> jax.Array:
-    """:math:`|z|^2` over every leaf of a pytree."""
-    return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(tree))
+from ..target import squared_norm
 
 
 class Density(NamedTuple):
