@@ -22,10 +22,11 @@ import shlex
 import sys
 
 from . import __version__
+from .choices import CHAIN_METHODS, DTYPES
 from .runner import grid
 from .runner.executors import key_value
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_sbc_arguments", "build_parser", "main", "sbc_command"]
 
 PROG = "reprior"
 
@@ -86,8 +87,7 @@ _key_value = key_value  # KEY=VALUE flags: one parser, shared with the executor 
 #: sweep flags: (flags, option name, add_argument keywords).  All default to None, so that a
 #: flag given overrides the config file and a flag not given does not.
 _SWEEP_FLAGS = [
-    (("--arch",), "archs", dict(nargs="+", choices=grid.ARCHS, metavar="ARCH",
-                                help="architectures: mlp, resnet (default: mlp)")),
+    (("--arch",), "archs", dict(nargs="+", metavar="ARCH")),  # choices and help: _arch_flag(), when parsing
     (("--depth",), "depths", dict(nargs="+", type=_positive_int, metavar="D",
                                   help="MLP hidden layers (default 1); ResNet depth 6k+2 (default 8)")),
     (("--widths",), "widths", dict(nargs="+", type=_positive_int, metavar="W",
@@ -122,17 +122,25 @@ _SWEEP_FLAGS = [
     (("--thinning",), "thinning", dict(type=_positive_int, metavar="N", help="iterations per draw (default: 1)")),
     (("--seeds",), "seeds", dict(nargs="+", type=_seed, metavar="S",
                                  help="sampler seeds (default: 0)")),
-    (("--chain-method",), "chain_method", dict(choices=grid.CHAIN_METHODS,
+    (("--chain-method",), "chain_method", dict(choices=CHAIN_METHODS,
                                                help="how chains run (default: sequential)")),
     (("--keep",), "keep", dict(choices=grid.KEEP,
                                help="parameters stored per draw (default: auto, by size)")),
     (("--num-projections",), "num_projections", dict(type=_nonnegative_int, metavar="N",
                                                      help="random projections of theta and phi (default: 10)")),
-    (("--dtype",), "dtype", dict(choices=grid.DTYPES, help="default: float64 on CPU, float32 on accelerators")),
+    (("--dtype",), "dtype", dict(choices=DTYPES, help="default: float64 on CPU, float32 on accelerators")),
     (("--out",), "out", dict(metavar="DIR", help="output directory (default: runs/<config name> or runs/sweep)")),
     (("--report",), "report", dict(action=argparse.BooleanOptionalAction,
                                    help="write the report at the end (default: yes)")),
 ]
+
+
+def _arch_flag(kwargs: dict) -> dict:
+    """``--arch``: the architectures registered now (:mod:`reprior.architectures.registry`) as choices."""
+    from .architectures.registry import architecture_names
+
+    names = architecture_names()
+    return dict(kwargs, choices=names, help=f"architectures: {', '.join(names)} (default: mlp)")
 
 
 def _add_sweep(subparsers) -> None:
@@ -142,7 +150,7 @@ def _add_sweep(subparsers) -> None:
                     "rerunning resumes. Flags override the config file, which overrides the defaults.")
     p.add_argument("--config", metavar="FILE.toml", help="a TOML sweep file (see docs/cli.md)")
     for flags, dest, kwargs in _SWEEP_FLAGS:
-        p.add_argument(*flags, dest=dest, default=None, **kwargs)
+        p.add_argument(*flags, dest=dest, default=None, **(_arch_flag(kwargs) if dest == "archs" else kwargs))
     p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_key_value, default=None,
                    metavar="KEY=VALUE", help="loader option, repeatable (e.g. target_columns='[\"y\"]')")
     p.add_argument("--sampler-option", dest="sampler_options", action="append", type=_key_value, default=None,
@@ -171,29 +179,66 @@ def _add_datasets(subparsers) -> None:
     p.set_defaults(func=_cmd_datasets)
 
 
-def _sbc_module():
-    """``reprior.sbc``, or None where this installation lacks it."""
-    try:
-        from . import sbc
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.sbc":
-            raise
-        return None
-    return sbc
-
-
-_NO_SBC = "the sbc subcommand is not available: this installation has no reprior.sbc module"
-
-
 def _add_sbc(subparsers) -> None:
-    sbc = _sbc_module()
-    if sbc is None:  # main() answers `reprior sbc ...` before parsing
-        subparsers.add_parser("sbc", help="simulation-based calibration (not available here)")
-        return
+    from . import sbc
+
     p = subparsers.add_parser("sbc", help="simulation-based calibration of a sampler",
                               description=(sbc.__doc__ or "").strip().split("\n")[0])
-    sbc.add_arguments(p)
+    add_sbc_arguments(p)
     p.set_defaults(func=_cmd_sbc)
+
+
+def add_sbc_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``reprior sbc`` options (the arguments of :func:`reprior.sbc.run_sbc`) to ``parser``."""
+    from .architectures.layers import ACTIVATIONS
+    from .target import PARAMETERISATIONS, READOUTS
+
+    parser.add_argument("--sampler", default="elliptical_slice",
+                        help="registered kernel (nuts, hmc, underdamped_hmc, pcn, pcnl, elliptical_slice)")
+    parser.add_argument("--parameterisation", default="reprior", choices=PARAMETERISATIONS)
+    parser.add_argument("--readout", default="exact", choices=READOUTS)
+    parser.add_argument("--sampler-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                        help="kernel setting, repeatable (e.g. target_accept_prob=0.9)")
+    parser.add_argument("--num-replications", type=int, default=200)
+    parser.add_argument("--num-draws", type=int, default=19, help="kept draws L per replication")
+    parser.add_argument("--thinning", type=int, default=10)
+    parser.add_argument("--num-warmup", type=int, default=200)
+    parser.add_argument("--width", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=1)
+    parser.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS))
+    parser.add_argument("--num-data", type=int, default=10)
+    parser.add_argument("--in-dim", type=int, default=2)
+    parser.add_argument("--noise-std", type=float, default=0.5)
+    parser.add_argument("--sampler-noise-std", type=float, default=None,
+                        help="noise std of the sampler's likelihood (default: --noise-std; differ to test power)")
+    parser.add_argument("--num-bins", type=int, default=10)
+    parser.add_argument("--level", type=float, default=0.01, help="family-wise level (Bonferroni over summaries)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--dtype", default=None, choices=DTYPES)
+    parser.add_argument("--plot", default=None, metavar="PATH", help="write the rank histograms (PNG/PDF/SVG)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the result as JSON")
+
+
+def sbc_command(args: argparse.Namespace) -> int:
+    """Run ``reprior sbc``: print the table, write the plot and JSON; 0 if uniform, 1 if rejected."""
+    from . import sbc
+
+    result = sbc.run_sbc(
+        sampler=args.sampler, parameterisation=args.parameterisation, readout=args.readout,
+        sampler_options=dict(args.sampler_option), num_replications=args.num_replications,
+        num_draws=args.num_draws, thinning=args.thinning, num_warmup=args.num_warmup, width=args.width,
+        depth=args.depth, activation=args.activation, num_data=args.num_data, in_dim=args.in_dim,
+        noise_std=args.noise_std, sampler_noise_std=args.sampler_noise_std, num_bins=args.num_bins,
+        level=args.level, seed=args.seed, batch_size=args.batch_size, dtype=args.dtype)
+    print(result.table())
+    if args.plot:
+        sbc.plot_ranks(result, args.plot)
+        print(f"rank histograms written to {args.plot}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result.to_dict(), handle, indent=1)
+    return 0 if result.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,11 +421,11 @@ def _cmd_datasets(args, argv) -> int:
 
 
 def _cmd_sbc(args, argv) -> int:
-    from . import preflight, sbc
+    from . import preflight
 
     preflight.check_sbc(args)
     _set_dtype(getattr(args, "dtype", None))
-    return sbc.command(args)
+    return sbc_command(args)
 
 
 # ---------------------------------------------------------------------------
@@ -420,8 +465,6 @@ def main(argv=None) -> int:
             import jax
 
             x64 = jax.config.jax_enable_x64
-            if argv[:1] == ["sbc"] and _sbc_module() is None:
-                raise _UserError(_NO_SBC)
             args = build_parser().parse_args(_join_negative_values(argv))
             return args.func(args, argv)
     except SystemExit as stop:  # argparse: --help, --version, bad flags

@@ -46,7 +46,20 @@ import arviz as az
 import numpy as np
 
 from . import _checks
+from .comparison import (  # noqa: F401  (moved there; re-exported so that existing code keeps working)
+    BASELINE,
+    COMPARISON_KEYS,
+    REFERENCE,
+    TARGET_KEYS,
+    average_over_seeds,
+    comparison_key,
+    ratio_to_baseline,
+    ratio_to_reference,
+    target_key,
+)
 from .health import as_number  # noqa: F401  (re-exported: reprior.diagnostics.as_number)
+from .health import finite_reduce as _reduce
+from .health import safe_ratio as _ratio
 from .limits import LIMIT_METRICS
 from .projections import projection_matrix
 
@@ -125,20 +138,6 @@ def _arviz_stat(fn, values: np.ndarray, **kwargs) -> np.ndarray:
     with warnings.catch_warnings():  # short or constant series: ArviZ warns and returns NaN
         warnings.simplefilter("ignore")
         return np.asarray(fn(dataset, **kwargs)["x"].values, dtype=float).reshape(-1)
-
-
-def _reduce(fn, values: np.ndarray) -> float:
-    """``fn`` (np.nanmedian, np.nanmin, np.nanmax) of the finite values; NaN if there are none."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0 or not np.any(np.isfinite(values)):
-        return math.nan
-    return float(fn(values[np.isfinite(values)]))
-
-
-def _ratio(numerator: float, denominator) -> float:
-    if denominator is None or not np.isfinite(denominator) or denominator <= 0:
-        return math.nan
-    return float(numerator) / float(denominator)
 
 
 def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sample_seconds=None,
@@ -483,96 +482,3 @@ def run_info(idata) -> dict[str, str]:
     info["arviz_version"] = "" if posterior is None else str(posterior.attrs.get("arviz_version", ""))
     return info
 
-
-# -- across cells ----------------------------------------------------------------------
-#: Settings that, with ``width``, identify the cells compared with each other: every
-#: setting except ``width``, ``parameterisation``, ``readout`` and ``seed``.
-COMPARISON_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "n_test", "noise_std", "sampler",
-                   "num_chains", "num_warmup", "num_samples")
-#: Parameterisation that the ratios divide by.
-BASELINE = "standard"
-
-
-def comparison_key(row: dict) -> tuple:
-    """The values of :data:`COMPARISON_KEYS` in ``row`` (None where absent)."""
-    return tuple(row.get(k) for k in COMPARISON_KEYS)
-
-
-def average_over_seeds(rows: list[dict], metrics) -> list[dict]:
-    """One dict per (comparison group, width, parameterisation), averaging ``metrics`` over seeds.
-
-    Each output dict has the :data:`COMPARISON_KEYS`, ``width``,
-    ``parameterisation``, ``num_seeds`` (number of rows averaged) and, for each
-    metric, the mean over those rows of its finite values (NaN if none).
-    Sorted by comparison group (first appearance), width, then parameterisation
-    (``standard`` first).
-    """
-    cells: dict[tuple, list[dict]] = {}
-    for row in rows:
-        cells.setdefault((comparison_key(row), as_number(row.get("width")), row.get("parameterisation")),
-                         []).append(row)
-    order = {key: i for i, key in enumerate(dict.fromkeys(comparison_key(r) for r in rows))}
-    out = []
-    for (key, width, param), members in cells.items():
-        entry = dict(zip(COMPARISON_KEYS, key, strict=True))
-        entry.update(width=int(width) if np.isfinite(width) else width, parameterisation=param,
-                     num_seeds=len(members))
-        for metric in metrics:
-            entry[metric] = _reduce(np.mean, [as_number(m.get(metric)) for m in members])
-        out.append(entry)
-    return sorted(out, key=lambda e: (order[comparison_key(e)], as_number(e["width"]),
-                                      e["parameterisation"] != BASELINE, str(e["parameterisation"])))
-
-
-def ratio_to_baseline(averaged: list[dict], metrics) -> list[dict]:
-    """Add ``ratio_<metric>`` to each averaged entry: its value / the baseline's at the same width.
-
-    The ratio of seed averages,
-    :math:`\\overline{\\mathrm{ESS/grad}}_{\\mathrm{reprior}} / \\overline{\\mathrm{ESS/grad}}_{\\mathrm{standard}}`
-    (and likewise per draw and per second), within the same comparison group
-    and width; NaN where that group has no :data:`BASELINE` cell.  Returns new dicts.
-    """
-    return _divide_by(averaged, metrics, comparison_key, lambda e: e["parameterisation"] == BASELINE, "ratio_")
-
-
-def _divide_by(averaged: list[dict], metrics, group_of, is_reference, prefix: str) -> list[dict]:
-    """Copies of ``averaged`` with ``<prefix><metric>``: the entry's value over that of the first
-    reference entry (``is_reference``) with the same ``group_of(entry)`` and width; NaN if none."""
-    base: dict[tuple, dict] = {}
-    for entry in averaged:
-        if is_reference(entry):
-            base.setdefault((group_of(entry), entry["width"]), entry)
-    out = []
-    for entry in averaged:
-        entry = dict(entry)
-        ref = base.get((group_of(entry), entry["width"]))
-        for metric in metrics:
-            entry[f"{prefix}{metric}"] = math.nan if ref is None else _ratio(entry[metric], ref[metric])
-        out.append(entry)
-    return out
-
-
-#: The settings that fix the *target* (network, data, noise): cells that agree on them sample the
-#: same posterior, whatever the sampler and chain lengths, and are compared across samplers.
-TARGET_KEYS = tuple(k for k in COMPARISON_KEYS if k not in ("sampler", "num_chains", "num_warmup", "num_samples"))
-#: The (parameterisation, sampler) that :func:`ratio_to_reference` divides by.
-REFERENCE = ("standard", "nuts")
-
-
-def target_key(row: dict) -> tuple:
-    """The values of :data:`TARGET_KEYS` in ``row`` (None where absent)."""
-    return tuple(row.get(k) for k in TARGET_KEYS)
-
-
-def ratio_to_reference(averaged: list[dict], metrics, reference: tuple[str, str] = REFERENCE) -> list[dict]:
-    """Add ``vs_reference_<metric>`` to each entry of :func:`average_over_seeds`: its value over
-    that of the ``reference`` (parameterisation, sampler) cell of the same target and width.
-
-    This compares *samplers*: a repriorised elliptical-slice run against standard NUTS on
-    the same network and data, whatever their chain lengths.  With several reference
-    entries at a target and width (different chain settings) the first is used.  NaN where
-    there is none.  Returns new dicts.
-    """
-    reference = tuple(reference)
-    return _divide_by(averaged, metrics, target_key,
-                      lambda e: (e.get("parameterisation"), e.get("sampler")) == reference, "vs_reference_")

@@ -39,9 +39,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import checkpoint as _ckpt
+from .choices import CHAIN_METHODS
 from .interrupts import deferring
 
-CHAIN_METHODS = ("sequential", "vectorized", "parallel")
 PHASES = ("warmup", "sampling")
 
 

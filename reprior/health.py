@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_BAD_FRACTION", "MAX_RHAT", "MIN_ACCEPT", "as_number", "chain_failure", "num_chains", "single_chain"]
+import numpy as np
+
+__all__ = ["MAX_BAD_FRACTION", "MAX_RHAT", "MIN_ACCEPT", "as_number", "chain_failure", "finite_reduce", "num_chains",
+           "safe_ratio", "single_chain"]
 
 MIN_ACCEPT = 0.01
 MAX_BAD_FRACTION = 0.1
@@ -63,3 +66,18 @@ def chain_failure(row: dict) -> str:
     if num_chains(row) >= 2 and math.isfinite(rhat) and rhat > MAX_RHAT:
         reasons.append(f"R-hat {rhat:.3g}")
     return ", ".join(dict.fromkeys(reasons))
+
+
+def finite_reduce(fn, values) -> float:
+    """``fn`` (``np.median``, ``np.min``, ``np.mean``, ...) of the finite entries of ``values``; NaN if none."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0 or not np.any(np.isfinite(values)):
+        return math.nan
+    return float(fn(values[np.isfinite(values)]))
+
+
+def safe_ratio(numerator: float, denominator) -> float:
+    """``numerator / denominator``, or NaN where the denominator is missing, not finite or not positive."""
+    if denominator is None or not np.isfinite(denominator) or denominator <= 0:
+        return math.nan
+    return float(numerator) / float(denominator)

@@ -32,7 +32,10 @@ covariance of the pre-activations :math:`z_l`,
 
 For a :class:`~reprior.architectures.ResNet` the same recursion runs on
 covariance tensors over pairs of pixels (Novak et al. 2019; Garriga-Alonso et
-al. 2019), see :func:`_resnet_kernel_parts`.
+al. 2019), see :func:`reprior.architectures.resnet.nngp_kernel_parts`.
+Each architecture registers its recursion with its
+:class:`~reprior.architectures.registry.ArchitectureSpec`; this module supplies
+the dual activation and the validation.
 
 The Gaussian expectation :math:`\\mathbb E[\\phi(u)\\phi(v)]` (the "dual
 activation") has closed forms for ReLU (the arc-cosine kernel of Cho & Saul
@@ -59,7 +62,9 @@ import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve
 
 from . import _checks
-from .architectures import ACTIVATIONS, MLP, Architecture, ResNet
+from .architectures import ACTIVATIONS, Architecture
+from .architectures.registry import architecture_names, get_architecture, spec_of
+from .architectures.resnet import _conv_cov, _dual_triple, _same_padding, _spatial_diag  # noqa: F401
 
 METHODS = ("auto", "closed_form", "quadrature")
 CLOSED_FORMS = ("relu", "erf")
@@ -229,8 +234,9 @@ def nngp_kernel(arch: Architecture, x1, x2=None, *, method: str = "auto",
     :math:`d^{-1/2}`.
 
     Args:
-        arch: a :class:`~reprior.architectures.MLP` or
-            :class:`~reprior.architectures.ResNet` (other architectures raise
+        arch: a :class:`~reprior.architectures.MLP`, a
+            :class:`~reprior.architectures.ResNet` or any architecture
+            registered with an NNGP recursion (others raise
             ``NotImplementedError``).  Its ``width`` is irrelevant.
         x1: inputs ``(n1, in_dim)`` (MLP) or ``(n1, H, W, C)`` (ResNet).
         x2: inputs shaped like ``x1``, ``(n2, ...)``; ``None`` means ``x1``
@@ -260,148 +266,33 @@ def _kernel_parts(arch, x1, x2, method, quadrature_nodes):
     """``(diag K(x1, x1): (n1,), diag K(x2, x2): (n2,), K(x1, x2): (n1, n2))`` for any supported ``arch``.
 
     The limit does not depend on the width, so the architecture passed to the
-    jitted cores has ``width=1``: a sweep over widths compiles once.
+    jitted core has ``width=1`` (where it has a width): a sweep over widths
+    compiles once.
     """
-    arch = dataclasses.replace(arch, width=1)
-    if isinstance(arch, ResNet):
-        return _resnet_kernel_parts(arch, x1, x2, method, quadrature_nodes)
-    return _mlp_kernel_parts(arch, x1, x2, method, quadrature_nodes)
+    return _registered_kernel_parts(_unit_width(arch), x1, x2, method, quadrature_nodes)
 
 
-# The private cores are jitted with their static arguments declared (as in
+def _unit_width(arch):
+    """``arch`` with ``width=1`` if it has a ``width`` field (the limit does not depend on it)."""
+    if "width" in {f.name for f in dataclasses.fields(arch)}:
+        return dataclasses.replace(arch, width=1)
+    return arch
+
+
+# The private core is jitted with its static arguments declared (as in
 # jax.scipy.linalg), so a call compiles once per architecture and shape instead
-# of once per primitive; they nest inside a caller's jit.
+# of once per primitive; it nests inside a caller's jit.
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _mlp_kernel_parts(arch: MLP, x1, x2, method: str, quadrature_nodes: tuple[int, int]):
-    """The recursion of :func:`nngp_kernel`, without validation.
-
-    Returns ``(K(x1, x1) diagonal: (n1,), K(x2, x2) diagonal: (n2,), K(x1, x2): (n1, n2))``.
-    The ``L`` layers (``L - 1`` hidden maps and the readout) are one
-    ``lax.scan`` over their scales, and each step makes one call to the dual
-    activation on the diagonals and the cross terms together, so the
-    quadrature is compiled once whatever the depth.
-    """
-    n1, n2 = x1.shape[0], x2.shape[0]
-    scale = arch.w_std**2 / x1.shape[1]
-    var1 = scale * jnp.sum(x1**2, axis=1) + arch.b_std**2  # Sigma^1(x, x): (n1,)
-    var2 = scale * jnp.sum(x2**2, axis=1) + arch.b_std**2  # (n2,)
-    cross = scale * (x1 @ x2.T) + arch.b_std**2  # Sigma^1(x, x'): (n1, n2)
-    state = jnp.concatenate([var1, var2, cross.reshape(-1)])
-    left = jnp.concatenate([var1, var2, jnp.repeat(var1, n2)])  # variance of u per entry
-    right = jnp.concatenate([var1, var2, jnp.tile(var2, n1)])  # variance of v per entry
-    dtype = state.dtype
-    w_vars = jnp.asarray([arch.w_std**2] * (arch.depth - 1) + [arch.out_w_std**2], dtype)
-    b_vars = jnp.asarray([arch.b_std**2] * (arch.depth - 1) + [arch.out_b_std**2], dtype)
-
-    def layer(carry, scales):
-        state, left, right = carry
-        w_var, b_var = scales
-        state = w_var * _expectation(arch.activation, left, right, state, method, quadrature_nodes) + b_var
-        variances = state[: n1 + n2]
-        left = jnp.concatenate([variances, jnp.repeat(variances[:n1], n2)])
-        right = jnp.concatenate([variances, jnp.tile(variances[n1:], n1)])
-        return (state, left, right), None
-
-    (state, _, _), _ = jax.lax.scan(layer, (state, left, right), (w_vars, b_vars))
-    return state[:n1], state[n1 : n1 + n2], state[n1 + n2 :].reshape(n1, n2)
-
-
-# -- ResNet: the convolutional recursion -------------------------------------------
-# Covariances of feature maps are tensors ``(..., H, W, H, W)``: entry
-# ``[..., i, j, k, l]`` is the covariance of one channel at pixel (i, j) of the
-# first input and pixel (k, l) of the second.  Leading axes are ``(n1,)`` for
-# an input with itself and ``(n1, n2)`` across inputs.  A network is followed
-# as a triple ``(S11, S22, S12)``: the self-covariances give the pixel variances
-# the dual activation needs.
-def _spatial_diag(cov) -> jax.Array:
-    """``(..., H, W, H, W) -> (..., H, W)``: the variance of every pixel."""
-    h, w = cov.shape[-2:]
-    flat = cov.reshape(cov.shape[:-4] + (h * w, h * w))
-    return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(cov.shape[:-4] + (h, w))
-
-
-def _same_padding(size: int, stride: int, window: int = 3) -> tuple[int, int, int]:
-    """Output size and (low, high) padding of a 'SAME' convolution, as in ``jax.lax``."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + window - size, 0)
-    return out, total // 2, total - total // 2
-
-
-def _conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
-    """Covariance after a 3x3 'SAME' convolution in NTK parameterisation.
-
-    .. math::
-
-        \\Sigma'_{(i, j), (k, l)} = \\frac{\\sigma_w^2}{9} \\sum_{a, b = 0}^{2}
-            \\Sigma_{(s i + a - p,\\, s j + b - p), (s k + a - p,\\, s l + b - p)}
-            + \\sigma_b^2,
-
-    with stride ``s``, zero padding ``p`` (out-of-range terms vanish) and the
-    same offset ``(a, b)`` on both sides, since different taps have independent
-    weights (Novak et al. 2019; Garriga-Alonso et al. 2019).
-    """
-    h, w = cov.shape[-2:]
-    h_out, h_lo, h_hi = _same_padding(h, stride)
-    w_out, w_lo, w_hi = _same_padding(w, stride)
-    pads = [(0, 0)] * (cov.ndim - 4) + [(h_lo, h_hi), (w_lo, w_hi)] * 2
-    padded = jnp.pad(cov, pads)
-    rows = [slice(a, a + stride * (h_out - 1) + 1, stride) for a in range(3)]
-    cols = [slice(b, b + stride * (w_out - 1) + 1, stride) for b in range(3)]
-    total = sum(padded[..., r, c, r, c] for r in rows for c in cols)
-    return w_std**2 / 9 * total + b_std**2
-
-
-def _dual_triple(expect, s11, s22, s12):
-    """``E[phi(u) phi(v)]`` for the three covariance tensors, in one call to ``expect``."""
-    v1, v2 = _spatial_diag(s11), _spatial_diag(s22)  # (n1, H, W), (n2, H, W)
-    pairs = [
-        (v1[:, :, :, None, None], v1[:, None, None, :, :], s11),
-        (v2[:, :, :, None, None], v2[:, None, None, :, :], s22),
-        (v1[:, None, :, :, None, None], v2[None, :, None, None, :, :], s12),
-    ]
-    flat = [jnp.concatenate([jnp.broadcast_to(p[i], p[2].shape).reshape(-1) for p in pairs]) for i in range(3)]
-    out = expect(*flat)
-    sizes = np.cumsum([p[2].size for p in pairs])[:-1]
-    return tuple(part.reshape(p[2].shape) for part, p in zip(jnp.split(out, sizes), pairs, strict=True))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _resnet_kernel_parts(arch: ResNet, x1, x2, method: str, quadrature_nodes: tuple[int, int]):
-    """The NNGP recursion of :class:`~reprior.architectures.ResNet` (no validation).
-
-    Stem :math:`\\Sigma_0 = \\mathcal C(\\Sigma_x)` with
-    :math:`\\Sigma_x = x x'^\\top / C` per pixel pair and :math:`\\mathcal C` the
-    convolution map of :func:`_conv_cov`; block ``k``
-
-    .. math::
-
-        \\Sigma_k = \\alpha_k^2\\, S_k(\\Sigma_{k-1})
-            + \\beta_k^2\\, \\mathcal C\\big(\\mathcal D(\\mathcal C_s(\\mathcal D(\\Sigma_{k-1})))\\big),
-
-    where :math:`\\mathcal D` applies the dual activation entrywise, ``S_k`` is
-    the identity or the strided shortcut convolution :math:`\\mathcal C_s`
-    (skip and branch have independent weights, so they add in covariance); the
-    readout averages over both pixel grids,
-    :math:`K = \\sigma_{w,\\mathrm{out}}^2\\, \\overline{\\mathcal D(\\Sigma_K)}
-    + \\sigma_{b,\\mathrm{out}}^2`.
-    """
+def _registered_kernel_parts(arch: Architecture, x1, x2, method: str, quadrature_nodes: tuple[int, int]):
+    """The recursion that ``arch``'s module registered (:mod:`reprior.architectures.registry`), with the
+    dual activation of ``arch.activation`` computed by ``method`` (no validation)."""
     expect = functools.partial(_expectation, arch.activation, method=method, quadrature_nodes=quadrature_nodes)
-    channels = x1.shape[-1]
-    state = (jnp.einsum("aijc,aklc->aijkl", x1, x1) / channels,
-             jnp.einsum("aijc,aklc->aijkl", x2, x2) / channels,
-             jnp.einsum("aijc,bklc->abijkl", x1, x2) / channels)
+    return spec_of(arch).nngp_kernel_parts(arch, x1, x2, expect)
 
-    def conv(triple, stride):
-        return tuple(_conv_cov(c, stride, arch.w_std, arch.b_std) for c in triple)
 
-    state = conv(state, 1)
-    for spec in arch.block_specs():
-        branch = conv(_dual_triple(expect, *conv(_dual_triple(expect, *state), spec.stride)), 1)
-        skip = conv(state, spec.stride) if spec.has_shortcut else state
-        state = tuple(spec.skip_scale**2 * s + spec.branch_scale**2 * b for s, b in zip(skip, branch, strict=True))
-    d11, d22, d12 = _dual_triple(expect, *state)
-    readout = lambda d: arch.out_w_std**2 * jnp.mean(d, axis=(-4, -3, -2, -1)) + arch.out_b_std**2  # noqa: E731
-    return readout(d11), readout(d22), readout(d12)
+# The recursions of the built-in architectures, under their former names here.
+_mlp_kernel_parts = _registered_kernel_parts
+_resnet_kernel_parts = _registered_kernel_parts
 
 
 # -- posterior -----------------------------------------------------------------------
@@ -438,7 +329,7 @@ def nngp_posterior(arch: Architecture, x_train, y_train, x_test, noise_std, *, m
     x_train, x_test = _check_pair(arch, x_train, x_test, names=("x_train", "x_test"))
     y_train = _check_targets(y_train, x_train)
     _check_noise(noise_std)
-    arch = dataclasses.replace(arch, width=1)  # as in _kernel_parts: one compilation for all widths
+    arch = _unit_width(arch)  # as in _kernel_parts: one compilation for all widths
     return _posterior(arch, x_train, y_train, x_test, noise_std, method, quadrature_nodes)
 
 
@@ -490,10 +381,12 @@ def _check_arch(arch) -> None:
     if not isinstance(arch, Architecture):
         raise TypeError(f"argument `arch`: expected a reprior architecture such as reprior.architectures.MLP, "
                         f"received {arch!r}")
-    if not isinstance(arch, MLP | ResNet):
+    spec = spec_of(arch)
+    if spec is None or spec.nngp_kernel_parts is None:
+        with_limit = [name for name in architecture_names() if get_architecture(name).nngp_kernel_parts is not None]
         raise NotImplementedError(
-            f"The NNGP kernel is implemented for reprior.architectures.MLP and ResNet only; received "
-            f"{type(arch).__name__}.")
+            f"The NNGP kernel is implemented for the registered architectures {', '.join(with_limit)} only "
+            f"(an ArchitectureSpec with nngp_kernel_parts); received {type(arch).__name__}.")
 
 
 def _check_method(activation: str, method: str) -> str:

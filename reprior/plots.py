@@ -19,9 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter, FuncFormatter
 
+from . import comparison
 from . import diagnostics as dg
 from . import health
 from ._files import atomic_write
+from .comparison import RATIO_METRICS
 
 #: Line style of each parameterisation (others get matplotlib's defaults).
 STYLES = {
@@ -47,7 +49,6 @@ class _MinorLogLabels(Formatter):
         return f"{value:.3g}" if decades < 1 or (decades < 2 and lead in (2, 5)) else ""
 
 
-RATIO_METRICS = ("ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred")
 _RATIO_TITLES = ("per draw", "per gradient evaluation", "per second")
 
 
@@ -68,7 +69,7 @@ def _save(fig: Figure, path) -> Path:
 
 def _failed_cells(rows: list[dict]) -> set[tuple]:
     """(comparison group, width, parameterisation) of the rows whose chains failed."""
-    return {(dg.comparison_key(r), dg.as_number(r.get("width")), r.get("parameterisation"))
+    return {(comparison.comparison_key(r), dg.as_number(r.get("width")), r.get("parameterisation"))
             for r in rows if health.chain_failure(r)}
 
 
@@ -80,8 +81,8 @@ def _mark_failed(ax, entries, metric, failed: set[tuple], *, skip=(), baseline_f
         if e["parameterisation"] in skip:
             continue
         width = dg.as_number(e["width"])
-        own = (dg.comparison_key(e), width, e["parameterisation"]) in failed
-        base = baseline_failed and (dg.comparison_key(e), width, dg.BASELINE) in failed
+        own = (comparison.comparison_key(e), width, e["parameterisation"]) in failed
+        base = baseline_failed and (comparison.comparison_key(e), width, comparison.BASELINE) in failed
         value = dg.as_number(e.get(metric))
         if (own or base) and np.isfinite(width) and np.isfinite(value) and value > 0:
             xs.append(width)
@@ -93,8 +94,8 @@ def _mark_failed(ax, entries, metric, failed: set[tuple], *, skip=(), baseline_f
 
 
 def group_title(key: tuple) -> str:
-    """Short label of a comparison group (:data:`reprior.diagnostics.COMPARISON_KEYS` values)."""
-    s = dict(zip(dg.COMPARISON_KEYS, key, strict=True))
+    """Short label of a comparison group (:data:`reprior.comparison.COMPARISON_KEYS` values)."""
+    s = dict(zip(comparison.COMPARISON_KEYS, key, strict=True))
     parts = [f"{s['arch'] or '?'} depth {s['depth']}", s["activation"], s["dataset"],
              f"n={s['n_train']}" if s["n_train"] is not None else None, s["sampler"],
              f"{s['num_chains']}x{s['num_samples']}" if s["num_chains"] is not None else None]
@@ -104,7 +105,7 @@ def group_title(key: tuple) -> str:
 def _groups(entries: list[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for entry in entries:
-        out.setdefault(dg.comparison_key(entry), []).append(entry)
+        out.setdefault(comparison.comparison_key(entry), []).append(entry)
     return out
 
 
@@ -149,7 +150,7 @@ def plot_metric_vs_width(rows: list[dict], path, *, metric: str = "ess_per_grad_
     """``metric`` (averaged over seeds) against width, one panel per comparison group and
     one line per parameterisation; log-log by default.  ``reference`` draws a dashed
     horizontal line (e.g. 1.01 for R-hat)."""
-    groups = _groups(dg.average_over_seeds(rows, [metric]))
+    groups = _groups(comparison.average_over_seeds(rows, [metric]))
     failed = _failed_cells(rows)
     fig, axes = _new_figure(max(len(groups), 1))
     for ax, (key, entries) in zip(axes, groups.items()):
@@ -180,7 +181,7 @@ def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
     against width: one panel per metric, one line per (comparison group, repriorised
     parameterisation); dashed line at 1.  A red cross marks a ratio whose cell or whose
     standard baseline has failed chains (:func:`reprior.health.chain_failure`)."""
-    averaged = dg.ratio_to_baseline(dg.average_over_seeds(rows, metrics), metrics)
+    averaged = comparison.ratio_to_baseline(comparison.average_over_seeds(rows, metrics), metrics)
     groups = _groups(averaged)
     failed = _failed_cells(rows)
     fig, axes = _new_figure(len(metrics))
@@ -188,8 +189,8 @@ def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
         drawn = False
         for key, entries in groups.items():
             suffix = f" ({group_title(key)})" if len(groups) > 1 else ""
-            drawn |= _lines(ax, entries, f"ratio_{metric}", label_suffix=suffix, skip=(dg.BASELINE,))
-            _mark_failed(ax, entries, f"ratio_{metric}", failed, skip=(dg.BASELINE,), baseline_failed=True)
+            drawn |= _lines(ax, entries, f"ratio_{metric}", label_suffix=suffix, skip=(comparison.BASELINE,))
+            _mark_failed(ax, entries, f"ratio_{metric}", failed, skip=(comparison.BASELINE,), baseline_failed=True)
         if not drawn:
             _empty(ax)
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)

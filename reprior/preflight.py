@@ -148,7 +148,7 @@ def estimate_cell_bytes(settings: dict, x_shape: tuple, out_dim: int, n_test: in
     params = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
     readout = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes["readout"]))
     n = int(x_shape[0])
-    pixels = int(np.prod(x_shape[1:-1])) if settings["arch"] == "resnet" else 1
+    pixels = int(np.prod(x_shape[1:-1]))  # images (n, H, W, C): H W; flat inputs (n, in_dim): 1
     activations = pixels * settings["width"] * settings["depth"]
     held = 1 if settings["chain_method"] == "sequential" else settings["num_chains"]
     kept = {"all": params, "readout": 2 * readout, "none": 0}.get(settings["keep"], 0)  # auto: none or less

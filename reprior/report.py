@@ -5,7 +5,7 @@ Input is one *row* per grid cell: a dict with the settings columns
 :func:`reprior.diagnostics.cell_metrics`, plus any extra columns (a cell key,
 :func:`reprior.diagnostics.run_info`'s provenance strings, ...), which are kept.
 The tables average each figure over seeds and give the ratio repriorised /
-standard at each width (:func:`reprior.diagnostics.ratio_to_baseline`).
+standard at each width (:func:`reprior.comparison.ratio_to_baseline`).
 """
 
 from __future__ import annotations
@@ -20,24 +20,21 @@ import platform
 import sys
 from pathlib import Path
 
+from . import comparison
 from . import diagnostics as dg
 from . import health
 from ._files import atomic_write_text
+from .comparison import RATIO_METRICS, SAMPLER_RATIO_METRICS, SETTINGS_COLUMNS
 
-#: The settings of a cell, first in ``summary.csv``.
-SETTINGS_COLUMNS = ["arch", "depth", "width", "activation", "dataset", "n_train", "n_test", "noise_std",
-                    "parameterisation", "readout", "sampler", "seed", "num_chains", "num_warmup", "num_samples"]
 _HEADLINE = ["grad_evals", "sample_seconds", "ess_bulk_pred_median", "ess_bulk_pred_min", "ess_bulk_theta_median",
              "ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred", "rhat_max", "accept_mean",
              "divergences", "test_rmse", "test_log_lik"]
 #: The metrics of :func:`reprior.diagnostics.cell_metrics`, headline figures first.
 METRIC_COLUMNS = _HEADLINE + [m for m in dg.metric_names() if m not in _HEADLINE]
 #: Every column of ``summary.csv``, in order; extra row keys follow them.
-SUMMARY_COLUMNS = SETTINGS_COLUMNS + METRIC_COLUMNS
+SUMMARY_COLUMNS = [*SETTINGS_COLUMNS, *METRIC_COLUMNS]
 #: Row keys under which a cell's identifier (the keys of ``cells_idata``) is looked up.
 CELL_ID_COLUMNS = ("cell", "key", "cell_key", "hash")
-#: The figures compared as repriorised / standard (test-prediction projections).
-RATIO_METRICS = ("ess_per_draw_pred", "ess_per_grad_pred", "ess_per_second_pred")
 #: Table columns: (row key, header).
 TABLE_COLUMNS = [
     ("width", "width"), ("parameterisation", "parameterisation"), ("num_seeds", "seeds"),
@@ -49,8 +46,6 @@ TABLE_COLUMNS = [
     ("ratio_ess_per_second_pred", "ratio/s"), ("chains", "chains"),
 ]
 _TABLE_METRICS = [key for key, _ in TABLE_COLUMNS[3:13]]
-#: The figures compared across samplers, against standard NUTS (:data:`reprior.diagnostics.REFERENCE`).
-SAMPLER_RATIO_METRICS = ("ess_per_eval_pred", "ess_per_second_pred", "ess_per_eval_theta")
 #: Columns of the samplers table: (row key, header).
 SAMPLER_COLUMNS = [
     ("width", "width"), ("parameterisation", "parameterisation"), ("sampler", "sampler"), ("num_seeds", "seeds"),
@@ -128,20 +123,20 @@ def format_number(value) -> str:
 
 
 def comparison_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
-    """Per comparison group (:data:`reprior.diagnostics.COMPARISON_KEYS`): its table rows,
+    """Per comparison group (:data:`reprior.comparison.COMPARISON_KEYS`): its table rows,
     one per (width, parameterisation), averaged over seeds, with the ratios."""
-    averaged = dg.average_over_seeds(rows, _TABLE_METRICS)
-    averaged = dg.ratio_to_baseline(averaged, RATIO_METRICS)
+    averaged = comparison.average_over_seeds(rows, _TABLE_METRICS)
+    averaged = comparison.ratio_to_baseline(averaged, RATIO_METRICS)
     _add_health(averaged, rows)
-    failed_base = {(dg.comparison_key(e), e["width"]) for e in averaged
-                   if e["parameterisation"] == dg.BASELINE and e["chains"]}
+    failed_base = {(comparison.comparison_key(e), e["width"]) for e in averaged
+                   if e["parameterisation"] == comparison.BASELINE and e["chains"]}
     groups: dict[tuple, list[dict]] = {}
     for entry in averaged:
-        entry["baseline_failed"] = (dg.comparison_key(entry), entry["width"]) in failed_base
-        if entry["parameterisation"] == dg.BASELINE:
+        entry["baseline_failed"] = (comparison.comparison_key(entry), entry["width"]) in failed_base
+        if entry["parameterisation"] == comparison.BASELINE:
             for metric in RATIO_METRICS:
                 entry[f"ratio_{metric}"] = None  # shown as "-": the baseline itself
-        groups.setdefault(dg.comparison_key(entry), []).append(entry)
+        groups.setdefault(comparison.comparison_key(entry), []).append(entry)
     return list(groups.items())
 
 
@@ -151,10 +146,10 @@ def _add_health(averaged: list[dict], rows: list[dict]) -> None:
     and ``single_chain`` when its cells have one chain each."""
     members: dict[tuple, list[dict]] = {}
     for row in rows:
-        members.setdefault((dg.comparison_key(row), dg.as_number(row.get("width")), row.get("parameterisation")),
+        members.setdefault((comparison.comparison_key(row), dg.as_number(row.get("width")), row.get("parameterisation")),
                            []).append(row)
     for entry in averaged:
-        cells = members.get((dg.comparison_key(entry), dg.as_number(entry["width"]), entry["parameterisation"]), [])
+        cells = members.get((comparison.comparison_key(entry), dg.as_number(entry["width"]), entry["parameterisation"]), [])
         failures = [(row.get("seed"), health.chain_failure(row)) for row in cells]
         failures = [(seed, why) for seed, why in failures if why]
         if len(cells) == 1 and failures:
@@ -165,24 +160,24 @@ def _add_health(averaged: list[dict], rows: list[dict]) -> None:
 
 
 def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
-    """Per target (:data:`reprior.diagnostics.TARGET_KEYS`) run by more than one sampler: one
+    """Per target (:data:`reprior.comparison.TARGET_KEYS`) run by more than one sampler: one
     entry per (width, parameterisation, sampler, chain settings), averaged over seeds, with
     ``evals_per_draw`` and the ratios ``vs_reference_*`` to standard NUTS at the same width."""
-    averaged = dg.average_over_seeds(rows, _SAMPLER_METRICS)
-    averaged = dg.ratio_to_reference(averaged, SAMPLER_RATIO_METRICS)
+    averaged = comparison.average_over_seeds(rows, _SAMPLER_METRICS)
+    averaged = comparison.ratio_to_reference(averaged, SAMPLER_RATIO_METRICS)
     _add_health(averaged, rows)
-    failed_ref = {(dg.target_key(e), e["width"]) for e in averaged
-                  if (e["parameterisation"], e["sampler"]) == dg.REFERENCE and e["chains"]}
+    failed_ref = {(comparison.target_key(e), e["width"]) for e in averaged
+                  if (e["parameterisation"], e["sampler"]) == comparison.REFERENCE and e["chains"]}
     targets: dict[tuple, list[dict]] = {}
     for entry in averaged:
-        entry["baseline_failed"] = (dg.target_key(entry), entry["width"]) in failed_ref
+        entry["baseline_failed"] = (comparison.target_key(entry), entry["width"]) in failed_ref
         draws = entry["num_draws"]
         entry["evals_per_draw"] = entry["logdensity_evals"] / draws if draws and math.isfinite(draws) else math.nan
-        targets.setdefault(dg.target_key(entry), []).append(entry)
+        targets.setdefault(comparison.target_key(entry), []).append(entry)
     out = []
     for key, entries in targets.items():
         if len({e["sampler"] for e in entries}) > 1:
-            entries.sort(key=lambda e: (dg.as_number(e["width"]), (e["parameterisation"], e["sampler"]) != dg.REFERENCE,
+            entries.sort(key=lambda e: (dg.as_number(e["width"]), (e["parameterisation"], e["sampler"]) != comparison.REFERENCE,
                                         str(e["parameterisation"]), str(e["sampler"])))
             out.append((key, entries))
     return out
@@ -192,7 +187,7 @@ def _sampler_headline(entries: list[dict]) -> str:
     """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s ratio."""
     sentences = []
     for width in dict.fromkeys(e["width"] for e in entries):
-        others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != dg.REFERENCE
+        others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != comparison.REFERENCE
                   and not e.get("chains") and not e.get("baseline_failed")]
         parts = []
         for metric, what in (("ess_per_eval_pred", "ESS/eval"), ("ess_per_second_pred", "ESS/s")):
@@ -209,7 +204,7 @@ def _sampler_headline(entries: list[dict]) -> str:
 def _headline(entries: list[dict]) -> str:
     """One sentence per repriorised parameterisation: ratio of ESS/grad at every width."""
     sentences = []
-    for param in dict.fromkeys(e["parameterisation"] for e in entries if e["parameterisation"] != dg.BASELINE):
+    for param in dict.fromkeys(e["parameterisation"] for e in entries if e["parameterisation"] != comparison.BASELINE):
         mine = [e for e in entries if e["parameterisation"] == param]
         untrusted = sorted({e["width"] for e in mine if e.get("baseline_failed") or e.get("chains")},
                            key=dg.as_number)
@@ -364,7 +359,7 @@ def extreme_cells(rows: list[dict], cells_idata: dict) -> list[tuple[str, dict]]
     picked = []
     groups: dict[tuple, list[dict]] = {}
     for row in matched:
-        groups.setdefault(dg.comparison_key(row), []).append(row)
+        groups.setdefault(comparison.comparison_key(row), []).append(row)
     for members in groups.values():
         widths = sorted({dg.as_number(r["width"]) for r in members})
         for label, width in dict.fromkeys([("narrowest", widths[0]), ("widest", widths[-1])]):
@@ -528,7 +523,7 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=()) -> _
                  "weights themselves (random projections of theta): with the readout drawn exactly, the "
                  "test predictions inherit its independent draws and can mix faster than the hidden weights.")
         for key, entries in samplers:
-            doc.heading(3, ", ".join(f"{k}={v}" for k, v in zip(dg.TARGET_KEYS, key, strict=True) if v is not None))
+            doc.heading(3, ", ".join(f"{k}={v}" for k, v in zip(comparison.TARGET_KEYS, key, strict=True) if v is not None))
             doc.para(_sampler_headline(entries))
             doc.table([h for _, h in SAMPLER_COLUMNS],
                       [[str(e[k]) if k == "sampler" else _format_entry(e, k) for k, _ in SAMPLER_COLUMNS]

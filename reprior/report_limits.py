@@ -3,7 +3,7 @@
 For each metric of :data:`reprior.limits.LIMIT_METRICS` worth plotting, one figure
 of the metric against width (log-log where the metric is positive), one line per
 comparison group (architecture, depth, data, sampler, chain lengths; see
-:func:`reprior.diagnostics.comparison_key`) and parameterisation, the seed mean with
+:func:`reprior.comparison.comparison_key`) and parameterisation, the seed mean with
 its min-max band, and the NNGP value as a dashed line where there is one.
 
 Slopes: per seed, the least-squares slope :math:`b` of
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import comparison
 from . import diagnostics as dg
 
 #: (metric, axis label, log y axis, NNGP reference column or None), in report order.
@@ -40,7 +41,7 @@ SLOPE_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_pr
 
 
 def _line_key(row: dict) -> tuple:
-    return dg.comparison_key(row), str(row.get("parameterisation"))
+    return comparison.comparison_key(row), str(row.get("parameterisation"))
 
 
 def _series(rows: list[dict], metric: str) -> dict[tuple, dict[int, dict[float, float]]]:
@@ -116,7 +117,7 @@ def _references(rows: list[dict], column: str | None) -> list[tuple[str, float]]
     for row in rows:
         value = dg.as_number(row.get(column))
         if np.isfinite(value):
-            out.setdefault(dg.comparison_key(row), value)
+            out.setdefault(comparison.comparison_key(row), value)
     return [(f"NNGP, {group_title(k)}" if len(out) > 1 else "NNGP", v) for k, v in out.items()]
 
 

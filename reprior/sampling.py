@@ -47,7 +47,7 @@ from .samplers.registry import check_options, get_kernel, kernel_names, make_ker
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
 KEEP = ("all", "readout", "none")
-DTYPES = ("float64", "float32")
+from .choices import DTYPES  # noqa: E402  (one definition, shared with the runner and the CLI)
 
 
 def _default_dtype() -> str:

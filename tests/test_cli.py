@@ -185,14 +185,6 @@ def test_bad_config_is_one_line(capsys, tmp_path, text, match):
     assert match in err
 
 
-def test_sbc_subcommand_without_the_module(capsys, monkeypatch):
-    monkeypatch.delattr(reprior, "sbc", raising=False)
-    monkeypatch.setitem(sys.modules, "reprior.sbc", None)  # makes `import reprior.sbc` fail
-    code, _, err = run(capsys, "sbc", "--num-replications", "3")
-    assert_one_line_error(code, err)
-    assert "sbc" in err
-
-
 # ---------------------------------------------------------------------------
 # Config files, dry runs, shards, dtype
 # ---------------------------------------------------------------------------

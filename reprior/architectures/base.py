@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _checks
+from .layers import ACTIVATIONS
 
 
 def readout_matrix(params) -> jax.Array:
@@ -44,20 +45,53 @@ def with_readout(params, theta_out: jax.Array) -> dict:
     return {"hidden": params["hidden"], "readout": split_readout(theta_out)}
 
 
+def hyperparameter(check, default=dataclasses.MISSING):
+    """A dataclass field of an :class:`Architecture`, validated by its ``__post_init__``.
+
+    Args:
+        check: ``check(name, value) -> value``, raising :class:`ValueError`
+            that names the argument, what was expected and what was received
+            (the checks of :mod:`reprior._checks`); the value it returns (an
+            ``int`` for a NumPy integer, say) is stored.
+        default: the default value (none: a required argument).
+    """
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
+def check_activation(name: str, value) -> str:
+    """One of the activations of :data:`reprior.architectures.layers.ACTIVATIONS`."""
+    return _checks.one_of(name, value, tuple(ACTIVATIONS))
+
+
+def readout_w_std(default: float = 1.0):
+    """The readout weight scale :math:`\\sigma_{w,\\mathrm{out}} > 0` (at 0 every feature column would vanish)."""
+    return hyperparameter(_checks.positive_float, default)
+
+
+def readout_b_std(default: float = 0.1):
+    """The readout bias scale :math:`\\sigma_{b,\\mathrm{out}} \\ge 0`."""
+    return hyperparameter(_checks.nonnegative_float, default)
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """Base class: subclasses define the hidden layers; the readout lives here.
 
-    Subclasses implement ``_init_hidden(rng_key, x)``, ``hidden_features(hidden,
-    x) -> (n, d)``, ``feature_dim(x_shape) -> d`` and ``check_inputs(x)``.
+    Subclasses are frozen dataclasses whose fields are declared with
+    :func:`hyperparameter`; :meth:`__post_init__` validates every field once,
+    in field order, so constructing an architecture with a bad value fails
+    before any tracing.  They implement ``_init_hidden(rng_key, x)``,
+    ``hidden_features(hidden, x) -> (n, d)``, ``feature_dim(x_shape) -> d``
+    and ``check_inputs(x)``, and declare the readout scales as fields
+    ``out_w_std: float = readout_w_std()`` and ``out_b_std: float = readout_b_std()``
+    (one check and one default for every architecture).
     """
 
-    out_w_std: float = 1.0
-    out_b_std: float = 0.1
-
     def __post_init__(self):
-        _checks.nonnegative_float("out_w_std", self.out_w_std)
-        _checks.nonnegative_float("out_b_std", self.out_b_std)
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            if check is not None:
+                object.__setattr__(self, field.name, check(field.name, getattr(self, field.name)))
 
     # -- interface for subclasses -------------------------------------------------
     def _init_hidden(self, rng_key, x):  # pragma: no cover - abstract

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
-from .base import Architecture
+from .base import Architecture, check_activation, hyperparameter, readout_b_std, readout_w_std
 from .layers import ACTIVATIONS, dense, init_dense
+from .registry import ArchitectureSpec, register_architecture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,24 +32,13 @@ class MLP(Architecture):
     Inputs are ``x: (n, in_dim)``; images must be flattened first.
     """
 
-    width: int = 512
-    depth: int = 1
-    activation: str = "relu"
-    w_std: float = 2**0.5
-    b_std: float = 0.1
-    out_w_std: float = 1.0
-    out_b_std: float = 0.1
-
-    def __init__(self, width: int, depth: int = 1, activation: str = "relu", w_std: float = 2**0.5,
-                 b_std: float = 0.1, out_w_std: float = 1.0, out_b_std: float = 0.1):
-        set_ = object.__setattr__
-        set_(self, "width", _checks.positive_int("width", width))
-        set_(self, "depth", _checks.positive_int("depth", depth))
-        set_(self, "activation", _checks.one_of("activation", activation, tuple(ACTIVATIONS)))
-        set_(self, "w_std", _checks.positive_float("w_std", w_std))
-        set_(self, "b_std", _checks.nonnegative_float("b_std", b_std))
-        set_(self, "out_w_std", _checks.positive_float("out_w_std", out_w_std))
-        set_(self, "out_b_std", _checks.nonnegative_float("out_b_std", out_b_std))
+    width: int = hyperparameter(_checks.positive_int)
+    depth: int = hyperparameter(_checks.positive_int, 1)
+    activation: str = hyperparameter(check_activation, "relu")
+    w_std: float = hyperparameter(_checks.positive_float, 2**0.5)
+    b_std: float = hyperparameter(_checks.nonnegative_float, 0.1)
+    out_w_std: float = readout_w_std()
+    out_b_std: float = readout_b_std()
 
     def check_inputs(self, x, name: str = "x"):
         shape = np.shape(x)
@@ -71,3 +62,49 @@ class MLP(Architecture):
         for layer in hidden:
             h = act(dense(layer, h, self.w_std, self.b_std))
         return h
+
+
+def nngp_kernel_parts(arch: MLP, x1, x2, expect):
+    """The NNGP recursion of an MLP (Lee et al. 2018, eq. 4; see :mod:`reprior.nngp`), without validation.
+
+    ``x1: (n1, in_dim)``, ``x2: (n2, in_dim)``; ``expect(k11, k22, k12)`` is the
+    dual activation :math:`\\mathbb E[\\phi(u)\\phi(v)]`.  Returns
+    ``(K(x1, x1) diagonal: (n1,), K(x2, x2) diagonal: (n2,), K(x1, x2): (n1, n2))``.
+    The ``L`` layers (``L - 1`` hidden maps and the readout) are one
+    ``lax.scan`` over their scales, and each step makes one call to the dual
+    activation on the diagonals and the cross terms together, so the
+    quadrature is compiled once whatever the depth.
+    """
+    n1, n2 = x1.shape[0], x2.shape[0]
+    scale = arch.w_std**2 / x1.shape[1]
+    var1 = scale * jnp.sum(x1**2, axis=1) + arch.b_std**2  # Sigma^1(x, x): (n1,)
+    var2 = scale * jnp.sum(x2**2, axis=1) + arch.b_std**2  # (n2,)
+    cross = scale * (x1 @ x2.T) + arch.b_std**2  # Sigma^1(x, x'): (n1, n2)
+    state = jnp.concatenate([var1, var2, cross.reshape(-1)])
+    left = jnp.concatenate([var1, var2, jnp.repeat(var1, n2)])  # variance of u per entry
+    right = jnp.concatenate([var1, var2, jnp.tile(var2, n1)])  # variance of v per entry
+    dtype = state.dtype
+    w_vars = jnp.asarray([arch.w_std**2] * (arch.depth - 1) + [arch.out_w_std**2], dtype)
+    b_vars = jnp.asarray([arch.b_std**2] * (arch.depth - 1) + [arch.out_b_std**2], dtype)
+
+    def layer(carry, scales):
+        state, left, right = carry
+        w_var, b_var = scales
+        state = w_var * expect(left, right, state) + b_var
+        variances = state[: n1 + n2]
+        left = jnp.concatenate([variances, jnp.repeat(variances[:n1], n2)])
+        right = jnp.concatenate([variances, jnp.tile(variances[n1:], n1)])
+        return (state, left, right), None
+
+    (state, _, _), _ = jax.lax.scan(layer, (state, left, right), (w_vars, b_vars))
+    return state[:n1], state[n1 : n1 + n2], state[n1 + n2 :].reshape(n1, n2)
+
+
+def _from_settings(settings: dict) -> MLP:
+    """The MLP of a sweep cell (NTK scales at their defaults)."""
+    return MLP(settings["width"], settings["depth"], settings["activation"])
+
+
+register_architecture(ArchitectureSpec(
+    name="mlp", cls=MLP, default_depth=1, from_settings=_from_settings, nngp_kernel_parts=nngp_kernel_parts,
+    image_inputs=False, help="fully connected; depth = hidden layers (default 1)"))

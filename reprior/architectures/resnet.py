@@ -12,10 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
-from .base import Architecture
+from .base import Architecture, check_activation, hyperparameter, readout_b_std, readout_w_std
 from .layers import ACTIVATIONS, conv, init_conv
+from .registry import ArchitectureSpec, register_architecture
 
 RESIDUAL_SCALINGS = ("uniform", "progressive")
+
+
+def _check_depth(name: str, depth) -> int:
+    is_int = isinstance(depth, numbers.Integral) and not isinstance(depth, bool)
+    if not (is_int and depth >= 8 and (depth - 2) % 6 == 0):
+        raise _checks.fail(name, "an integer 6k + 2 with k >= 1 (8, 14, 20, ...)", depth)
+    return int(depth)
+
+
+def _check_scaling(name: str, value) -> str:
+    return _checks.one_of(name, value, RESIDUAL_SCALINGS)
 
 
 class BlockSpec(NamedTuple):
@@ -90,30 +102,15 @@ class ResNet(Architecture):
     scaling keeps it O(1) there (see ``tests/test_resnet.py``).
     """
 
-    width: int = 16
-    depth: int = 8
-    activation: str = "relu"
-    w_std: float = 2**0.5
-    b_std: float = 0.1
-    out_w_std: float = 1.0
-    out_b_std: float = 0.1
-    residual_scaling: str = "uniform"
-    residual_c: float = 1.0
-
-    def __init__(self, width: int, depth: int = 8, activation: str = "relu", w_std: float = 2**0.5,
-                 b_std: float = 0.1, out_w_std: float = 1.0, out_b_std: float = 0.1,
-                 residual_scaling: str = "uniform", residual_c: float = 1.0):
-        set_ = object.__setattr__
-        set_(self, "width", _checks.positive_int("width", width))
-        set_(self, "depth", _check_depth(depth))
-        set_(self, "activation", _checks.one_of("activation", activation, tuple(ACTIVATIONS)))
-        set_(self, "w_std", _checks.positive_float("w_std", w_std))
-        set_(self, "b_std", _checks.nonnegative_float("b_std", b_std))
-        set_(self, "out_w_std", _checks.positive_float("out_w_std", out_w_std))
-        set_(self, "out_b_std", _checks.nonnegative_float("out_b_std", out_b_std))
-        scaling = _checks.one_of("residual_scaling", residual_scaling, RESIDUAL_SCALINGS)
-        set_(self, "residual_scaling", scaling)
-        set_(self, "residual_c", _checks.positive_float("residual_c", residual_c))
+    width: int = hyperparameter(_checks.positive_int)
+    depth: int = hyperparameter(_check_depth, 8)
+    activation: str = hyperparameter(check_activation, "relu")
+    w_std: float = hyperparameter(_checks.positive_float, 2**0.5)
+    b_std: float = hyperparameter(_checks.nonnegative_float, 0.1)
+    out_w_std: float = readout_w_std()
+    out_b_std: float = readout_b_std()
+    residual_scaling: str = hyperparameter(_check_scaling, "uniform")
+    residual_c: float = hyperparameter(_checks.positive_float, 1.0)
 
     # -- static structure -----------------------------------------------------------
     @property
@@ -181,16 +178,116 @@ class ResNet(Architecture):
         return spec.skip_scale * skip + spec.branch_scale * branch
 
 
-def _check_depth(depth) -> int:
-    is_int = isinstance(depth, numbers.Integral) and not isinstance(depth, bool)
-    if not (is_int and depth >= 8 and (depth - 2) % 6 == 0):
-        raise _checks.fail("depth", "an integer 6k + 2 with k >= 1 (8, 14, 20, ...)", depth)
-    return int(depth)
-
-
 def _init_block(rng_key, spec: BlockSpec) -> dict:
     k1, k2, k_sc = jax.random.split(rng_key, 3)
     block = {"conv1": init_conv(k1, spec.c_in, spec.c_out), "conv2": init_conv(k2, spec.c_out, spec.c_out)}
     if spec.has_shortcut:
         block["shortcut"] = init_conv(k_sc, spec.c_in, spec.c_out)
     return block
+
+
+# -- the NNGP limit: the convolutional recursion -------------------------------------------
+# Covariances of feature maps are tensors ``(..., H, W, H, W)``: entry
+# ``[..., i, j, k, l]`` is the covariance of one channel at pixel (i, j) of the
+# first input and pixel (k, l) of the second.  Leading axes are ``(n1,)`` for
+# an input with itself and ``(n1, n2)`` across inputs.  A network is followed
+# as a triple ``(S11, S22, S12)``: the self-covariances give the pixel variances
+# the dual activation needs.
+def _spatial_diag(cov) -> jax.Array:
+    """``(..., H, W, H, W) -> (..., H, W)``: the variance of every pixel."""
+    h, w = cov.shape[-2:]
+    flat = cov.reshape(cov.shape[:-4] + (h * w, h * w))
+    return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(cov.shape[:-4] + (h, w))
+
+
+def _same_padding(size: int, stride: int, window: int = 3) -> tuple[int, int, int]:
+    """Output size and (low, high) padding of a 'SAME' convolution, as in ``jax.lax``."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
+    """Covariance after a 3x3 'SAME' convolution in NTK parameterisation.
+
+    .. math::
+
+        \\Sigma'_{(i, j), (k, l)} = \\frac{\\sigma_w^2}{9} \\sum_{a, b = 0}^{2}
+            \\Sigma_{(s i + a - p,\\, s j + b - p), (s k + a - p,\\, s l + b - p)}
+            + \\sigma_b^2,
+
+    with stride ``s``, zero padding ``p`` (out-of-range terms vanish) and the
+    same offset ``(a, b)`` on both sides, since different taps have independent
+    weights (Novak et al. 2019; Garriga-Alonso et al. 2019).
+    """
+    h, w = cov.shape[-2:]
+    h_out, h_lo, h_hi = _same_padding(h, stride)
+    w_out, w_lo, w_hi = _same_padding(w, stride)
+    pads = [(0, 0)] * (cov.ndim - 4) + [(h_lo, h_hi), (w_lo, w_hi)] * 2
+    padded = jnp.pad(cov, pads)
+    rows = [slice(a, a + stride * (h_out - 1) + 1, stride) for a in range(3)]
+    cols = [slice(b, b + stride * (w_out - 1) + 1, stride) for b in range(3)]
+    total = sum(padded[..., r, c, r, c] for r in rows for c in cols)
+    return w_std**2 / 9 * total + b_std**2
+
+
+def _dual_triple(expect, s11, s22, s12):
+    """``E[phi(u) phi(v)]`` for the three covariance tensors, in one call to ``expect``."""
+    v1, v2 = _spatial_diag(s11), _spatial_diag(s22)  # (n1, H, W), (n2, H, W)
+    pairs = [
+        (v1[:, :, :, None, None], v1[:, None, None, :, :], s11),
+        (v2[:, :, :, None, None], v2[:, None, None, :, :], s22),
+        (v1[:, None, :, :, None, None], v2[None, :, None, None, :, :], s12),
+    ]
+    flat = [jnp.concatenate([jnp.broadcast_to(p[i], p[2].shape).reshape(-1) for p in pairs]) for i in range(3)]
+    out = expect(*flat)
+    sizes = np.cumsum([p[2].size for p in pairs])[:-1]
+    return tuple(part.reshape(p[2].shape) for part, p in zip(jnp.split(out, sizes), pairs, strict=True))
+
+
+def nngp_kernel_parts(arch: ResNet, x1, x2, expect):
+    """The NNGP recursion of :class:`~reprior.architectures.ResNet` (no validation).
+
+    Stem :math:`\\Sigma_0 = \\mathcal C(\\Sigma_x)` with
+    :math:`\\Sigma_x = x x'^\\top / C` per pixel pair and :math:`\\mathcal C` the
+    convolution map of :func:`_conv_cov`; block ``k``
+
+    .. math::
+
+        \\Sigma_k = \\alpha_k^2\\, S_k(\\Sigma_{k-1})
+            + \\beta_k^2\\, \\mathcal C\\big(\\mathcal D(\\mathcal C_s(\\mathcal D(\\Sigma_{k-1})))\\big),
+
+    where :math:`\\mathcal D` applies the dual activation entrywise, ``S_k`` is
+    the identity or the strided shortcut convolution :math:`\\mathcal C_s`
+    (skip and branch have independent weights, so they add in covariance); the
+    readout averages over both pixel grids,
+    :math:`K = \\sigma_{w,\\mathrm{out}}^2\\, \\overline{\\mathcal D(\\Sigma_K)}
+    + \\sigma_{b,\\mathrm{out}}^2`.
+    """
+    channels = x1.shape[-1]
+    state = (jnp.einsum("aijc,aklc->aijkl", x1, x1) / channels,
+             jnp.einsum("aijc,aklc->aijkl", x2, x2) / channels,
+             jnp.einsum("aijc,bklc->abijkl", x1, x2) / channels)
+
+    def conv(triple, stride):
+        return tuple(_conv_cov(c, stride, arch.w_std, arch.b_std) for c in triple)
+
+    state = conv(state, 1)
+    for spec in arch.block_specs():
+        branch = conv(_dual_triple(expect, *conv(_dual_triple(expect, *state), spec.stride)), 1)
+        skip = conv(state, spec.stride) if spec.has_shortcut else state
+        state = tuple(spec.skip_scale**2 * s + spec.branch_scale**2 * b for s, b in zip(skip, branch, strict=True))
+    d11, d22, d12 = _dual_triple(expect, *state)
+    readout = lambda d: arch.out_w_std**2 * jnp.mean(d, axis=(-4, -3, -2, -1)) + arch.out_b_std**2  # noqa: E731
+    return readout(d11), readout(d22), readout(d12)
+
+
+def _from_settings(settings: dict) -> ResNet:
+    """The ResNet of a sweep cell (NTK scales at their defaults)."""
+    return ResNet(settings["width"], settings["depth"], settings["activation"],
+                  residual_scaling=settings["residual_scaling"])
+
+
+register_architecture(ArchitectureSpec(
+    name="resnet", cls=ResNet, default_depth=8, from_settings=_from_settings, nngp_kernel_parts=nngp_kernel_parts,
+    image_inputs=True, settings=("residual_scaling",), help="wide ResNet on images; depth 6k + 2 (default 8)"))

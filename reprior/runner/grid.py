@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..choices import CHAIN_METHODS, DTYPES
+
 __all__ = [
     "AXES", "Cell", "ConfigError", "DEFAULTS", "KEY_LENGTH", "OPTIONS", "PARAMETERISATIONS", "cell_key",
     "estimate_grad_evals", "expand", "iterations", "load_config", "merge", "parse_shard", "select_shard",
@@ -57,11 +59,7 @@ hidden weights in repriorised coordinates and draws the readout exactly;
 Hron et al. (2022).
 """
 
-ARCHS = ("mlp", "resnet")
 KEEP = ("auto", "all", "readout", "none")
-DTYPES = ("float64", "float32")
-CHAIN_METHODS = ("sequential", "vectorized", "parallel")
-DEFAULT_DEPTH = {"mlp": 1, "resnet": 8}
 
 #: Grid axes, in expansion order (first = slowest).  Option name -> cell setting name.
 AXES = {
@@ -69,6 +67,30 @@ AXES = {
     "activations": "activation", "residual_scalings": "residual_scaling", "noise_std": "noise_std",
     "samplers": "sampler", "seeds": "seed", "widths": "width", "parameterisations": "parameterisation",
 }
+
+
+def __getattr__(name: str):
+    """``ARCHS`` (the registered architecture names) and ``DEFAULT_DEPTH`` (name -> default depth),
+    derived from :mod:`reprior.architectures.registry` when read, so that importing the grid stays
+    free of JAX and an architecture registered later is included."""
+    if name == "ARCHS":
+        return _architectures()[0]
+    if name == "DEFAULT_DEPTH":
+        names, get = _architectures()
+        return {arch: get(arch).default_depth for arch in names}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _architectures():
+    """``(registered names, get_architecture)``, imported on first use (the architectures import JAX)."""
+    from ..architectures.registry import architecture_names, get_architecture
+
+    return architecture_names(), get_architecture
+
+
+def architecture_spec(name: str):
+    """The :class:`~reprior.architectures.registry.ArchitectureSpec` registered as ``name``."""
+    return _architectures()[1](name)
 
 
 class ConfigError(ValueError):
@@ -85,8 +107,10 @@ class _Option:
 
 #: Every sweep option: name (as in the TOML file; the flag is ``--name-with-dashes``) -> spec.
 OPTIONS: dict[str, _Option] = {
-    "archs": _Option(["mlp"], "architectures: mlp, resnet", axis=True, aliases=("arch",)),
-    "depths": _Option(None, "MLP: hidden layers (default 1); ResNet: 6k+2 (default 8)", axis=True,
+    "archs": _Option(["mlp"], "architectures (reprior.architectures.architecture_names()): mlp, resnet, ...",
+                     axis=True, aliases=("arch",)),
+    "depths": _Option(None, "MLP: hidden layers (default 1); ResNet: 6k+2 (default 8); else the architecture's",
+                      axis=True,
                       aliases=("depth",)),
     "widths": _Option([64, 256, 1024], "hidden widths (ResNet: channels of the first group)", axis=True,
                       aliases=("width",)),
@@ -241,6 +265,21 @@ def _table(name, value) -> dict:
     return dict(value)
 
 
+def _check_depths(spec, depths) -> None:
+    """Each depth as the architecture's own ``depth`` field check accepts it (see
+    :func:`reprior.architectures.base.hyperparameter`); a ConfigError naming ``--depth`` otherwise."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(spec.cls)} if dataclasses.is_dataclass(spec.cls) else {}
+    check = fields["depth"].metadata.get("check") if "depth" in fields else None
+    for depth in depths if check is not None else ():
+        try:
+            check("depth", depth)
+        except ValueError as err:
+            expected = str(err).split("expected ", 1)[-1].rsplit(", received", 1)[0]
+            raise _bad("depth", f"{expected} for a {spec.cls.__name__}", depth) from None
+
+
 def validate(options: dict[str, Any], *, samplers=None, datasets=None, activations=None) -> dict[str, Any]:
     """Check and normalise merged options; raise :class:`ConfigError` naming the option.
 
@@ -270,20 +309,19 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         activations = tuple(ACTIVATIONS)
     o = dict(options)
     out = {name: o[name] for name in ("name", "description")}
-    out["archs"] = [_choice("arch", a, ARCHS) for a in _axis_values("arch", o["archs"])]
+    arch_names, get_arch = _architectures()
+    out["archs"] = [_choice("arch", a, arch_names) for a in _axis_values("arch", o["archs"])]
     out["widths"] = [_int("widths", w, 1) for w in _axis_values("widths", o["widths"])]
     out["activations"] = [_choice("activation", a, tuple(activations))
                           for a in _axis_values("activation", o["activations"])]
     out["residual_scalings"] = [_choice("residual_scaling", r, ("uniform", "progressive"))
                                 for r in _axis_values("residual_scaling", o["residual_scalings"])]
     if o["depths"] is None:
-        out["depths"] = {arch: [DEFAULT_DEPTH[arch]] for arch in out["archs"]}
+        out["depths"] = {arch: [get_arch(arch).default_depth] for arch in out["archs"]}
     else:
         depths = [_int("depth", d, 1) for d in _axis_values("depth", o["depths"])]
-        if "resnet" in out["archs"]:
-            for d in depths:
-                if d < 8 or (d - 2) % 6:
-                    raise _bad("depth", "6k + 2 with k >= 1 (8, 14, 20, ...) for a ResNet", d)
+        for arch in out["archs"]:
+            _check_depths(get_arch(arch), depths)
         out["depths"] = {arch: depths for arch in out["archs"]}
     out["datasets"] = [_choice("dataset", d, tuple(datasets)) for d in _axis_values("dataset", o["datasets"])]
     path = o["data_path"]
@@ -364,7 +402,7 @@ class Cell:
         """What the data depends on (cells sharing it share one loaded data set)."""
         s = self.settings
         return (s["dataset"], s["data_path"], json.dumps(s["dataset_options"], sort_keys=True), s["n_train"],
-                s["n_test"], s["data_seed"], s["arch"] == "resnet")
+                s["n_test"], s["data_seed"], architecture_spec(s["arch"]).image_inputs)
 
 
 def _settings(o: dict[str, Any], point: dict[str, Any], dtype: str) -> dict[str, Any]:
@@ -384,8 +422,8 @@ def _settings(o: dict[str, Any], point: dict[str, Any], dtype: str) -> dict[str,
         "thinning": o["thinning"], "seed": point["seed"], "chain_method": o["chain_method"],
         "keep": o["keep"], "num_projections": o["num_projections"], "dtype": dtype,
     }
-    if point["arch"] == "resnet":
-        settings["residual_scaling"] = point["residual_scaling"]
+    for name in architecture_spec(point["arch"]).settings:  # e.g. a ResNet's residual_scaling
+        settings[name] = point[name]
     return settings
 
 

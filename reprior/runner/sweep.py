@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint, interrupts
+from ..comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
 from . import grid as grid_mod
 from .store import CellBusy, CellStore, to_jsonable
 
@@ -40,9 +41,6 @@ CHECKPOINT_DIR = "checkpoint"
 KEEP_BUDGET_BYTES = 64 * 2**20
 """``keep="auto"``: the largest per-cell size of stored parameter draws."""
 
-#: Settings copied into every summary row (the report's settings columns first).
-SETTINGS_COLUMNS = ("arch", "depth", "width", "activation", "dataset", "n_train", "n_test", "noise_std",
-                    "parameterisation", "readout", "sampler", "seed", "num_chains", "num_warmup", "num_samples")
 _EXTRA_SETTINGS = ("residual_scaling", "data_seed", "thinning", "chain_method", "dtype", "num_projections")
 
 
@@ -80,16 +78,17 @@ def plan(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None =
 
 
 def load_cell_data(settings: dict[str, Any]):
-    """The :class:`reprior.data.Dataset` of a cell: flat inputs for an MLP, images for a ResNet."""
+    """The :class:`reprior.data.Dataset` of a cell: flat inputs, or images for an architecture on images."""
     from ..data import load_dataset
 
+    images = grid_mod.architecture_spec(settings["arch"]).image_inputs
     data = load_dataset(settings["dataset"], n_train=settings["n_train"], n_test=settings["n_test"],
                         seed=settings["data_seed"], path=settings["data_path"],
-                        flatten=settings["arch"] == "mlp" or None, **settings["dataset_options"])
-    if settings["arch"] == "resnet" and data.image_shape is None:
-        raise ValueError(f"arch resnet needs image inputs (n, H, W, C), but data set {settings['dataset']!r} "
-                         f"has inputs of shape {data.x_train.shape}; use an MLP, or digits, cifar10 or an "
-                         "image .npz")
+                        flatten=None if images else True, **settings["dataset_options"])
+    if images and data.image_shape is None:
+        raise ValueError(f"arch {settings['arch']} needs image inputs (n, H, W, C), but data set "
+                         f"{settings['dataset']!r} has inputs of shape {data.x_train.shape}; use an MLP, or digits, "
+                         "cifar10 or an image .npz")
     return data
 
 
@@ -104,15 +103,11 @@ def load_all_data(cells) -> dict:
 
 
 def build_bnn(settings: dict[str, Any]):
-    """The :class:`reprior.BNN` of a cell."""
-    from .. import BNN, MLP, ResNet
+    """The :class:`reprior.BNN` of a cell: its architecture built by the registered
+    :attr:`~reprior.architectures.registry.ArchitectureSpec.from_settings`."""
+    from .. import BNN
 
-    if settings["arch"] == "mlp":
-        arch = MLP(settings["width"], settings["depth"], settings["activation"])
-    else:
-        arch = ResNet(settings["width"], settings["depth"], settings["activation"],
-                      residual_scaling=settings["residual_scaling"])
-    return BNN(arch, settings["noise_std"])
+    return BNN(grid_mod.architecture_spec(settings["arch"]).from_settings(settings), settings["noise_std"])
 
 
 def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: int = KEEP_BUDGET_BYTES) -> str:

@@ -1,0 +1,5 @@
+"""``python -m reprior.sbc ...``: the same as ``reprior sbc ...``."""
+
+from . import main
+
+raise SystemExit(main())
