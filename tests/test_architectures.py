@@ -5,6 +5,7 @@ The ResNet has its own file, ``tests/test_resnet.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -189,3 +190,25 @@ def re_shape(shape) -> str:
 def test_init_rejects_bad_out_dim():
     with pytest.raises(ValueError, match=r"`out_dim`: expected a positive integer, received 0"):
         MLP(4).init(jax.random.key(0), np.zeros((2, 3)), 0)
+
+
+# -- dataclass fields, validated once in Architecture.__post_init__ --------------------------
+@pytest.mark.parametrize("cls, extra", [(MLP, {}), (reprior.ResNet, {"depth": 8})])
+def test_post_init_validates_every_constructor_path(cls, extra):
+    """Positional, keyword and dataclasses.replace all run the one validation, naming the argument."""
+    net = cls(4, **extra)
+    assert net.out_w_std == 1.0 and net.out_b_std == 0.1 and net.activation == "relu"  # the field defaults
+    with pytest.raises(ValueError, match=r"argument `width`: expected a positive integer, received 0"):
+        dataclasses.replace(net, width=0)
+    with pytest.raises(ValueError, match=r"argument `activation`: expected one of 'relu', .*, received 'swish'"):
+        cls(4, **extra, activation="swish")
+    # the readout scales have one rule for every architecture: sigma_w,out > 0, sigma_b,out >= 0
+    with pytest.raises(ValueError, match=r"argument `out_w_std`: expected a positive finite number, received 0.0"):
+        cls(4, **extra, out_w_std=0.0)
+    assert cls(4, **extra, out_b_std=0.0).out_b_std == 0.0
+
+
+def test_post_init_normalises_numbers():
+    net = MLP(np.int64(6), depth=np.int32(2), w_std=1)
+    assert type(net.width) is int and type(net.depth) is int and type(net.w_std) is float
+    assert net == MLP(6, depth=2, w_std=1.0) and hash(net) == hash(MLP(6, depth=2, w_std=1.0))
