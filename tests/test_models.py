@@ -15,10 +15,12 @@ import pytest
 from conftest import assert_tree_allclose, regression_data
 from numpyro import handlers
 from numpyro.infer.util import potential_energy
+from scipy.stats import multivariate_normal
 
 import reprior
 from reprior import repriorise as rp
 from reprior.models import FeatureMarginal, flatten_params, unflatten_params
+from reprior.nngp import nngp_kernel
 
 NOISE = 0.25
 
@@ -107,29 +109,47 @@ def test_deterministic_readout_sites_are_theta():
 
 @pytest.mark.parametrize("parameterisation", ["standard", "reprior"])
 def test_prior_predictive_draws_targets(parameterisation):
-    bnn, x, _, _ = problem(k=3)
-    with handlers.seed(rng_seed=1):
-        trace = handlers.trace(reprior.bnn_model).get_trace(bnn, x, None, out_dim=3,
-                                                            parameterisation=parameterisation)
-    assert trace["y"]["value"].shape == (6, 3)
-    assert not trace["y"]["is_observed"]
-    assert np.all(np.isfinite(trace["y"]["value"]))
+    """Prior predictive draws of ``y`` have covariance ``K_nngp + s^2 I`` (exact for one hidden layer).
+
+    For a depth-1 network the prior covariance of the outputs is, at any width,
+    the NNGP kernel ``reprior.nngp.nngp_kernel`` (an analytic arc-cosine expectation,
+    computed independently of the network's forward pass), and the repriorised
+    model has the same prior.  Each draw's first output is one independent
+    column; the standard error of each covariance entry is the empirical sd of
+    the products ``y_i y_j`` over draws (``y`` is a scale mixture, not
+    Gaussian), and every entry must lie within 5 of them.
+    """
+    from numpyro.infer import Predictive
+
+    num = 4000
+    bnn = reprior.BNN(reprior.MLP(7, depth=1, activation="relu"), noise_std=NOISE)
+    x, _ = regression_data(5, 3, 1, seed=4)
+    with jax.enable_x64(True):
+        draws = Predictive(reprior.bnn_model, num_samples=num)(
+            jax.random.key(1), bnn, jnp.asarray(x), None, out_dim=3, parameterisation=parameterisation)["y"]
+        expected = np.asarray(nngp_kernel(bnn.arch, jnp.asarray(x))) + NOISE**2 * np.eye(5)
+    assert draws.shape == (num, 5, 3)
+    cols = np.asarray(draws)[:, :, 0]
+    products = cols[:, :, None] * cols[:, None, :]
+    z = (products.mean(0) - expected) / (products.std(0) / np.sqrt(num))
+    assert np.abs(z).max() < 5, z
 
 
 def test_feature_marginal_sample_and_log_prob():
     """Columns of Y are i.i.d. N(0, psi psi^T + s^2 I): log_prob and the covariance of draws."""
     rng = np.random.default_rng(0)
-    psi = jnp.asarray(rng.standard_normal((4, 3)))
-    marginal = FeatureMarginal(psi, NOISE, 2)
-    assert marginal.event_shape == (4, 2) and marginal.batch_shape == ()
+    psi64 = rng.standard_normal((4, 3))
+    cov = psi64 @ psi64.T + NOISE**2 * np.eye(4)
     num = 20_000
     with jax.enable_x64(True):
+        marginal = FeatureMarginal(jnp.asarray(psi64), NOISE, 2)
+        assert marginal.event_shape == (4, 2) and marginal.batch_shape == ()
         draws = np.asarray(marginal.sample(jax.random.key(0), (num,)))
-        value = jnp.asarray(rng.standard_normal((4, 2)))
-        np.testing.assert_allclose(marginal.log_prob(value), rp.log_marginal_likelihood(psi, value, NOISE),
-                                   rtol=1e-12)
+        value = rng.standard_normal((4, 2))
+        # Independent closed form: each column of Y is N(0, psi psi^T + s^2 I) (SciPy's density).
+        expected = sum(multivariate_normal(np.zeros(4), cov).logpdf(value[:, j]) for j in range(2))
+        np.testing.assert_allclose(marginal.log_prob(jnp.asarray(value)), expected, rtol=1e-10)
     assert draws.shape == (num, 4, 2)
-    cov = np.asarray(psi @ psi.T) + NOISE**2 * np.eye(4)
     cols = draws.transpose(0, 2, 1).reshape(-1, 4)  # 2 num i.i.d. columns
     emp = cols.T @ cols / len(cols)
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / len(cols))
