@@ -18,6 +18,14 @@ readout exact (only the hidden weights are sampled):
    ``reprior.sample``; reports the ``nonfinite`` and ``divergences`` counts,
    the warning issued and whether the call returned, then pCNL with ``jitter``
    where the run had non-finite iterations.
+3. ``chains`` (default width 16384, n = 128, test points ``--chain-n-test``):
+   pCNL and elliptical slice chains through ``reprior.sample`` in float64 and
+   in float32 from the same seed.  Printed per sampler: the mean acceptance
+   (pCNL) or density evaluations per iteration (elliptical slice) in each
+   dtype, and the largest standardised difference between the two posterior
+   predictive means (the Rao-Blackwellised ``f_test_rb_mean``), ``|m32 -
+   m64| / sqrt(se32^2 + se64^2)`` with ArviZ's Monte Carlo standard errors;
+   values of a few units mean agreement within Monte Carlo error.
 
     python benchmarks/precision.py --json docs/results/precision_cpu_w16384.json
 """
@@ -25,6 +33,7 @@ readout exact (only the hidden weights are sampled):
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -156,6 +165,54 @@ def failures_part(args) -> list[dict]:
     return rows
 
 
+def _chain_run(bnn, data, sampler: str, dtype: str, args) -> dict:
+    """One run through ``reprior.sample``: acceptance, evaluations per iteration, predictive mean and its MCSE."""
+    import arviz as az
+    import numpy as np
+
+    import reprior
+
+    start = time.perf_counter()
+    idata = reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test, sampler=sampler, dtype=dtype,
+                           num_warmup=args.chain_warmup, num_samples=args.chain_samples, num_chains=2,
+                           thinning=args.chain_thinning, keep="none", progress_bar=False, seed=args.seed)
+    rb = idata.posterior_predictive[["f_test_rb_mean"]].astype(np.float64)
+    iterations = 2 * args.chain_samples * args.chain_thinning
+    return {"sampler": sampler, "dtype": dtype, "seconds": time.perf_counter() - start,
+            "accept_mean": float(np.mean(idata.sample_stats["accept_prob"])),
+            "evals_per_iteration": float(idata.attrs["logdensity_evals_sampling"]) / max(iterations, 1),
+            "nonfinite": int(idata.attrs["nonfinite"]), "failed": idata.attrs["failed"],
+            "rb_mean": rb["f_test_rb_mean"].mean(("chain", "draw")).values.ravel(),
+            "rb_mcse": az.mcse(rb, method="mean")["f_test_rb_mean"].values.ravel(),
+            "rb_ess_median": float(np.median(az.ess(rb, method="bulk")["f_test_rb_mean"].values))}
+
+
+def chains_part(args) -> list[dict]:
+    """float32 against float64 chains of pCNL and elliptical slice at ``--chain-width``."""
+    import numpy as np
+
+    import reprior
+    from reprior.data import load_dataset
+
+    data = load_dataset("digits", flatten=True, n_train=args.n, n_test=args.chain_n_test, seed=args.seed)
+    bnn = reprior.BNN(reprior.MLP(width=args.chain_width), noise_std=args.noise_std)
+    rows = []
+    for sampler in ("pcnl", "elliptical_slice"):
+        runs = {dtype: _chain_run(bnn, data, sampler, dtype, args) for dtype in ("float64", "float32")}
+        z = np.abs(runs["float32"]["rb_mean"] - runs["float64"]["rb_mean"]) / np.hypot(
+            runs["float32"]["rb_mcse"], runs["float64"]["rb_mcse"])
+        row = {"sampler": sampler, "width": args.chain_width, "n": args.n, "n_test": args.chain_n_test,
+               "warmup": args.chain_warmup, "samples": args.chain_samples, "thinning": args.chain_thinning,
+               "max_z_rb_mean": float(np.max(z)), "median_z_rb_mean": float(np.median(z)),
+               "max_abs_diff_rb_mean": float(np.max(np.abs(runs["float32"]["rb_mean"] - runs["float64"]["rb_mean"])))}
+        for dtype, run in runs.items():
+            for key in ("seconds", "accept_mean", "evals_per_iteration", "nonfinite", "failed", "rb_ess_median"):
+                row[f"{key}_{dtype}"] = run[key]
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = common.parser(__doc__.split("\n")[0])
     p.add_argument("--width", type=int, default=16384)
@@ -169,17 +226,26 @@ def main(argv=None) -> int:
     p.add_argument("--jitter", type=float, default=1e-4)
     p.add_argument("--skip-failures", action="store_true")
     p.add_argument("--skip-ratios", action="store_true")
+    p.add_argument("--chains", action="store_true", help="run the float32 against float64 chains (part 3; always with --quick)")
+    p.add_argument("--chain-width", type=int, default=16384)
+    p.add_argument("--chain-n-test", type=int, default=64)
+    p.add_argument("--chain-warmup", type=int, default=300)
+    p.add_argument("--chain-samples", type=int, default=300)
+    p.add_argument("--chain-thinning", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.n, args.pairs = 64, 32, 2
         args.failure_widths, args.failure_n, args.failure_iterations = [16], 64, 5
+        args.chain_width, args.chain_n_test, args.chain_warmup, args.chain_samples = 32, 8, 20, 20
     info = common.header()
     common.print_header(info, "float32 acceptance ratios and the failure policy")
     ratios = {} if args.skip_ratios else ratios_part(args)
     if ratios:
         _print_ratios(ratios)
     failures = [] if args.skip_failures else failures_part(args)
-    common.write_json("precision", {"header": info, "ratios": ratios, "failures": failures}, args.json)
+    chains = chains_part(args) if args.chains or args.quick else []
+    common.write_json("precision", {"header": info, "ratios": ratios, "failures": failures, "chains": chains},
+                      args.json)
     return 0
 
 

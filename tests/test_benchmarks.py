@@ -201,6 +201,14 @@ def test_precision(results):
         assert row["dtype"] == "float32" and isinstance(row["returned"], bool)
         if row["returned"]:
             assert row["nonfinite"] >= 0 and row["divergences"] >= 0 and isinstance(row["failed"], str)
+    chains = data["chains"]  # float32 against float64 chains, pCNL and elliptical slice, width 32
+    assert [(c["sampler"], c["width"]) for c in chains] == [("pcnl", 32), ("elliptical_slice", 32)]
+    for c in chains:
+        for dtype in ("float32", "float64"):
+            assert 0 <= c[f"accept_mean_{dtype}"] <= 1
+            evals = c[f"evals_per_iteration_{dtype}"]  # pCNL: one; elliptical slice: one plus its shrinks
+            assert evals == 1 if c["sampler"] == "pcnl" else evals > 1
+        assert 0 <= c["median_z_rb_mean"] <= c["max_z_rb_mean"] and c["max_abs_diff_rb_mean"] >= 0
 
 
 @pytest.mark.slow
