@@ -142,8 +142,18 @@ def test_attrs_dtypes_and_no_recompilation(name):
     attrs = idata.attrs
     for key in ("warmup_seconds", "sample_seconds", "compile_seconds"):
         assert isinstance(attrs[key], float) and attrs[key] > 0, key
-    grads = int(idata.sample_stats["num_steps"].sum() + idata.warmup_sample_stats["num_steps"].sum())
-    assert attrs["grad_evals"] == grads
+    # Gradient counts known from the settings, not summed from the arrays they are recorded from.
+    chains, warmup, draws = settings["num_chains"], settings["num_warmup"], settings["num_samples"]
+    if settings["sampler"] == "hmc":  # fixed num_steps: exactly HMC_STEPS leapfrog gradients per iteration
+        assert attrs["grad_evals_warmup"] == chains * warmup * HMC_STEPS
+        assert attrs["grad_evals_sampling"] == chains * draws * HMC_STEPS
+        assert attrs["grad_evals"] == chains * (warmup + draws) * HMC_STEPS
+    else:  # NUTS (max_tree_depth 10): between 1 and 2**10 - 1 leapfrog steps per iteration
+        assert chains * warmup <= attrs["grad_evals_warmup"] <= chains * warmup * (2**10 - 1)
+        assert chains * draws <= attrs["grad_evals_sampling"] <= chains * draws * (2**10 - 1)
+        assert attrs["grad_evals"] == attrs["grad_evals_warmup"] + attrs["grad_evals_sampling"]
+    # The density's gradient comes with its value: one log density per gradient (NumPyro's HMC and NUTS).
+    assert attrs["logdensity_evals"] == attrs["grad_evals"]
     # Every chain and chunk reuses the two compiled programs (warm-up and sampling).
     assert attrs["num_traces"] == 2
     assert attrs["dtype"] == settings["dtype"]
