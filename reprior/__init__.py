@@ -2,20 +2,57 @@
 
 Repriorisation (Hron et al., ICML 2022) changes the coordinates of the readout
 weights so that the posterior approaches the prior N(0, I) as width grows.
+
+The package loads lazily (PEP 562): ``import reprior`` is pure Python and
+fast, and JAX, NumPyro and the kernels load on the first use of a public name
+(``reprior.sample``, ``reprior.BNN``, ...) or a submodule (``reprior.nngp``).
+That first load runs with SIGINT and SIGTERM deferred (:mod:`reprior.interrupts`):
+a Ctrl-C that lands while XLA's native libraries load could otherwise crash
+the interpreter, so it is raised as :class:`~reprior.interrupts.Interrupted`
+(a ``KeyboardInterrupt``) once the imports are done.  The command line imports
+only this light layer before it installs its own handling, so an interrupt at
+any moment ends it with one line and exit status 130 (143 for SIGTERM).
 """
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from . import interrupts as _interrupts  # pure Python
 
 __version__ = "0.1.0"
 
-from . import interrupts as _interrupts  # noqa: E402  (pure Python: first, before JAX loads)
-
-# A Ctrl-C or SIGTERM that lands while JAX and XLA load can crash the interpreter
-# (a segmentation fault); deferred, it is raised once the imports are done.
-with _interrupts.deferred():
-    from . import samplers  # noqa: E402,F401  (registers the kernels)
-    from .architectures import MLP, ResNet  # noqa: E402
-    from .blas import blas_threads  # noqa: E402
-    from .bnn import BNN  # noqa: E402
-    from .models import bnn_model  # noqa: E402
-    from .sampling import sample  # noqa: E402
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "BNN": ".bnn",
+    "MLP": ".architectures",
+    "ResNet": ".architectures",
+    "blas_threads": ".blas",
+    "bnn_model": ".models",
+    "sample": ".sampling",
+}
 
 __all__ = ["BNN", "MLP", "blas_threads", "ResNet", "bnn_model", "sample", "__version__"]
+
+
+def _load(module: str):
+    """Import ``module`` (relative to the package) with the kernels registered, signals deferred."""
+    with _interrupts.deferred():
+        importlib.import_module(".samplers", __name__)  # registers the kernels
+        return importlib.import_module(module, __name__)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_load(_EXPORTS[name]), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = _load(f".{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

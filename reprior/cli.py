@@ -462,7 +462,10 @@ def main(argv=None) -> int:
     x64 = None
     try:
         with interrupts.terminate_as_interrupt():
-            import jax
+            with interrupts.deferred():  # XLA's native libraries load here: never interrupted halfway
+                import jax
+
+                from . import sampling  # noqa: F401  (NumPyro, ArviZ and the kernels)
 
             x64 = jax.config.jax_enable_x64
             args = build_parser().parse_args(_join_negative_values(argv))

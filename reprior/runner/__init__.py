@@ -9,7 +9,6 @@ The command line (:mod:`reprior.cli`) is a thin layer over these.
 """
 
 from .grid import Cell, ConfigError, cell_key, expand, load_config, merge, parse_shard, select_shard, validate
-from .store import CellStore
 
 __all__ = ["Cell", "CellStore", "ConfigError", "cell_key", "expand", "load_config", "merge", "parse_shard",
            "run_sweep", "select_shard", "validate"]
@@ -20,3 +19,13 @@ def run_sweep(*args, **kwargs):
     from .sweep import run_sweep as _run_sweep
 
     return _run_sweep(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    """:class:`~reprior.runner.store.CellStore` loads on first use (it pulls in NumPy), keeping the
+    command line's start light (:mod:`reprior.interrupts`)."""
+    if name == "CellStore":
+        from .store import CellStore
+
+        return CellStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import interrupts
-from .store import CellStore
 
 __all__ = ["EXECUTORS", "JOBS_FILE", "ExecutorSettings", "SubmitResult", "add_arguments", "make_executor",
            "read_jobs", "settings_from_args", "submit_sweep"]
@@ -188,6 +187,8 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
     ``local`` waits for every job (``settings.jobs`` at a time) and writes the
     report; ``slurm`` returns once the array is submitted, unless ``settings.wait``.
     """
+    from .store import CellStore  # NumPy: loaded when a cell runs, not when the command line starts
+
     store = CellStore(options["out"])
     result = SubmitResult()
     todo = []
