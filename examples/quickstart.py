@@ -15,8 +15,8 @@ prints an effective sample size (ESS) summary:
 
 Both runs use the same budget: 2 chains, 100 warm-up iterations and 100 draws
 each, NUTS trees capped at depth 5 (at most 31 gradient evaluations per
-iteration).  With these defaults the script takes about 90 s of CPU time, under
-two minutes on two CPU cores.  Run ``python examples/quickstart.py --help`` for
+iteration).  With these defaults the script takes about 150 s of CPU time (2.5
+minutes pinned to one CPU core, empty compilation cache).  Run ``python examples/quickstart.py --help`` for
 the settings; longer chains (``--num-samples 500``) give steadier ESS figures.
 """
 
