@@ -109,3 +109,10 @@ def matching_rows(names: tuple[str, str], a: np.ndarray, b: np.ndarray) -> None:
             f"{a.shape[0]} rows to match `{names[0]}` (shape {tuple(a.shape)})",
             f"array of shape {tuple(b.shape)}",
         )
+
+
+def is_concrete(value) -> bool:
+    """Whether ``value`` holds data (not a JAX tracer): data checks run only on concrete values."""
+    import jax  # here: the checks stay importable without JAX
+
+    return not isinstance(value, jax.core.Tracer)

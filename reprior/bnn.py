@@ -19,10 +19,6 @@ from .architectures import Architecture, readout_matrix, with_readout
 from .target import PARAMETERISATIONS
 
 
-def _is_concrete(value) -> bool:
-    return not isinstance(value, jax.core.Tracer)
-
-
 class BNN:
     """Bayesian neural network ``arch`` with Gaussian noise of std ``noise_std``.
 
@@ -47,7 +43,7 @@ class BNN:
         ``y`` may be ``(n,)`` or ``(n, k)``; returns ``(x, y)`` with ``y`` 2-D.
         """
         self.arch.check_inputs(x, "x")
-        if _is_concrete(x):
+        if _checks.is_concrete(x):
             _checks.finite_array("x", x)
         if y is None:
             return x, None
@@ -57,7 +53,7 @@ class BNN:
             raise _checks.fail("y", "targets of shape (n,) or (n, out_dim)", f"array of shape {jnp.shape(y)}")
         if jnp.shape(y)[0] != jnp.shape(x)[0]:
             raise _checks.fail("y", f"{jnp.shape(x)[0]} rows to match `x`", f"array of shape {jnp.shape(y)}")
-        if _is_concrete(y):
+        if _checks.is_concrete(y):
             _checks.finite_array("y", y)
         return x, y
 

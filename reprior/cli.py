@@ -22,7 +22,7 @@ import shlex
 import sys
 
 from . import __version__
-from .choices import CHAIN_METHODS, DTYPES
+from .choices import CHAIN_METHODS, DTYPES, default_dtype
 from .runner import grid
 from .runner.executors import key_value
 
@@ -276,17 +276,11 @@ def _cmd_status(args, argv) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _default_dtype() -> str:
-    import jax
-
-    return "float64" if jax.default_backend() == "cpu" else "float32"
-
-
 def _set_dtype(dtype: str | None) -> str:
     """Resolve ``dtype`` and switch JAX's x64 mode to match (the package's one global switch)."""
     import jax
 
-    dtype = dtype or _default_dtype()
+    dtype = dtype or default_dtype()
     jax.config.update("jax_enable_x64", dtype == "float64")
     return dtype
 

@@ -410,13 +410,9 @@ def _as_float(x) -> jax.Array:
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
-def _is_concrete(value) -> bool:
-    return not isinstance(value, jax.core.Tracer)
-
-
 def _check_input(arch: Architecture, x, name: str) -> None:
     arch.check_inputs(x, name)
-    if _is_concrete(x):
+    if _checks.is_concrete(x):
         _checks.finite_array(name, x)
 
 
@@ -442,14 +438,14 @@ def _check_targets(y, x):
         raise _checks.fail("y_train", "targets of shape (n,) or (n, k)", f"array of shape {shape}")
     if shape[0] != x.shape[0]:
         raise _checks.fail("y_train", f"{x.shape[0]} rows to match `x_train`", f"array of shape {shape}")
-    if _is_concrete(y):
+    if _checks.is_concrete(y):
         _checks.finite_array("y_train", y)
     y = _as_float(y)
     return y[:, None] if y.ndim == 1 else y
 
 
 def _check_noise(noise_std) -> None:
-    if not _is_concrete(noise_std):
+    if not _checks.is_concrete(noise_std):
         return
     if np.ndim(noise_std) != 0:
         raise _checks.fail("noise_std", "a positive finite number", noise_std)

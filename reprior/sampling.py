@@ -47,11 +47,7 @@ from .samplers.registry import check_options, get_kernel, kernel_names, make_ker
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
 KEEP = ("all", "readout", "none")
-from .choices import DTYPES  # noqa: E402  (one definition, shared with the runner and the CLI)
-
-
-def _default_dtype() -> str:
-    return "float64" if jax.default_backend() == "cpu" else "float32"
+from .choices import DTYPES, default_dtype  # noqa: E402  (one definition, shared with the runner and the CLI)
 
 
 def _validate(bnn, x, y, x_test, opts):
@@ -190,7 +186,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         _checks.positive_int("blas_threads", blas_threads)
     if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:
         raise _checks.fail("projection_seed", "an integer in [0, 2**32)", projection_seed)
-    dtype = dtype or _default_dtype()
+    dtype = dtype or default_dtype()
     with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
         return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _checks
 from .. import repriorise as rp
+from ..choices import default_dtype
 from ..architectures import MLP
 from ..architectures.layers import ACTIVATIONS
 from ..choices import DTYPES
@@ -147,7 +148,7 @@ def run_sbc(*, sampler: str = "elliptical_slice", parameterisation: str = "repri
                 num_bins=num_bins, level=level, seed=seed, batch_size=batch_size, dtype=dtype, form=form)
     _validate(opts)
     opts["sampler_options"] = dict(sampler_options or {})
-    opts["dtype"] = dtype or ("float64" if jax.default_backend() == "cpu" else "float32")
+    opts["dtype"] = dtype or default_dtype()
     opts["batch_size"] = min(batch_size, num_replications)
     with jax.enable_x64(opts["dtype"] == "float64"):
         ranks, draws, diagnostics, timings = _run(opts)
