@@ -37,14 +37,16 @@ __all__ = ["BNN", "MLP", "blas_threads", "ResNet", "bnn_model", "sample", "__ver
 
 
 def _load(module: str):
-    """Import ``module`` (relative to the package) with the kernels registered, signals deferred."""
+    """Import ``module`` (relative to the package) with signals deferred."""
     with _interrupts.deferred():
-        importlib.import_module(".samplers", __name__)  # registers the kernels
         return importlib.import_module(module, __name__)
 
 
 def __getattr__(name: str):
+    # ``from . import x`` inside the package asks here first for a submodule not yet imported:
+    # a submodule is imported as itself, nothing more (no import cycles).
     if name in _EXPORTS:
+        _load(".samplers")  # the kernels are registered before the first public name is used
         value = getattr(_load(_EXPORTS[name]), name)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         value = _load(f".{name}")
