@@ -88,3 +88,18 @@ def test_importing_reprior_does_not_import_arviz_or_matplotlib():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_package_and_the_command_line_load_lazily():
+    """``import reprior`` and ``import reprior.cli`` load neither NumPy nor JAX (a Ctrl-C at start-up is
+    then handled by the CLI, see docs/reliability.md); the first public name loads the library, kernels
+    registered, and ``reprior.sample`` is the function of ``reprior.sampling``."""
+    code = ("import sys, reprior, reprior.cli; heavy = [m for m in ('numpy', 'jax', 'numpyro', 'arviz') "
+            "if m in sys.modules]; sample = reprior.sample; import reprior.sampling as s, reprior.kernels as k; "
+            "print(heavy, sample is s.sample, 'pcnl' in k.kernel_names(), 'sample' in dir(reprior))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] True True True"
+    missing = subprocess.run([sys.executable, "-c", "import reprior; reprior.no_such_name"], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 1 and "AttributeError: module 'reprior' has no attribute 'no_such_name'" in missing.stderr
