@@ -125,21 +125,105 @@ def test_gaussian_target_is_invariant_x64(name, options, prior_std):
     assert min_ess > 100  # ESS (hence the tolerance) is reliable only if the chains mixed
 
 
-@pytest.mark.parametrize("name, target_accept", [("underdamped_hmc", 0.8), ("pcn", 0.25), ("pcnl", 0.6)])
-def test_step_size_adaptation_reaches_target_x64(name, target_accept):
-    """After warm-up the acceptance rate is near the target (the step size is then fixed).
+def _stationary_accept(name, target, step_size, num, seed):
+    """E[accept_prob] of one iteration at a fixed ``step_size`` with the chain at stationarity, computed in NumPy.
 
-    Loose band (0.15): dual averaging stops at a noisy average, and the
-    acceptance rate of a fixed step is itself estimated from correlated draws.
+    Independent of the kernels' code: z is an exact posterior draw, the
+    proposal is written out from the papers, and the acceptance probability is
+    the Metropolis ratio with full Gaussian densities.  pCN (Cotter et al.
+    2013): z' = a z + b xi, alpha = min(1, exp(Phi(z) - Phi(z'))).  pCNL: the
+    Metropolis-Hastings ratio of the proposal N(a z - (1 - a) grad Phi(z), b^2 I).
+    Underdamped HMC (one leapfrog step, the default): at stationarity (z, m) is
+    pi x N(0, I) and the partial refresh keeps it so, hence alpha =
+    min(1, exp(-Delta H)) with m ~ N(0, I).  Returns ``(mean, standard error)``
+    of ``num`` independent draws.
+    """
+    rng = np.random.default_rng(seed)
+    z = target.exact_draws(num, seed=seed + 1)
+    xi = rng.standard_normal(z.shape)
+    a_mat, y, var = target.a, target.y, target.noise_std**2
+    precision = np.linalg.inv(target.cov)
+
+    def phi(u):  # -log likelihood: the prior N(0, I) is the reference
+        return 0.5 * np.sum((y - u @ a_mat.T) ** 2, axis=-1) / var
+
+    def log_post(u):
+        d = u - target.mean
+        return -0.5 * np.einsum("ni,ij,nj->n", d, precision, d)
+
+    if name == "pcn":
+        a = np.sqrt(1 - step_size**2)
+        log_ratio = phi(z) - phi(a * z + step_size * xi)
+    elif name == "pcnl":
+        b = step_size
+        a, one_minus_a = np.sqrt(1 - b**2), b**2 / (1 + np.sqrt(1 - b**2))
+
+        def grad_phi(u):
+            return -(y - u @ a_mat.T) @ a_mat / var
+
+        def log_q(frm, to):
+            return -0.5 * np.sum((to - a * frm + one_minus_a * grad_phi(frm)) ** 2, axis=-1) / b**2
+
+        z_new = a * z - one_minus_a * grad_phi(z) + b * xi
+        log_ratio = log_post(z_new) + log_q(z_new, z) - log_post(z) - log_q(z, z_new)
+    else:  # underdamped_hmc, one velocity-Verlet step on U = -log_post
+        eps, m = step_size, xi
+
+        def grad_u(u):
+            return (u - target.mean) @ precision
+
+        m_half = m - 0.5 * eps * grad_u(z)
+        z_new = z + eps * m_half
+        m_new = m_half - 0.5 * eps * grad_u(z_new)
+        log_ratio = log_post(z_new) - log_post(z) - 0.5 * (np.sum(m_new**2, -1) - np.sum(m**2, -1))
+    alpha = np.minimum(1.0, np.exp(log_ratio))
+    return alpha.mean(), alpha.std() / np.sqrt(num)
+
+
+@pytest.mark.parametrize("name, num_chains, num_samples", [
+    # persistent momentum (refresh 0.01): accept_prob has an autocorrelation time of about 50
+    # iterations, so underdamped HMC needs 16 x 5000 draws for an ESS over 1000; pCN(L) have an ESS of about 1 per draw
+    ("underdamped_hmc", 16, 5000), ("pcn", 4, 2000), ("pcnl", 4, 2000)])
+def test_step_size_adaptation_reaches_target_x64(name, num_chains, num_samples):
+    """After warm-up the step size is frozen, and the chains accept as a kernel with that step must.
+
+    Two checks that are exact for the frozen step:
+
+    (a) every sampling-phase iteration of a chain uses the same step size;
+    (b) the sampling-phase acceptance probabilities of a chain are then a
+        stationary series whose mean is the stationary acceptance of the
+        kernel at that step, computed independently in NumPy from exact
+        posterior draws (:func:`_stationary_accept`, 200000 draws per chain).
+        The chains' mean of ``accept_prob - expected`` is within 4 standard
+        errors of 0, the standard error combining ArviZ's MCSE of that series
+        (its own ESS) and the standard error of the independent estimates.
+
+    The target acceptance itself is not asserted: dual averaging freezes the
+    step at its averaged iterate, which carries a bias of its own that no
+    Monte Carlo error bounds (here the independent acceptance at the frozen
+    steps is off the target by 0.01 to 0.04 on average over the chains, and by
+    up to 0.1 for a single chain).
     """
     with jax.enable_x64(True):
         target = LinearGaussian(dim=10, num_data=20, noise_std=0.5)
         kernel = make_kernel(name, target.potential_fn, {})
-        _, stats = _run(kernel, get_kernel(name).stats_fn, target.exact_draws(4, seed=2), num_warmup=1000,
-                        num_samples=2000)
-    assert abs(np.mean(stats["accept_prob"]) - target_accept) < 0.15
+        _, stats = _run(kernel, get_kernel(name).stats_fn, target.exact_draws(num_chains, seed=2),
+                        num_warmup=1000, num_samples=num_samples)
     step = stats["step_size"]
-    assert np.all(step == step[:, :1])  # frozen after warm-up
+    assert np.all(step == step[:, :1])  # (a) frozen after warm-up
+    frozen = step[:, 0]
+    expected = [_stationary_accept(name, target, float(eps), 100_000, seed=10 + c) for c, eps in enumerate(frozen)]
+    mean_expected = np.mean([e for e, _ in expected])
+    se_expected = np.sqrt(np.sum([se**2 for _, se in expected])) / len(expected)
+    residual = stats["accept_prob"] - np.array([e for e, _ in expected])[:, None]
+    ess = float(az.ess(residual, method="mean"))
+    mcse = float(az.mcse(residual, method="mean"))
+    se = np.hypot(mcse, se_expected)
+    measured = np.mean(stats["accept_prob"])
+    assert ess > 100  # the MCSE is reliable only if the series mixed
+    assert abs(measured - mean_expected) < 4 * se, (
+        f"{name}: acceptance {measured:.4f} at the frozen steps {frozen}, expected {mean_expected:.4f} "
+        f"(se {se:.4f}, ESS {ess:.0f})")
 
 
 def test_pcnl_acceptance_is_the_metropolis_hastings_ratio_x64():
@@ -356,24 +440,61 @@ def tiny_problem():
     return reprior.BNN(reprior.MLP(width=4), noise_std=0.3), x, y
 
 
+#: (gradient, log-density) evaluations per iteration known from the defaults (the kernels' docstrings):
+#: underdamped HMC ``num_steps`` = 1 velocity-Verlet step (1 gradient, with its value); pCN 1 value, no
+#: gradient; pCNL 1 value-and-gradient at the proposal.  Elliptical slice (0, 1 + num_shrinks) and the
+#: MCLMC pair (a one-shot tuner) are handled separately.
+FIXED_COSTS = {"underdamped_hmc": (1, 1), "pcn": (0, 1), "pcnl": (1, 1)}
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("parameterisation", ["standard", "reprior"])
 def test_reprior_sample_returns_sane_inference_data(tiny_problem, name, parameterisation):
+    """Shapes, finiteness, and cost counts asserted from the settings, not from the arrays they are summed from."""
     bnn, x, y = tiny_problem
+    num_warmup, num_samples, num_chains = 30, 20, 2
     idata = reprior.sample(bnn, x, y, x_test=x[:2], parameterisation=parameterisation, sampler=name,
-                           num_warmup=30, num_samples=20, num_chains=2, chain_method="vectorized",
-                           progress_bar=False)
-    stats = idata.sample_stats
+                           num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                           chain_method="vectorized", progress_bar=False)
+    stats, warm = idata.sample_stats, idata.warmup_sample_stats
     for field in ("num_grad_evals", "num_logdensity_evals", "accept_prob", "diverging", "lp"):
-        assert stats[field].shape == (2, 20), field
+        assert stats[field].shape == (num_chains, num_samples), field
+        assert warm[field].shape == (num_chains, num_warmup), field
     assert np.all(np.isfinite(idata.posterior_predictive["f_test"]))
     assert np.all(np.isfinite(stats["lp"]))
-    assert idata.posterior["readout_W"].shape == (2, 20, 4, 1)
+    assert idata.posterior["readout_W"].shape == (num_chains, num_samples, 4, 1)
+    attrs = idata.attrs
+    iterations = num_chains * (num_warmup + num_samples)
     grads, evals = stats["num_grad_evals"].values, stats["num_logdensity_evals"].values
-    assert np.all(evals >= 1)
-    assert idata.attrs["grad_evals"] == np.sum(grads) + int(idata.warmup_sample_stats["num_grad_evals"].sum())
-    expected_grads = {"underdamped_hmc": 1, "pcn": 0, "pcnl": 1, "elliptical_slice": 0, "mclmc": 2}.get(name)
-    if expected_grads is not None:  # adjusted MCLMC takes a random number of steps
-        assert np.all(grads == expected_grads)
-    if name in ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice"):  # no one-shot tuner
-        assert idata.attrs["grad_evals"] == 50 * 2 * expected_grads
+    warm_grads, warm_evals = warm["num_grad_evals"].values, warm["num_logdensity_evals"].values
+    if name in FIXED_COSTS:
+        g, e = FIXED_COSTS[name]
+        for array, per_iteration in ((grads, g), (warm_grads, g), (evals, e), (warm_evals, e)):
+            assert np.all(array == per_iteration)
+        assert attrs["grad_evals_sampling"] == num_chains * num_samples * g
+        assert attrs["grad_evals"] == iterations * g
+        assert attrs["logdensity_evals"] == iterations * e
+    elif name == "elliptical_slice":
+        assert np.all(grads == 0) and np.all(warm_grads == 0) and attrs["grad_evals"] == 0
+        np.testing.assert_array_equal(evals, 1 + stats["num_shrinks"].values)
+        np.testing.assert_array_equal(warm_evals, 1 + warm["num_shrinks"].values)
+        assert attrs["logdensity_evals"] == iterations + int(stats["num_shrinks"].sum() + warm["num_shrinks"].sum())
+    else:
+        # 2 gradients per isokinetic McLachlan step (reprior/samplers/mclmc.py): unadjusted MCLMC takes one
+        # step per iteration, the adjusted kernel a random number it reports
+        per_step = 2
+        adjusted = name == "adjusted_mclmc"
+        steps = stats["num_integration_steps"].values if adjusted else np.ones_like(grads)
+        warm_steps = warm["num_integration_steps"].values if adjusted else np.ones_like(warm_grads)
+        np.testing.assert_array_equal(grads, per_step * steps)
+        np.testing.assert_array_equal(warm_grads[:, 1:], per_step * warm_steps[:, 1:])
+        np.testing.assert_array_equal(evals, grads)
+        assert attrs["grad_evals_sampling"] == per_step * int(steps.sum())
+        tuning = warm_grads[:, 0] - per_step * warm_steps[:, 0]
+        assert np.all(tuning > 0) and np.all(tuning % per_step == 0)  # whole tuner steps, in iteration 0
+        if name == "mclmc":  # BlackJAX's unadjusted tuner runs a fixed number of steps for a given budget
+            assert tuning[0] == tuning[1]
+        # the only consistency check left: the tuner's cost has no independent value here (it is counted
+        # on the host in test_tuning_cost_is_counted_in_the_first_iteration), so the total is compared
+        # with the per-iteration counts it is summed from
+        assert attrs["grad_evals"] == attrs["grad_evals_sampling"] + int(warm_grads.sum())
