@@ -45,8 +45,7 @@ def _load(module: str):
 def __getattr__(name: str):
     # ``from . import x`` inside the package asks here first for a submodule not yet imported:
     # a submodule is imported as itself, nothing more (no import cycles).
-    if name in _EXPORTS:
-        _load(".samplers")  # the kernels are registered before the first public name is used
+    if name in _EXPORTS:  # (reprior.sampling imports reprior.samplers, which registers the kernels)
         value = getattr(_load(_EXPORTS[name]), name)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         value = _load(f".{name}")

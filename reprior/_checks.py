@@ -14,8 +14,10 @@ import numpy as np
 
 
 def fail(name: str, expected: str, received) -> ValueError:
-    """Build the one error message format used throughout reprior."""
-    return ValueError(f"argument `{name}`: expected {expected}, received {received!r}")
+    """Build the one error message format used throughout reprior; ``.expected`` keeps what was expected."""
+    error = ValueError(f"argument `{name}`: expected {expected}, received {received!r}")
+    error.expected = expected
+    return error
 
 
 def _describe(value) -> str:

@@ -77,9 +77,6 @@ def _shard(text: str) -> tuple[int, int]:
                                          f"received {text!r}") from None
 
 
-_key_value = key_value  # KEY=VALUE flags: one parser, shared with the executor flags
-
-
 # ---------------------------------------------------------------------------
 # The parser
 # ---------------------------------------------------------------------------
@@ -151,9 +148,9 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="a TOML sweep file (see docs/cli.md)")
     for flags, dest, kwargs in _SWEEP_FLAGS:
         p.add_argument(*flags, dest=dest, default=None, **(_arch_flag(kwargs) if dest == "archs" else kwargs))
-    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=_key_value, default=None,
+    p.add_argument("--dataset-option", dest="dataset_options", action="append", type=key_value, default=None,
                    metavar="KEY=VALUE", help="loader option, repeatable (e.g. target_columns='[\"y\"]')")
-    p.add_argument("--sampler-option", dest="sampler_options", action="append", type=_key_value, default=None,
+    p.add_argument("--sampler-option", dest="sampler_options", action="append", type=key_value, default=None,
                    metavar="KEY=VALUE", help="sampler setting, repeatable (e.g. max_tree_depth=8)")
     p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
     p.add_argument("--dry-run", action="store_true", help="list the cells (and which are finished); run nothing")
@@ -197,7 +194,7 @@ def add_sbc_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registered kernel (nuts, hmc, underdamped_hmc, pcn, pcnl, elliptical_slice)")
     parser.add_argument("--parameterisation", default="reprior", choices=PARAMETERISATIONS)
     parser.add_argument("--readout", default="exact", choices=READOUTS)
-    parser.add_argument("--sampler-option", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+    parser.add_argument("--sampler-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",
                         help="kernel setting, repeatable (e.g. target_accept_prob=0.9)")
     parser.add_argument("--num-replications", type=int, default=200)
     parser.add_argument("--num-draws", type=int, default=19, help="kept draws L per replication")

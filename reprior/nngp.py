@@ -64,7 +64,6 @@ from jax.scipy.linalg import cho_factor, cho_solve
 from . import _checks
 from .architectures import ACTIVATIONS, Architecture
 from .architectures.registry import architecture_names, get_architecture, spec_of
-from .architectures.resnet import _conv_cov, _dual_triple, _same_padding, _spatial_diag  # noqa: F401
 
 METHODS = ("auto", "closed_form", "quadrature")
 CLOSED_FORMS = ("relu", "erf")
@@ -288,11 +287,6 @@ def _registered_kernel_parts(arch: Architecture, x1, x2, method: str, quadrature
     dual activation of ``arch.activation`` computed by ``method`` (no validation)."""
     expect = functools.partial(_expectation, arch.activation, method=method, quadrature_nodes=quadrature_nodes)
     return spec_of(arch).nngp_kernel_parts(arch, x1, x2, expect)
-
-
-# The recursions of the built-in architectures, under their former names here.
-_mlp_kernel_parts = _registered_kernel_parts
-_resnet_kernel_parts = _registered_kernel_parts
 
 
 # -- posterior -----------------------------------------------------------------------

@@ -38,7 +38,8 @@ from . import blas as _blas
 from . import repriorise as rp
 from .architectures import readout_matrix
 from .bnn import BNN
-from .driver import CHAIN_METHODS, run_chains
+from .choices import CHAIN_METHODS, DTYPES, default_dtype
+from .driver import run_chains
 from .health import MAX_BAD_FRACTION, MIN_ACCEPT
 from .models import flatten_params
 from .progress import progress_display
@@ -47,7 +48,6 @@ from .samplers.registry import check_options, get_kernel, kernel_names, make_ker
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
 KEEP = ("all", "readout", "none")
-from .choices import DTYPES, default_dtype  # noqa: E402  (one definition, shared with the runner and the CLI)
 
 
 def _validate(bnn, x, y, x_test, opts):

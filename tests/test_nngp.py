@@ -11,6 +11,7 @@ from scipy import integrate
 
 from reprior import nngp
 from reprior.architectures import ACTIVATIONS, MLP, Architecture, ResNet
+from reprior.architectures import resnet
 from reprior.architectures.layers import conv
 
 ACTS = tuple(ACTIVATIONS)
@@ -176,7 +177,7 @@ def test_kernel_symmetric_psd_consistent_x64(activation):
         k = np.asarray(nngp.nngp_kernel(arch, x))
         # (x2, x1) swaps the roles of u and v in the quadrature.
         diag2, diag1, k21 = (np.asarray(a) for a in
-                             nngp._mlp_kernel_parts(arch, x[5:], x[:5], method, nngp.QUADRATURE_NODES))
+                             nngp._registered_kernel_parts(arch, x[5:], x[:5], method, nngp.QUADRATURE_NODES))
     assert k.shape == (8, 8) and k21.shape == (3, 5)
     np.testing.assert_array_equal(k, k.T)
     assert np.linalg.eigvalsh(k).min() > -1e-12 * np.abs(k).max()
@@ -305,7 +306,7 @@ def test_conv_covariance_is_exact_x64():
     """A 'SAME' conv is linear in its parameters, so its output covariance is J J^T exactly.
 
     Cases: stride 1, and stride 2 with an even (asymmetric padding) and an odd size."""
-    cov_fn = jax.jit(nngp._conv_cov, static_argnums=(1, 2, 3))
+    cov_fn = jax.jit(resnet._conv_cov, static_argnums=(1, 2, 3))
     for size, stride in [((4, 4), 1), ((6, 5), 2)]:
         h_out, w_out = (-(-d // stride) for d in size)
         with jax.enable_x64(True):

@@ -276,8 +276,7 @@ def _check_depths(spec, depths) -> None:
         try:
             check("depth", depth)
         except ValueError as err:
-            expected = str(err).split("expected ", 1)[-1].rsplit(", received", 1)[0]
-            raise _bad("depth", f"{expected} for a {spec.cls.__name__}", depth) from None
+            raise _bad("depth", f"{getattr(err, 'expected', err)} for a {spec.cls.__name__}", depth) from None
 
 
 def validate(options: dict[str, Any], *, samplers=None, datasets=None, activations=None) -> dict[str, Any]:
