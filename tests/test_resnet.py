@@ -137,6 +137,25 @@ def np_conv(layer, x, w_std, b_std, stride=1):
     return out * w_std / math.sqrt(kh * kw * c_in) + b_std * np.asarray(layer["b"], np.float64)
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 6), (1, 1), (2, 5)])
+def test_conv_matches_xla_convolution_and_numpy(kernel, stride, height, width):
+    """The im2col convolution equals XLA's own 'SAME' convolution and the loop reference."""
+    from reprior.architectures.layers import conv
+
+    rng = np.random.default_rng(height * 100 + width * 10 + stride + kernel)
+    x = rng.standard_normal((2, height, width, 3))
+    layer = {"W": rng.standard_normal((kernel, kernel, 3, 4)), "b": rng.standard_normal(4)}
+    with jax.enable_x64(True):
+        got = np.asarray(conv(jax.tree_util.tree_map(jnp.asarray, layer), jnp.asarray(x), 1.3, 0.2, stride))
+        xla = jax.lax.conv_general_dilated(jnp.asarray(x), jnp.asarray(layer["W"]), (stride, stride), "SAME",
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        xla = np.asarray(xla) * 1.3 / math.sqrt(kernel * kernel * 3) + 0.2 * layer["b"]
+    np.testing.assert_allclose(got, xla, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, np_conv(layer, x, 1.3, 0.2, stride), rtol=1e-12, atol=1e-12)
+
+
 def np_resnet_features(net, hidden, x, act):
     """The wide ResNet spelled out block by block, in float64."""
     per_group = (net.depth - 2) // 6
