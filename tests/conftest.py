@@ -70,6 +70,76 @@ def assert_tree_allclose(a, b, *, rtol, atol=0.0):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
+def importance_sampling_predictive(bnn, x, y, x_test, *, num_draws: int = 20_000, seed: int = 2024):
+    """Exact posterior predictive moments of f at ``x_test`` (one output) by importance sampling from the prior.
+
+    The collapsed posterior of the hidden weights is prior x marginal likelihood, so with prior
+    draws :math:`h_i` the self-normalised weights are :math:`w_i \\propto p(Y | h_i)`, and given
+    :math:`h_i` the predictive of f is Gaussian: with :math:`K = \\Psi\\Psi^T`,
+    :math:`Y \\sim N(0, K + s^2 I)`, mean :math:`K_*^T (K + s^2 I)^{-1} Y` and variance
+    :math:`\\mathrm{diag}(K_{**} - K_*^T (K + s^2 I)^{-1} K_*)`.  JAX computes only the features
+    (matrix products); the linear algebra is NumPy's batched routines, independent of
+    ``reprior.repriorise`` (the code under test), and not XLA's batched CPU factorisations (a vmap of
+    20 000 of them once stopped, all threads idle, inside a long pytest run).
+
+    Returns the mean and sd of f, their standard errors (delta method) and the effective
+    sample size :math:`1 / \\sum w_i^2`.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64).reshape(len(x), -1)
+    with jax.enable_x64(True):
+        xj, xt = jnp.asarray(x), jnp.asarray(x_test, jnp.float64)
+
+        def features(key):
+            params = bnn.init(key, xj, 1)
+            return bnn.features(params, xj), bnn.features(params, xt)
+
+        keys = jax.random.split(jax.random.key(seed), num_draws)
+        psi, psi_test = (np.asarray(a) for a in jax.jit(jax.vmap(features))(keys))
+    gram = psi @ psi.transpose(0, 2, 1) + bnn.noise_std**2 * np.eye(len(x))
+    cross = psi @ psi_test.transpose(0, 2, 1)  # (draws, n, m)
+    y0 = y[:, 0]
+    alpha = np.linalg.solve(gram, np.broadcast_to(y0, (num_draws, len(x)))[..., None])[..., 0]
+    log_lik = -0.5 * (np.einsum("dn,n->d", alpha, y0) + np.linalg.slogdet(gram)[1] + len(x) * np.log(2 * np.pi))
+    m = np.einsum("dnm,dn->dm", cross, alpha)
+    v = np.sum(psi_test**2, axis=2) - np.einsum("dnm,dnm->dm", cross, np.linalg.solve(gram, cross))
+    w = np.exp(log_lik - log_lik.max())
+    w /= w.sum()
+    mean = w @ m
+    second = w @ (v + m**2)
+    sd = np.sqrt(second - mean**2)
+    mean_se = np.sqrt(w**2 @ (m - mean) ** 2)
+    sd_influence = ((v + m**2 - second) - 2 * mean * (m - mean)) / (2 * sd)
+    sd_se = np.sqrt(w**2 @ sd_influence**2)
+    return {"mean": mean, "sd": sd, "mean_se": mean_se, "sd_se": sd_se, "ess": 1 / np.sum(w**2)}
+
+
+def predictive_moments(idata, var: str = "f_test"):
+    """Mean and sd over draws of ``var`` (output 0), their Monte Carlo standard errors, bulk ESS and R-hat (ArviZ)."""
+    import arviz as az
+
+    f = idata.posterior_predictive[[var]].sel(output=0).astype(np.float64)
+    return {
+        "mean": f[var].mean(("chain", "draw")).values,
+        "sd": f[var].std(("chain", "draw")).values,
+        "mean_se": az.mcse(f, method="mean")[var].values,
+        "sd_se": az.mcse(f, method="sd")[var].values,
+        "ess": az.ess(f, method="bulk")[var].values,
+        "rhat": az.rhat(f)[var].values,
+    }
+
+
+def assert_predictives_agree(a, b, label, *, teeth: float = 0.2):
+    """|a - b| < 4 sqrt(se_a^2 + se_b^2) for the mean and the sd at each test point.
+
+    The test has teeth: the tolerance must be below ``teeth`` times ``b``'s posterior sd.
+    """
+    for stat in ("mean", "sd"):
+        tol = 4 * np.sqrt(a[f"{stat}_se"] ** 2 + b[f"{stat}_se"] ** 2)
+        assert np.all(tol < teeth * b["sd"]), (label, stat, tol, b["sd"])
+        diff = np.abs(a[stat] - b[stat])
+        assert np.all(diff < tol), f"{label} {stat}: |diff| {diff} >= tolerance {tol}"
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded NumPy generator per test."""

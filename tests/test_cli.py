@@ -265,6 +265,7 @@ def test_every_loader_samples(capsys, tmp_path, name):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a CLI sweep, resumed, then reported: about 40 s
 def test_sweep_resume_and_report(capsys, tmp_path):
     pytest.importorskip("reprior.report")
     out_dir = tmp_path / "out"

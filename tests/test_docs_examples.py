@@ -41,6 +41,7 @@ def page_results(tmp_path_factory):
     return run_in_fresh_interpreters(jobs, tmp_path_factory.mktemp("docs"))
 
 
+@pytest.mark.e2e  # every page's code in fresh interpreters: about a minute
 @pytest.mark.parametrize("page", PAGES)
 def test_doc_page_code_runs(page, page_results):
     assert python_blocks(page), f"{page} has no python code block"
@@ -70,6 +71,7 @@ def test_relative_links_resolve(page):
             assert anchor in slugs, (page, target, anchor, sorted(slugs))
 
 
+@pytest.mark.e2e  # shares the pages' run
 def test_quickstart_example_runs_with_tiny_settings(page_results):
     """examples/quickstart.py end to end, shrunk by its own arguments (the README's two-minute taste)."""
     result = page_results[EXAMPLE]

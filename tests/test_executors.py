@@ -48,6 +48,7 @@ def posterior(out, key):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # a process per cell: about 15 s
 def test_local_executor_runs_each_cell_in_its_own_process(tmp_path, capsys):
     out = tmp_path / "local"
     assert sweep(out, "--widths", "2", "3", "--executor", "local", "--jobs", "2") == 0

@@ -160,6 +160,7 @@ def test_write_report_rejects_non_rows(tmp_path):
 
 
 # -- the docs page --------------------------------------------------------------------------------
+@pytest.mark.e2e  # the report page's sweep: about 10 s
 def test_docs_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
     assert blocks

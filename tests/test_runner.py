@@ -312,6 +312,7 @@ def _wait_for_cells(proc, out: Path, num: int, timeout: float = 600.0) -> dict:
     pytest.fail("no cell finished in time")
 
 
+@pytest.mark.e2e  # a sweep process interrupted and killed: about 25 s
 def test_resume_after_ctrl_c_and_kill(tmp_path):
     out = tmp_path / "sweep"
     # 1. Ctrl-C after the first finished cell: exit 130, finished cells whole, nothing half-written trusted

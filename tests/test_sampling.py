@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import regression_data
+from conftest import assert_predictives_agree, importance_sampling_predictive, predictive_moments, regression_data
 
 import reprior
 from reprior import repriorise as rp
@@ -217,69 +217,14 @@ def idata_var(name, group, var):
 
 @functools.lru_cache(maxsize=None)
 def importance_sampling_reference(num_draws=20_000):
-    """Exact posterior predictive moments of f at X_TEST by importance sampling from the prior.
-
-    The collapsed posterior of the hidden weights is prior x marginal likelihood
-    (``reprior.repriorise``), so with prior draws h_i the self-normalised weights
-    are w_i ~ p(Y | h_i), and given h_i the predictive is Gaussian (mean m_i,
-    variance v_i).  Returns the mean and sd of f and their standard errors
-    (delta method), and the effective sample size 1 / sum w_i^2.
-    """
+    """The exact predictive moments at X_TEST (conftest.importance_sampling_predictive)."""
     x, y = data(RUNS["standard-nuts-seq"])
-    with jax.enable_x64(True):
-        xj, xt = jnp.asarray(x), jnp.asarray(X_TEST)
-
-        def features(key):  # matrix products only: the linear algebra below is NumPy's
-            params = BNN.init(key, xj, 1)
-            return BNN.features(params, xj), BNN.features(params, xt)
-
-        keys = jax.random.split(jax.random.key(2024), num_draws)
-        psi, psi_test = (np.asarray(a) for a in jax.jit(jax.vmap(features))(keys))
-    # Given the hidden weights, Y ~ N(0, K + s^2 I) with K = psi psi^T (one output), and f at the
-    # test points is Gaussian with mean K_*^T (K + s^2 I)^{-1} Y and variance
-    # diag(K_** - K_*^T (K + s^2 I)^{-1} K_*).  Written with NumPy's batched linear algebra, not with
-    # reprior.repriorise (the code under test), and not as XLA's batched CPU factorisations (a vmap of
-    # 20 000 of them once stopped, all threads idle, inside a long pytest run).
-    gram = psi @ psi.transpose(0, 2, 1) + NOISE**2 * np.eye(len(x))
-    cross = psi @ psi_test.transpose(0, 2, 1)  # (draws, n, m)
-    y0 = y[:, 0]
-    alpha = np.linalg.solve(gram, np.broadcast_to(y0, (num_draws, len(x)))[..., None])[..., 0]
-    log_lik = -0.5 * (np.einsum("dn,n->d", alpha, y0) + np.linalg.slogdet(gram)[1] + len(x) * np.log(2 * np.pi))
-    m = np.einsum("dnm,dn->dm", cross, alpha)
-    v = np.sum(psi_test**2, axis=2) - np.einsum("dnm,dnm->dm", cross, np.linalg.solve(gram, cross))
-    w = np.exp(log_lik - log_lik.max())
-    w /= w.sum()
-    mean = w @ m
-    second = w @ (v + m**2)
-    sd = np.sqrt(second - mean**2)
-    mean_se = np.sqrt(w**2 @ (m - mean) ** 2)
-    sd_influence = ((v + m**2 - second) - 2 * mean * (m - mean)) / (2 * sd)
-    sd_se = np.sqrt(w**2 @ sd_influence**2)
-    return {"mean": mean, "sd": sd, "mean_se": mean_se, "sd_se": sd_se, "ess": 1 / np.sum(w**2)}
+    return importance_sampling_predictive(BNN, x, y, X_TEST, num_draws=num_draws)
 
 
 def mcmc_moments(name):
     """Mean and sd of f_test over draws, and their Monte Carlo standard errors (ArviZ, from ESS)."""
-    idata = run(name)[0]
-    f = idata.posterior_predictive[["f_test"]].sel(output=0).astype(np.float64)
-    return {
-        "mean": f["f_test"].mean(("chain", "draw")).values,
-        "sd": f["f_test"].std(("chain", "draw")).values,
-        "mean_se": az.mcse(f, method="mean")["f_test"].values,
-        "sd_se": az.mcse(f, method="sd")["f_test"].values,
-        "ess": az.ess(f, method="bulk")["f_test"].values,
-        "rhat": az.rhat(f)["f_test"].values,
-    }
-
-
-def assert_agree(a, b, label):
-    """|a - b| < 4 sqrt(se_a^2 + se_b^2) for the mean and the sd at each test point."""
-    for stat in ("mean", "sd"):
-        tol = 4 * np.sqrt(a[f"{stat}_se"] ** 2 + b[f"{stat}_se"] ** 2)
-        # The test has teeth: the tolerance is a small fraction of the posterior spread.
-        assert np.all(tol < 0.2 * b["sd"]), (label, stat, tol, b["sd"])
-        diff = np.abs(a[stat] - b[stat])
-        assert np.all(diff < tol), f"{label} {stat}: |diff| {diff} >= tolerance {tol}"
+    return predictive_moments(run(name)[0])
 
 
 def test_mcmc_runs_have_mixed():
@@ -293,12 +238,12 @@ def test_mcmc_runs_have_mixed():
 
 
 def test_standard_and_repriorised_nuts_agree():
-    assert_agree(mcmc_moments("exact-nuts-seq"), mcmc_moments("standard-nuts-seq"), "reprior vs standard")
+    assert_predictives_agree(mcmc_moments("exact-nuts-seq"), mcmc_moments("standard-nuts-seq"), "reprior vs standard")
 
 
 @pytest.mark.parametrize("name", ["standard-nuts-seq", "exact-nuts-seq"])
 def test_nuts_agrees_with_the_exact_reference(name):
-    assert_agree(mcmc_moments(name), importance_sampling_reference(), f"{name} vs importance sampling")
+    assert_predictives_agree(mcmc_moments(name), importance_sampling_reference(), f"{name} vs importance sampling")
 
 
 def test_rao_blackwellised_predictive_agrees_with_the_reference():
@@ -337,14 +282,12 @@ def test_mclmc_baselines_agree_with_nuts_and_the_exact_reference(name):
     the tolerance here (a few percent of the posterior sd).
     """
     idata = mclmc_run(name)
-    f = idata.posterior_predictive[["f_test"]].sel(output=0).astype(np.float64)
-    moments = {"mean": f["f_test"].mean(("chain", "draw")).values, "sd": f["f_test"].std(("chain", "draw")).values,
-               "mean_se": az.mcse(f, method="mean")["f_test"].values, "sd_se": az.mcse(f, method="sd")["f_test"].values}
-    assert np.all(az.rhat(f)["f_test"].values < 1.05)
-    assert np.all(az.ess(f, method="bulk")["f_test"].values > 200)
+    moments = predictive_moments(idata)
+    assert np.all(moments["rhat"] < 1.05)
+    assert np.all(moments["ess"] > 200)
     assert idata.attrs["failed"] == ""
-    assert_agree(moments, importance_sampling_reference(), f"{name} vs importance sampling")
-    assert_agree(moments, mcmc_moments("standard-nuts-seq"), f"{name} vs standard NUTS")
+    assert_predictives_agree(moments, importance_sampling_reference(), f"{name} vs importance sampling")
+    assert_predictives_agree(moments, mcmc_moments("standard-nuts-seq"), f"{name} vs standard NUTS")
 
 
 def test_failed_factorisations_are_counted_and_warned_never_a_crash():
