@@ -24,7 +24,8 @@ import pytest
 from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision", "accelerator")  # run with --quick
+BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision", "accelerator",
+              "loop_conv")  # run with --quick
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -41,13 +42,16 @@ def close(a, b, rel=1e-9):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """``{name: (error or None, output, json)}`` of every benchmark run with ``--quick``."""
+def results(request, tmp_path_factory):
+    """``{name: (error or None, output, json)}`` of every benchmark run with ``--quick``: those whose
+    ``test_<name>`` is selected (``-k loop_conv`` runs one script, not all)."""
     tmp = tmp_path_factory.mktemp("benchmarks")
     fake = tmp / "fake_mixing.json"
     fake.write_text(json.dumps(FAKE_MIXING))
+    selected = {item.name for item in request.session.items}
+    names = [name for name in BENCHMARKS if f"test_{name}" in selected]
     jobs = {}
-    for name in BENCHMARKS:
+    for name in names:
         script = ROOT / "benchmarks" / f"{name}.py"
         argv = [str(script), "--quick", "--json", str(tmp / f"{name}.json")]
         if name == "ideal":
@@ -57,7 +61,7 @@ def results(tmp_path_factory):
     runs = run_in_fresh_interpreters(jobs, tmp, sys_path=[ROOT / "benchmarks"],
                                      env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     out = {"elapsed": time.perf_counter() - start}  # the test's own clock: a bound on every timing the scripts report
-    for name in BENCHMARKS:
+    for name in names:
         path = tmp / f"{name}.json"
         out[name] = (runs[name]["error"], runs[name]["stdout"], json.loads(path.read_text()) if path.exists() else None)
     return out
@@ -259,6 +263,40 @@ def test_accelerator(results):
         assert close(r["ess_per_grad"] * r["steps_per_draw"] * 20, r["ess_median_pred_points"])  # 20 draws
     single, double = (np.asarray(r["pred_mean"]) for r in nuts)
     assert close(data["pred_mean_max_abs_diff_f32_f64"], float(np.max(np.abs(single - double))))
+
+
+@pytest.mark.slow
+def test_loop_conv(results):
+    """XLA's convolution against im2col in a ResNet gradient: both timed in every loop form, same numbers."""
+    data = check_run(results, "loop_conv")
+    assert "XLA_FLAGS" in data["header"]["env"] and "OMP_NUM_THREADS" in data["header"]["env"]
+    assert data["cpu_affinity"] and all(isinstance(c, int) for c in data["cpu_affinity"])
+    (r,) = data["rows"]  # --quick: width 2, depth 8, 4 digits, loops of 2 iterations, one timing round
+    assert (r["width"], r["depth"], r["n"], r["steps"], r["dtype"]) == (2, 8, 4, 2, "float64")
+    # The flat dimension the density runs on (the readout is exact): the 3x3 convolutions of a width-2
+    # depth-8 ResNet on 8x8x1 digits, a stem and three groups of one block with a shortcut (2, 4, 8 channels).
+    convs = [(1, 2), (2, 2), (2, 2), (2, 2), (2, 4), (4, 4), (2, 4), (4, 8), (8, 8), (4, 8)]
+    assert r["dim"] == sum(9 * c_in * c_out + c_out for c_in, c_out in convs)
+    variants = ("direct", "scan", "unrolled", "pcnl_scan")
+    for conv in ("xla", "im2col"):
+        for variant in variants:
+            key = f"{conv}_{variant}"
+            iterations, times = r[f"{key}_iterations_per_call"], r[f"{key}_times_s"]
+            assert iterations == (1 if variant == "direct" else 2)
+            assert len(times) == 1 and all(0 < t < results["elapsed"] for t in times)
+            ms = r[f"{key}_ms"]
+            assert math.isfinite(ms) and ms > 0
+            assert close(ms, 1e3 * float(np.median(times)) / iterations)  # per iteration, from the timings
+    for variant in variants:  # ratios of the figures reported, not of fresh timings
+        assert close(r[f"speedup_{variant}"], r[f"xla_{variant}_ms"] / r[f"im2col_{variant}_ms"])
+    for conv in ("xla", "im2col"):
+        assert close(r[f"{conv}_scan_over_direct"], r[f"{conv}_scan_ms"] / r[f"{conv}_direct_ms"])
+    # The two convolutions are one function: float64 agreement of the log likelihood and its gradient.
+    assert math.isfinite(r["loglik_xla"]) and math.isfinite(r["loglik_im2col"])
+    assert close(r["loglik_rel_diff"], abs(r["loglik_xla"] - r["loglik_im2col"]) / abs(r["loglik_xla"]))
+    assert r["loglik_rel_diff"] < 1e-12 and 0 <= r["grad_rel_diff"] < 1e-12
+    assert r["bitwise_equal"] == (r["loglik_rel_diff"] == 0 == r["grad_rel_diff"])
+    assert "grad rel diff" in results["loop_conv"][1]
 
 
 def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):

@@ -51,7 +51,9 @@ def test_resnet_predictive_agrees_with_the_exact_reference(parameterisation):
 
     Mean and sd of f at the test images within 4 combined standard errors (ArviZ MCSE
     from the chains' ESS; delta-method standard errors of the importance sampler),
-    a tolerance below 0.2 posterior sd (asserted), after checking that the chains mixed.
+    a tolerance below 0.2 posterior sd for the mean and 0.3 for the sd (asserted: the sd's
+    standard error is about 0.06 sd here, from the ESS of the squared deviations), after
+    checking that the chains mixed.
     """
     bnn, x, y, x_test = problem()
     idata = reprior.sample(bnn, x, y, x_test=x_test, parameterisation=parameterisation, sampler="nuts",
@@ -62,4 +64,5 @@ def test_resnet_predictive_agrees_with_the_exact_reference(parameterisation):
     assert int(idata.sample_stats["diverging"].sum()) == 0
     reference = importance_sampling_predictive(bnn, x, y, x_test)
     assert reference["ess"] > 2000
-    assert_predictives_agree(moments, reference, f"ResNet {parameterisation} NUTS vs importance sampling")
+    assert_predictives_agree(moments, reference, f"ResNet {parameterisation} NUTS vs importance sampling",
+                             sd_teeth=0.3)
