@@ -58,8 +58,8 @@ def convolution(name: str):
 
 
 def programs(width: int, depth: int, n: int, steps: int, seed: int):
-    """``({variant: (fn, args, iterations per call)}, (value_and_grad, flat))`` for the current
-    convolution: the timed programs, and the log likelihood with its gradient at the point they start from."""
+    """``{variant: (fn, args, iterations per call)}``: the timed programs of the current convolution;
+    ``direct`` is the log likelihood's ``value_and_grad`` at the point they all start from."""
     import importlib
 
     import jax
@@ -70,7 +70,7 @@ def programs(width: int, depth: int, n: int, steps: int, seed: int):
     from reprior.samplers.base import Density
     from reprior.target import build_target
 
-    pcn = importlib.import_module("reprior.samplers.pcn")
+    pcn = importlib.import_module("reprior.samplers.pcn")  # the module: reprior.samplers.pcn is also a function
     data = load_dataset("digits", n_train=n, n_test=1, seed=seed, flatten=False)
     bnn = reprior.BNN(reprior.ResNet(width, depth=depth), 0.1)
     target = build_target(bnn, jnp.asarray(data.x_train), jnp.asarray(data.y_train))
@@ -97,7 +97,7 @@ def programs(width: int, depth: int, n: int, steps: int, seed: int):
         "scan": (lambda x: loop(x, 1), (flat,), steps),
         "unrolled": (lambda x: loop(x, steps), (flat,), steps),
         "pcnl_scan": (pcnl_scan, (jax.random.key(seed), state), steps),
-    }, (value_and_grad, flat)
+    }
 
 
 def main(argv=None):
@@ -126,13 +126,13 @@ def main(argv=None):
             fns, call_args, per_call, values = {}, {}, {}, {}
             for conv in ("xla", "im2col"):
                 with convolution(conv):
-                    variants, (value_and_grad, flat) = programs(width, args.depth, args.n, args.steps, args.seed)
-                    value, grad = jax.jit(value_and_grad)(flat)
-                    values[conv] = (float(value), np.asarray(grad))
-                    for variant, (fn, fn_args, iterations) in variants.items():
+                    for variant, (fn, fn_args, iterations) in programs(width, args.depth, args.n, args.steps,
+                                                                       args.seed).items():
                         key = f"{conv}/{variant}"
                         fns[key] = common.compile_fn(fn, *fn_args)[0]
                         call_args[key], per_call[key] = fn_args, iterations
+                value, grad = fns[f"{conv}/direct"](*call_args[f"{conv}/direct"])  # the compiled direct call
+                values[conv] = (float(value), np.asarray(grad))
             timings = common.time_interleaved(fns, call_args, rounds=args.rounds, max_seconds=30.0)
             (v_xla, g_xla), (v_im2col, g_im2col) = values["xla"], values["im2col"]
             row = {"width": width, "depth": args.depth, "n": args.n, "dtype": args.dtype, "steps": args.steps,
