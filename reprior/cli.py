@@ -126,6 +126,22 @@ _SWEEP_FLAGS = [
     (("--num-projections",), "num_projections", dict(type=_nonnegative_int, metavar="N",
                                                      help="random projections of theta and phi (default: 10)")),
     (("--dtype",), "dtype", dict(choices=DTYPES, help="default: float64 on CPU, float32 on accelerators")),
+    (("--reference",), "reference", dict(metavar="auto|off|PATH",
+                                         help="reference posteriors for the cost-to-accuracy verdict: built on "
+                                              "demand (auto, default), none (off), or read from PATH")),
+    (("--reference-samplers",), "reference_samplers", dict(nargs="+", metavar="NAME",
+                                                           help="kernels of the reference chains (default: nuts "
+                                                                "pcnl)")),
+    (("--reference-num-chains",), "reference_num_chains", dict(type=_positive_int, metavar="N",
+                                                               help="chains per reference kernel (default: 4)")),
+    (("--reference-num-warmup",), "reference_num_warmup", dict(type=_nonnegative_int, metavar="N",
+                                                               help="reference warm-up per chain (default: 500)")),
+    (("--reference-num-samples",), "reference_num_samples", dict(type=_positive_int, metavar="N",
+                                                                 help="reference draws per chain (default: 2000)")),
+    (("--reference-thinning",), "reference_thinning", dict(type=_positive_int, metavar="N",
+                                                           help="iterations per reference draw (default: 1)")),
+    (("--b2-threshold",), "b2_threshold", dict(type=_probability, metavar="T",
+                                               help="accuracy threshold of the verdict, in (0, 1) (default: 0.01)")),
     (("--out",), "out", dict(metavar="DIR", help="output directory (default: runs/<config name> or runs/sweep)")),
     (("--report",), "report", dict(action=argparse.BooleanOptionalAction,
                                    help="write the report at the end (default: yes)")),
@@ -140,11 +156,8 @@ def _arch_flag(kwargs: dict) -> dict:
     return dict(kwargs, choices=names, help=f"architectures: {', '.join(names)} (default: mlp)")
 
 
-def _add_sweep(subparsers) -> None:
-    p = subparsers.add_parser(
-        "sweep", help="run a grid of sampling runs (resumable, shardable)",
-        description="Run every cell of a grid of reprior.sample runs; finished cells are skipped, so "
-                    "rerunning resumes. Flags override the config file, which overrides the defaults.")
+def _add_grid_arguments(p) -> None:
+    """The flags that define a grid (shared by ``sweep`` and ``reference``)."""
     p.add_argument("--config", metavar="FILE.toml", help="a TOML sweep file (see docs/cli.md)")
     for flags, dest, kwargs in _SWEEP_FLAGS:
         p.add_argument(*flags, dest=dest, default=None, **(_arch_flag(kwargs) if dest == "archs" else kwargs))
@@ -153,6 +166,47 @@ def _add_sweep(subparsers) -> None:
     p.add_argument("--sampler-option", dest="sampler_options", action="append", type=key_value, default=None,
                    metavar="KEY=VALUE", help="sampler setting, repeatable (e.g. max_tree_depth=8)")
     p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
+
+
+def _add_reference(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reference", help="build the certified reference posteriors of a sweep ahead of it",
+        description="Build (or load) the reference posterior of every setting of a sweep's grid under "
+                    "OUT/references (one per data, architecture, width, noise and dtype), with the same "
+                    "config file and flags as `reprior sweep`. Exit status 2 if one cannot be certified.")
+    _add_grid_arguments(p)
+    p.add_argument("--yes", action="store_true", help="use the built-in default grid without a config file")
+    p.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_reference)
+
+
+def _cmd_reference(args, argv) -> int:
+    from . import interrupts, preflight
+    from .runner import references, sweep
+
+    with interrupts.deferred():
+        options = _sweep_options(args)
+        _refuse_default_grid(args)
+        if options["reference"] == "off":
+            raise _UserError("reference (--reference): expected auto or a path, received 'off': nothing to build")
+        dtype = _set_dtype(options["dtype"])
+        _, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
+        datasets = preflight.check_sweep(options, cells)
+        outcomes = references.build_references(options, cells, datasets, console=sweep._console())
+    failed = {rid: o for rid, o in outcomes.items() if not o["certified"]}
+    print(f"{len(outcomes) - len(failed)} of {len(outcomes)} references certified under "
+          f"{os.path.join(options['out'], references.REFERENCES_DIR)}")
+    if failed:
+        return _error("; ".join(f"reference {rid} ({o['setting']}): {o['failure']}" for rid, o in failed.items()))
+    return 0
+
+
+def _add_sweep(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run a grid of sampling runs (resumable, shardable)",
+        description="Run every cell of a grid of reprior.sample runs; finished cells are skipped, so "
+                    "rerunning resumes. Flags override the config file, which overrides the defaults.")
+    _add_grid_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="list the cells (and which are finished); run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
     p.add_argument("--yes", action="store_true",
@@ -246,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_sweep(subparsers)
     _add_report(subparsers)
+    _add_reference(subparsers)
     _add_datasets(subparsers)
     _add_sbc(subparsers)
     _add_status(subparsers)

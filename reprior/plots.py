@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter, FuncFormatter
 
-from . import comparison
+from . import _checks, comparison
 from . import diagnostics as dg
 from . import health
 from ._files import atomic_write
@@ -331,3 +331,73 @@ def plot_width_lines(lines: list[dict], path, *, ylabel: str, logy: bool = True,
         _empty(ax)
     _finish(ax, ylabel=ylabel, logy=logy)
     return _save(fig, path)
+
+
+# -- cost to accuracy ----------------------------------------------------------------------
+#: Axis label of each cost column of an error curve (:data:`reprior.accuracy.CURVE_COLUMNS`).
+COST_LABELS = {"grads": "gradient evaluations (warm-up included)", "seconds": "seconds (warm-up included)",
+               "evals": "log-density evaluations"}
+
+
+def _check_curves(curves, cost: str) -> None:
+    """Each curve a dict with a ``label`` and a ``curve`` holding ``cost``, ``b2_mean`` and ``b2_second``."""
+    wanted = (cost, "b2_mean", "b2_second")
+    if not isinstance(curves, (list, tuple)):
+        raise _checks.fail("curves", "a list of {'label', 'curve'} dicts", type(curves).__name__)
+    for i, item in enumerate(curves):
+        if not isinstance(item, dict) or "label" not in item or not isinstance(item.get("curve"), dict):
+            raise _checks.fail(f"curves[{i}]", "a dict with 'label' and 'curve' (a dict of arrays)", item)
+        missing = [name for name in wanted if name not in item["curve"]]
+        if missing:
+            raise _checks.fail(f"curves[{i}]['curve']", f"columns {', '.join(wanted)}", sorted(item["curve"]))
+
+
+def b2_figure(curves: list[dict], *, cost: str = "grads", threshold: float = 0.01, title: str = "") -> Figure:
+    """The figure of :func:`plot_b2_vs_cost`, not saved: one line per curve that has a finite
+    positive point, then the dashed threshold line (log-log axes)."""
+    _checks.one_of("cost", cost, tuple(COST_LABELS))
+    threshold = _checks.probability("threshold", threshold)
+    _check_curves(curves, cost)
+    fig, axes = _new_figure(1, width=5.6, height=3.8)
+    ax = axes[0]
+    drawn = False
+    for item in curves:
+        data = item["curve"]
+        x = np.asarray(data[cost], dtype=float)
+        y = np.maximum(np.asarray(data["b2_mean"], dtype=float), np.asarray(data["b2_second"], dtype=float))
+        ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+        if ok.any():
+            ax.plot(x[ok], y[ok], label=str(item["label"]), linewidth=1.4)
+            drawn = True
+    if not drawn:
+        _empty(ax, "no finite error curve")
+    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"b\u00b2 = {threshold:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(COST_LABELS[cost])
+    ax.set_ylabel("b\u00b2 (max of mean and second moment)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_b2_vs_cost(curves: list[dict], path, *, cost: str = "grads", threshold: float = 0.01,
+                    title: str = "") -> Path:
+    """Error against cost: :math:`\\max(b^2_{\\mathrm{mean}}, b^2_{\\mathrm{second}})` of each run
+    against its cumulative cost, log-log, with the threshold dashed (see :mod:`reprior.accuracy`).
+
+    Args:
+        curves: one dict per line, ``{"label": str, "curve": {column: (S,) array}}``, the curve
+            holding the columns of :data:`reprior.accuracy.CURVE_COLUMNS` (at least ``cost``,
+            ``b2_mean`` and ``b2_second``); non-finite and non-positive points are left out.
+        path: the PNG to write.
+        cost: the x axis: ``"grads"`` (gradient evaluations), ``"evals"`` (log-density
+            evaluations) or ``"seconds"``, each warm-up included.
+        threshold: the ``b^2`` threshold in (0, 1), drawn dashed.
+        title: the axes' title.
+
+    Returns:
+        ``path``.
+    """
+    return _save(b2_figure(curves, cost=cost, threshold=threshold, title=title), path)

@@ -42,7 +42,23 @@ def check_sweep(options: dict, cells) -> dict:
     check_chain_method(options)
     datasets = load_all_data(cells)
     check_memory(cells, datasets)
+    check_references(options, cells, datasets)
     return datasets
+
+
+def check_references(options: dict, cells, datasets) -> None:
+    """``reference = PATH``: every cell with test inputs has a certified reference of its setting there
+    (ValueError naming ``reference`` otherwise: missing, corrupt or built for other inputs)."""
+    path = options.get("reference", "off")
+    if path in ("auto", "off"):
+        return
+    from .runner.references import cell_reference_id, reference_file
+    from .runner.sweep import build_bnn
+
+    for cell in cells:
+        data = datasets[cell.data_settings()]
+        if data.n_test:
+            reference_file(path, cell_reference_id(cell.settings, build_bnn(cell.settings), data))
 
 
 # -- paths -------------------------------------------------------------------------------

@@ -80,3 +80,39 @@ def test_trace_without_any_projection_fails_clearly(tmp_path):
 def test_group_title():
     key = ("mlp", 2, "relu", "digits", 128, 64, 0.1, "nuts", 4, 500, 500)
     assert plots.group_title(key) == "mlp depth 2, relu, digits, n=128, nuts, 4x500"
+
+
+def _curves(num):
+    cost = np.geomspace(1e2, 1e5, 40)
+    return [{"label": f"run {i}", "curve": {"grads": cost, "evals": cost, "seconds": cost / 1e3,
+                                            "b2_mean": (i + 1) * 10 / cost, "b2_second": (i + 1) * 5 / cost}}
+            for i in range(num)]
+
+
+def test_b2_vs_cost_writes_png(tmp_path):
+    path = tmp_path / "sub" / "b2.png"
+    assert plots.plot_b2_vs_cost(_curves(3), path, cost="seconds", threshold=0.01, title="width 8") == path
+    _assert_png(path)
+
+
+def test_b2_figure_one_line_per_curve_and_the_threshold():
+    fig = plots.b2_figure(_curves(3), cost="grads", threshold=0.02)
+    [ax] = fig.axes
+    lines = ax.get_lines()
+    assert len(lines) == 3 + 1
+    assert [line.get_label() for line in lines[:3]] == ["run 0", "run 1", "run 2"]
+    np.testing.assert_allclose(lines[1].get_ydata(), 20 / np.geomspace(1e2, 1e5, 40))  # max(b2_mean, b2_second)
+    assert lines[3].get_linestyle() == "--" and set(lines[3].get_ydata()) == {0.02}
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "gradient evaluations (warm-up included)"
+    assert plots.b2_figure(_curves(1), cost="evals").axes[0].get_xlabel() == "log-density evaluations"
+    assert plots.b2_figure(_curves(1), cost="seconds").axes[0].get_xlabel() == "seconds (warm-up included)"
+
+
+def test_b2_vs_cost_checks_its_arguments(tmp_path):
+    with pytest.raises(ValueError, match="argument `cost`"):
+        plots.plot_b2_vs_cost(_curves(1), tmp_path / "x.png", cost="draws")
+    with pytest.raises(ValueError, match="argument `threshold`"):
+        plots.plot_b2_vs_cost(_curves(1), tmp_path / "x.png", threshold=2.0)
+    with pytest.raises(ValueError, match=r"argument `curves\[0\]\['curve'\]`"):
+        plots.plot_b2_vs_cost([{"label": "a", "curve": {"grads": np.ones(3)}}], tmp_path / "x.png")

@@ -229,3 +229,219 @@ def test_report_has_a_samplers_section_only_with_several_samplers(tmp_path):
     files = report.write_report(tmp_path / "nuts", _rows(), command="reprior sweep ...")
     assert "Samplers against standard NUTS" not in files["report_md"].read_text()
     assert "plot_ess_per_eval" not in files
+
+
+# -- cost to accuracy ----------------------------------------------------------------------------
+ACCURACY_SETTINGS = {"arch": "mlp", "depth": 1, "activation": "relu", "dataset": "digits", "n_train": 128,
+                     "n_test": 64, "noise_std": 0.1, "readout": "exact", "num_chains": 4, "num_warmup": 100,
+                     "num_samples": 100}
+
+
+def _scored(width, param, sampler, *, to_b2=None, budget, seed=0, seconds=None, grads=True, failure="", **extra):
+    """A summary row scored against a reference: crossed at cost ``to_b2`` (None: not crossed) of ``budget``."""
+    crossed = to_b2 is not None
+    cost = to_b2 if crossed else math.nan
+    row = dict(ACCURACY_SETTINGS, width=width, parameterisation=param, sampler=sampler, seed=seed,
+               cell=f"w{width}-{param}-{sampler}-{extra.get('num_samples', 100)}-s{seed}",
+               b2_pred_mean=0.004 if crossed else 0.03, b2_pred_second=0.002 if crossed else 0.05, b2_rb_mean=0.02,
+               b2_threshold=0.01, b2_reached=crossed, grads_to_b2=cost if grads else math.nan, evals_to_b2=cost,
+               seconds_to_b2=(seconds if seconds is not None else cost / 1000) if crossed else math.nan,
+               budget_grads=budget if grads else 0.0, budget_evals=budget, budget_seconds=budget / 1000,
+               reference_id="" if failure else "ref-1", reference_failure=failure)
+    row.update(extra)
+    return row
+
+
+def _verdict(tmp_path, rows, *, full=False) -> tuple[str, dict]:
+    """The "Cost to accuracy" section (of the whole report with ``full``) and its table rows keyed by
+    (width, parameterisation, sampler, chains x draws)."""
+    if full:
+        md = report.write_report(tmp_path, rows, command="reprior sweep ...")["report_md"].read_text()
+    else:
+        doc = report._Doc()
+        report.add_accuracy_section(doc, rows, tmp_path)
+        md = doc.markdown()
+    section = md.split("## Cost to accuracy", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    table = {}
+    if lines:
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        for line in lines[2:]:
+            cells = dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
+            table[(int(cells["width"]), cells["parameterisation"], cells["sampler"], cells["chains x draws"])] = cells
+    return section, table
+
+
+def _sentence(section: str, width: int) -> str:
+    [line] = [ln for ln in section.splitlines() if ln.startswith(f"- width {width}:")]
+    return line
+
+
+def test_verdict_both_crossed_gives_the_ratio(tmp_path):
+    # standard needs 4e4 gradient evaluations, repriorised 1e4: 4e4 / 1e4 = 4
+    rows = [_scored(8, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5)]
+    section, table = _verdict(tmp_path, rows)
+    line = _sentence(section, 8)
+    assert "repriorised pcnl reached b² < 0.01 after 1.0e4 gradient evaluations (10 s)" in line
+    assert "standard nuts reached it after 4.0e4 (40 s): 4.0x fewer gradient evaluations." in line
+    assert table[(8, "reprior", "pcnl", "4x100")]["ratio/bound"] == "4.0"
+    assert table[(8, "standard", "nuts", "4x100")]["ratio/bound"] == "-"
+    assert table[(8, "reprior", "pcnl", "4x100")]["counted"] == "grads"
+    [place] = report.accuracy_verdicts(rows)
+    assert place["entries"][1]["ratio_kind"] == "ratio" and place["entries"][1]["ratio"] == pytest.approx(4.0)
+
+
+def test_verdict_only_repriorised_crossed_is_a_lower_bound(tmp_path):
+    # standard's whole run 1.1e5 without crossing, repriorised crossed at 3.2e4: ratio >= 1.1e5 / 3.2e4 = 3.44
+    rows = [_scored(256, "standard", "nuts", budget=1.1e5), _scored(256, "reprior", "pcnl", to_b2=3.2e4, budget=1e5,
+                                                                   seconds=41.0)]
+    section, table = _verdict(tmp_path, rows)
+    assert _sentence(section, 256) == (
+        "- width 256: repriorised pcnl reached b² < 0.01 after 3.2e4 gradient evaluations (41 s); standard nuts had "
+        "not after 1.1e5 (its whole run, 110 s): at least 3.4x fewer gradient evaluations.")
+    assert table[(256, "reprior", "pcnl", "4x100")]["ratio/bound"] == ">= 3.4"
+    assert table[(256, "standard", "nuts", "4x100")]["reached"] == "no"
+    assert table[(256, "standard", "nuts", "4x100")]["cost to b²"] == "-"
+    [place] = report.accuracy_verdicts(rows)
+    assert place["entries"][1]["ratio"] == pytest.approx(1.1e5 / 3.2e4)
+
+
+def test_verdict_only_standard_crossed_is_an_upper_bound(tmp_path):
+    # standard crossed at 4e4, repriorised did not in its 1.6e5: ratio <= 4e4 / 1.6e5 = 0.25, i.e. >= 4x more
+    rows = [_scored(64, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(64, "reprior", "pcnl", budget=1.6e5)]
+    section, table = _verdict(tmp_path, rows)
+    line = _sentence(section, 64)
+    assert "repriorised pcnl had not reached b² < 0.01 after 1.6e5 gradient evaluations (its whole run" in line
+    assert line.endswith("standard nuts reached it after 4.0e4 (40 s): at least 4.0x more gradient evaluations.")
+    assert table[(64, "reprior", "pcnl", "4x100")]["ratio/bound"] == "<= 0.25"
+
+
+def test_verdict_neither_crossed_is_undecided(tmp_path):
+    rows = [_scored(8, "standard", "nuts", budget=1e5), _scored(8, "reprior", "pcnl", budget=2e5)]
+    section, table = _verdict(tmp_path, rows)
+    assert _sentence(section, 8).endswith(": undecided (neither reached the threshold).")
+    assert table[(8, "reprior", "pcnl", "4x100")]["ratio/bound"] == "undecided"
+    assert table[(8, "reprior", "pcnl", "4x100")]["budget"] == "200000"
+
+
+def test_verdict_without_certified_reference(tmp_path):
+    why = "no certified reference: pcnl: R-hat 1.03 >= 1.01"
+    rows = [_scored(8, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5),
+            _scored(1024, "standard", "nuts", budget=1e5, failure=why),
+            _scored(1024, "reprior", "pcnl", budget=1e5, failure=why),
+            _scored(2048, "reprior", "pcnl", budget=1e5, failure="reference off")]
+    section, table = _verdict(tmp_path, rows)
+    assert _sentence(section, 1024) == "- width 1024: no certified reference (pcnl: R-hat 1.03 >= 1.01)."
+    assert _sentence(section, 2048) == "- width 2048: no certified reference (reference off)."
+    assert {w for w, *_ in table} == {8}  # the unscored widths have no table rows
+
+
+def test_old_rows_without_accuracy_keys(tmp_path):
+    md = report.write_report(tmp_path, _rows(), command="reprior sweep ...")["report_md"].read_text()
+    assert "## Cost to accuracy" in md and "No cell was scored against a reference" in md
+    assert md.index("## Cost to accuracy") < md.index("## Provenance") < md.index("## Results")
+    assert report.accuracy_verdicts(_rows()) == []
+
+
+def test_verdict_over_seeds_is_conservative(tmp_path):
+    # repriorised: every seed crossed (1e4, 2e4, 6e4): median 2e4.  Standard: 2 of 3 seeds crossed, so not
+    # crossed, with its smallest whole run 8e4: ratio >= 8e4 / 2e4 = 4.
+    rows = [_scored(8, "reprior", "pcnl", to_b2=c, budget=1e5, seed=s) for s, c in enumerate((1e4, 2e4, 6e4))]
+    rows += [_scored(8, "standard", "nuts", to_b2=3e4, budget=1e5, seed=0),
+             _scored(8, "standard", "nuts", to_b2=5e4, budget=8e4, seed=1),
+             _scored(8, "standard", "nuts", budget=1.2e5, seed=2)]
+    section, table = _verdict(tmp_path, rows)
+    line = _sentence(section, 8)
+    assert "after 2.0e4 gradient evaluations (20 s; median of 3 seeds)" in line
+    assert "standard nuts had not after 8.0e4 (its whole run, 80 s; 2 of 3 seeds crossed" in line
+    assert line.endswith("at least 4.0x fewer gradient evaluations.")
+    assert table[(8, "standard", "nuts", "4x100")]["reached"] == "2 of 3"
+    assert table[(8, "reprior", "pcnl", "4x100")]["ratio/bound"] == ">= 4.0"
+
+
+def test_verdict_picks_the_best_standard_entry(tmp_path):
+    # Two standard kernels crossed at 6e4 and 3e4: the repriorised 1e4 is compared with 3e4 (3x).
+    # At width 16 neither standard run crossed: the longer one (num_samples 400, budget 4e5) counts: >= 40x.
+    rows = [_scored(8, "standard", "nuts", to_b2=6e4, budget=1e5), _scored(8, "standard", "hmc", to_b2=3e4, budget=1e5),
+            _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5),
+            _scored(16, "standard", "nuts", budget=1e5), _scored(16, "standard", "nuts", budget=4e5, num_samples=400),
+            _scored(16, "reprior", "pcnl", to_b2=1e4, budget=1e5)]
+    section, table = _verdict(tmp_path, rows)
+    assert "standard hmc reached it after 3.0e4" in _sentence(section, 8)
+    assert table[(8, "reprior", "pcnl", "4x100")]["ratio/bound"] == "3.0"
+    line = _sentence(section, 16)
+    assert "standard nuts (4x400 draws) had not after 4.0e5" in line
+    assert line.endswith("at least 40x fewer gradient evaluations.")
+    assert table[(16, "reprior", "pcnl", "4x100")]["ratio/bound"] == ">= 40"
+
+
+def test_verdict_counts_log_density_evaluations_without_gradients(tmp_path):
+    # pcn has no gradients: 5e4 / 1e4 log-density evaluations = 5
+    rows = [_scored(8, "standard", "nuts", to_b2=5e4, budget=1e5),
+            _scored(8, "reprior", "pcn", to_b2=1e4, budget=1e5, grads=False)]
+    section, table = _verdict(tmp_path, rows)
+    line = _sentence(section, 8)
+    assert "after 1.0e4 log-density evaluations" in line and line.endswith("5.0x fewer log-density evaluations.")
+    assert table[(8, "reprior", "pcn", "4x100")]["counted"] == "evals"
+    assert table[(8, "standard", "nuts", "4x100")]["counted"] == "grads"
+
+
+def test_verdict_survives_summary_csv_round_trip(tmp_path):
+    rows = [_scored(8, "standard", "nuts", budget=1.1e5), _scored(8, "reprior", "pcnl", to_b2=3.2e4, budget=1e5)]
+    path = report.write_summary_csv(rows, tmp_path / "summary.csv")
+    back = report.read_summary_csv(path)
+    assert {str(r["b2_reached"]) for r in back} == {"True", "False"}
+    first, _ = _verdict(tmp_path / "a", rows)
+    again, _ = _verdict(tmp_path / "b", back, full=True)
+    assert _sentence(again, 8) == _sentence(first, 8) and ">= 3.4" in again
+
+
+def test_reached_reads_bools_and_their_text():
+    assert [report.reached(v) for v in (True, False, "True", "False", "true", "0", 1, None, "", "maybe",
+                                        float("nan"))] == [True, False, True, False, True, False, True, None, None,
+                                                           None, None]
+
+
+def _write_curve(path: Path, grads, b2):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["draw,grads,evals,seconds,b2_mean,b2_second,b2_rb_mean"]
+    lines += [f"{i + 1},{g},{g},{g / 1000},{b},{b / 2},{2 * b}" for i, (g, b) in enumerate(zip(grads, b2, strict=True))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_read_curve(tmp_path):
+    _write_curve(tmp_path / "accuracy.csv", [10.0, 20.0, 40.0], [0.5, 0.02, 0.005])
+    curve = report.read_curve(tmp_path / "accuracy.csv")
+    assert list(curve) == ["draw", "grads", "evals", "seconds", "b2_mean", "b2_second", "b2_rb_mean"]
+    np.testing.assert_array_equal(curve["grads"], [10.0, 20.0, 40.0])
+    np.testing.assert_array_equal(curve["b2_second"], [0.25, 0.01, 0.0025])
+    (tmp_path / "bad.csv").write_text("draw,grads\n1,2\n")
+    with pytest.raises(ValueError, match="argument `path`"):
+        report.read_curve(tmp_path / "bad.csv")
+
+
+def test_report_draws_error_curves_per_width(tmp_path):
+    rows = [_scored(8, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5)]
+    grads = np.geomspace(1e3, 1e5, 30)
+    for row, scale in zip(rows, (4e2, 1e2), strict=True):
+        _write_curve(tmp_path / "cells" / row["cell"] / "accuracy.csv", grads, scale / grads)
+    files = report.write_report(tmp_path, rows, command="reprior sweep ...")
+    names = sorted(n for n in files if n.startswith("plot_b2_"))
+    assert names == ["plot_b2_grads_mlp-1-relu-digits-128-64-0.1_w8", "plot_b2_seconds_mlp-1-relu-digits-128-64-0.1_w8"]
+    for name in names:
+        assert files[name].parent == tmp_path / "plots" and files[name].stat().st_size > 5000
+    md = files["report_md"].read_text()
+    section = md.split("## Cost to accuracy", 1)[1].split("\n## ", 1)[0]
+    assert "(plots/b2_grads_mlp-1-relu-digits-128-64-0.1_w8.png)" in section
+    assert "(plots/b2_seconds_mlp-1-relu-digits-128-64-0.1_w8.png)" in section
+    html_text = files["report_html"].read_text()
+    assert 'src="plots/b2_grads_mlp-1-relu-digits-128-64-0.1_w8.png"' in html_text
+
+
+def test_cost_ratio_needs_one_threshold_and_recorded_costs():
+    rows = [_scored(8, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5)]
+    standard, repriorised = report.accuracy_entries(rows)
+    assert report.cost_ratio(standard, repriorised, "grads") == ("ratio", pytest.approx(4.0))
+    assert report.cost_ratio(dict(standard, threshold=0.05), repriorised, "grads")[0] == "thresholds differ"
+    assert report.cost_ratio(standard, dict(repriorised, grads_to_b2=math.nan), "grads")[0] == "no cost recorded"
+    assert report.ratio_text("no cost recorded", math.nan) == "no cost recorded"

@@ -139,6 +139,16 @@ OPTIONS: dict[str, _Option] = {
     "keep": _Option("auto", "parameters stored per draw: auto, all, readout, none"),
     "num_projections": _Option(10, "random projections of theta and phi"),
     "dtype": _Option(None, "float64 or float32 (default: float64 on CPU, float32 on accelerators)"),
+    "reference": _Option("auto", "reference posteriors for cost to accuracy: auto (built on demand under "
+                                 "OUT/references), off, or PATH (a reference .npz, a references folder or a "
+                                 "sweep's output directory)"),
+    "reference_samplers": _Option(["nuts", "pcnl"], "the two (or more) kernels of the reference chains"),
+    "reference_num_chains": _Option(4, "chains per reference kernel"),
+    "reference_num_warmup": _Option(500, "warm-up iterations per reference chain"),
+    "reference_num_samples": _Option(2000, "recorded draws per reference chain"),
+    "reference_thinning": _Option(1, "iterations per recorded reference draw: a number or {kernel = number}"),
+    "reference_sampler_options": _Option({}, "per reference kernel settings, e.g. {nuts = {max_tree_depth = 6}}"),
+    "b2_threshold": _Option(0.01, "accuracy threshold of the cost-to-accuracy verdict, in (0, 1)"),
     "out": _Option(None, "output directory (default: runs/<config name> or runs/sweep)"),
     "report": _Option(True, "write the report at the end"),
     "name": _Option(None, "a name for the sweep (informational)"),
@@ -223,7 +233,8 @@ def _bad(name: str, expected: str, received) -> ConfigError:
 
 def _int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise _bad(name, "a positive integer" if minimum == 1 else "a non-negative integer", value)
+        expected = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise _bad(name, expected, value)
     return int(value)
 
 
@@ -361,6 +372,7 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     if out["num_projections"] == 0 and out["keep"] == "none":
         raise _bad("num_projections", "at least 1 with keep = 'none' (else no posterior draw is stored)", 0)
     out["dtype"] = None if o["dtype"] is None else _choice("dtype", o["dtype"], DTYPES)
+    out.update(_reference_options(o, samplers, sampler_option_names))
     if not isinstance(o["out"], str) or not o["out"]:
         raise _bad("out", "a directory path", o["out"])
     out["out"] = o["out"]
@@ -371,6 +383,64 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         if out[name] is not None and not isinstance(out[name], str):
             raise _bad(name, "a string", out[name])
     return out
+
+
+def _reference_path(value) -> str:
+    """``reference``: "auto", "off", or an existing reference file or folder."""
+    if value in ("auto", "off"):
+        return value
+    if not isinstance(value, str) or not value:
+        raise _bad("reference", "auto, off or a path to references", value)
+    if not Path(value).exists():
+        raise _bad("reference", "auto, off or an existing reference file or folder", f"{value!r}, which does not exist")
+    return value
+
+
+def _reference_options(o: dict[str, Any], samplers, sampler_option_names) -> dict[str, Any]:
+    """The reference settings (not cell settings: they do not change a cell's key)."""
+    out = {"reference": _reference_path(o["reference"])}
+    names = [_choice("reference_samplers", s, tuple(samplers)) for s in _axis_values("reference_samplers",
+                                                                                      o["reference_samplers"])]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise _bad("reference_samplers", "two or more different kernel names", names)
+    out["reference_samplers"] = names
+    out["reference_num_chains"] = _int("reference_num_chains", o["reference_num_chains"], 2)
+    out["reference_num_warmup"] = _int("reference_num_warmup", o["reference_num_warmup"], 0)
+    out["reference_num_samples"] = _int("reference_num_samples", o["reference_num_samples"], 1)
+    thinning = o["reference_thinning"]
+    if isinstance(thinning, dict):
+        for sampler, value in thinning.items():
+            if sampler not in names:
+                raise _bad("reference_thinning", f"a number or a table keyed by reference_samplers {names}", sampler)
+            _int(f"reference_thinning.{sampler}", value, 1)
+        out["reference_thinning"] = {k: int(v) for k, v in thinning.items()}
+    else:
+        out["reference_thinning"] = _int("reference_thinning", thinning, 1)
+    options = _table("reference_sampler_options", o["reference_sampler_options"])
+    for sampler, table in options.items():
+        if sampler not in names:
+            raise _bad("reference_sampler_options", f"tables named after reference_samplers {names}", sampler)
+        table = _table(f"reference_sampler_options.{sampler}", table)
+        if sampler_option_names is not None:
+            unknown = sorted(set(table) - set(sampler_option_names[sampler]))
+            if unknown:
+                raise _bad(f"reference_sampler_options.{sampler}", f"settings of sampler {sampler!r} among "
+                           f"{', '.join(sampler_option_names[sampler])}", ", ".join(unknown))
+    out["reference_sampler_options"] = options
+    threshold = o["b2_threshold"]
+    ok = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and 0 < threshold < 1
+    if not ok:
+        raise _bad("b2_threshold", "a number in (0, 1)", threshold)
+    out["b2_threshold"] = float(threshold)
+    return out
+
+
+def reference_budget(options: dict[str, Any]) -> dict[str, Any]:
+    """What a sweep's reference chains are (the budget stored beside each reference)."""
+    return {"samplers": list(options["reference_samplers"]), "num_chains": options["reference_num_chains"],
+            "num_warmup": options["reference_num_warmup"], "num_samples": options["reference_num_samples"],
+            "thinning": options["reference_thinning"], "sampler_options": options["reference_sampler_options"],
+            "threshold": options["b2_threshold"]}
 
 
 # ---------------------------------------------------------------------------

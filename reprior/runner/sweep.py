@@ -29,7 +29,9 @@ import numpy as np
 
 from .. import checkpoint, interrupts
 from ..comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
+from ..accuracy import DEFAULT_THRESHOLD
 from . import grid as grid_mod
+from . import references
 from .store import CellBusy, CellStore, to_jsonable
 
 __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_all_data", "load_cell_data", "plan",
@@ -37,6 +39,9 @@ __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", 
 
 CHECKPOINT_DIR = "checkpoint"
 """A cell's chain checkpoints, under its directory (removed when the cell is finished)."""
+
+ACCURACY_CURVE_FILE = "accuracy.csv"
+"""A cell's running error against its reference, one row per recorded draw (:mod:`reprior.accuracy`)."""
 
 KEEP_BUDGET_BYTES = 64 * 2**20
 """``keep="auto"``: the largest per-cell size of stored parameter draws."""
@@ -131,11 +136,17 @@ def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: i
     return "none"
 
 
-def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None):
+def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, reference_options: dict | None = None,
+             out_root=None):
     """Sample one cell; return ``(idata, metrics, info)``.
 
     ``limits_dir``: the folder caching the cell's infinite-width limit (NNGP reference and
-    evidence, :func:`reprior.limits.limit_inputs`); None leaves the limit metrics NaN."""
+    evidence, :func:`reprior.limits.limit_inputs`); None leaves the limit metrics NaN.
+    ``reference_options``: the sweep's reference settings (``reference``, ``reference_*``,
+    ``b2_threshold``; None: no reference); the cell's reference posterior is found or built
+    under ``out_root/references`` (:mod:`reprior.runner.references`) and the cell is scored
+    against it (:func:`reprior.accuracy.cost_to_accuracy`); the error curve is returned
+    in ``info["accuracy_curve"]``."""
     from ..diagnostics import cell_metrics, run_info
     from ..sampling import sample
 
@@ -157,8 +168,13 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None):
         idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
     limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
     metrics = cell_metrics(idata, y_test=data.y_test if has_test else None, limits=limits)
+    options = reference_options or {"reference": "off", "b2_threshold": DEFAULT_THRESHOLD}
+    reference, failure, reference_seconds = references.cell_reference(s, bnn, data, options, out_root)
+    accuracy, curve = references.score_cell(idata, reference, failure, options["b2_threshold"])
+    metrics.update(accuracy)
     info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
-            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **limits_info}
+            "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **limits_info,
+            "reference_seconds": reference_seconds, "accuracy_curve": curve}
     return idata, metrics, info
 
 
@@ -213,7 +229,11 @@ def _say(console, text: str, style: str | None = None) -> None:
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
-def _summary_line(metrics: dict, wall: float) -> str:
+def _summary_line(metrics: dict, wall: float, *, num_chains: int | None = None) -> str:
+    """A finished cell's console line; ends in ``"; FAILED (<reasons>)"`` when its chains failed
+    (:func:`reprior.health.chain_failure`; ``num_chains=None``, unknown, leaves R-hat unjudged)."""
+    from ..health import chain_failure
+
     def fmt(name):
         value = metrics.get(name)
         try:
@@ -221,8 +241,10 @@ def _summary_line(metrics: dict, wall: float) -> str:
         except (TypeError, ValueError):
             return "-"
 
+    why = chain_failure({**metrics, "num_chains": num_chains})
     return (f"ESS/grad(pred) {fmt('ess_per_grad_pred')}, ESS(pred) {fmt('ess_bulk_pred_median')}, "
-            f"R-hat {fmt('rhat_max')}, accept {fmt('accept_mean')}, {wall:.1f} s")
+            f"R-hat {fmt('rhat_max')}, accept {fmt('accept_mean')}, {wall:.1f} s"
+            + (f"; FAILED ({why})" if why else ""))
 
 
 def _plan_line(all_cells, cells, skipped, todo, shard, root) -> str:
@@ -276,6 +298,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
         datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
 
     store.root.mkdir(parents=True, exist_ok=True)
+    reference_options = {k: v for k, v in options.items() if k.startswith("reference") or k == "b2_threshold"}
     progress = _cell_progress(console, enabled=not quiet and bool(todo) and console.is_terminal)
     lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
     try:
@@ -287,7 +310,8 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                 if lines:
                     _say(console, f"start {number}/{len(todo)} {cell.key} {cell.label()}")
                 with checkpoint.checkpointing(store.cell_dir(cell.key) / CHECKPOINT_DIR, checkpoint_every):
-                    _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet)
+                    _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet,
+                             reference_options)
                 progress.advance(task)
     except KeyboardInterrupt as err:
         result.interrupted = True
@@ -321,25 +345,29 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     return result
 
 
-def _run_one(cell, data, store, result, command, progress, quiet):
+def _run_one(cell, data, store, result, command, progress, quiet, reference_options):
     try:
         with store.lock(cell.key):
             if store.is_finished(cell.key, cell.settings):  # another process finished it meanwhile
                 result.skipped.append(cell.key)
                 return
-            _run_locked(cell, data, store, result, command, progress, quiet)
+            _run_locked(cell, data, store, result, command, progress, quiet, reference_options)
     except CellBusy as busy:
         result.busy[cell.key] = str(busy)
         if not quiet:
             _say(progress.console, f"skipped {cell.key} {cell.label()}: {busy}", style="yellow")
 
 
-def _run_locked(cell, data, store, result, command, progress, quiet):
+def _run_locked(cell, data, store, result, command, progress, quiet, reference_options):
     store.start(cell.key, cell.settings, command)
     try:
         idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
-                                        limits_dir=store.root / "limits")
+                                        limits_dir=store.root / "limits", reference_options=reference_options,
+                                        out_root=store.root)
         info["command"] = command
+        curve = info.pop("accuracy_curve")
+        if curve is not None:
+            references.write_curve(store.cell_dir(cell.key) / ACCURACY_CURVE_FILE, curve)
         store.write_idata(cell.key, idata)
         store.finish(cell.key, cell.settings, metrics, info)
         shutil.rmtree(store.cell_dir(cell.key) / CHECKPOINT_DIR, ignore_errors=True)

@@ -1,0 +1,268 @@
+"""The reference posteriors of a sweep, stored once per setting under ``OUT/references/``.
+
+Layout::
+
+    OUT/references/<id>/.lock              held while the reference is built
+    OUT/references/<id>/reference.npz      the certified reference (ReferencePosterior.save)
+    OUT/references/<id>/diagnostics.json   its diagnostics, the budget it was built with, and
+                                           the sha256 of reference.npz (written last)
+
+``<id>`` is :func:`reprior.reference.reference_id` of the setting (data, test
+inputs, architecture and width, noise, dtype), so the standard and repriorised
+cells of a setting share one reference, whatever their sampler or seed.  A
+reference is built under the setting's lock (an OS file lock): a second process
+that wants it waits, then loads what the first built; it is built once.  A
+setting that could not be certified keeps its ``diagnostics.json`` (``certified``
+false, with the failing figures) and no ``reference.npz``: the next cell of the
+same budget gets the same verdict without rebuilding, a larger budget tries
+again.  A file that does not verify (truncated, edited, another format) is
+rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .._files import atomic_write_text
+
+__all__ = ["DIAGNOSTICS_FILE", "REFERENCE_FILE", "REFERENCES_DIR", "ReferenceStore"]
+
+REFERENCES_DIR = "references"
+REFERENCE_FILE = "reference.npz"
+DIAGNOSTICS_FILE = "diagnostics.json"
+LOCK_FILE = ".lock"
+
+
+def _sha256(path: Path) -> str:
+    from .store import file_digest
+
+    return file_digest(path)["sha256"]
+
+
+class ReferenceStore:
+    """References under ``root`` (a sweep's ``OUT/references``), one folder per setting id."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def folder(self, reference_id: str) -> Path:
+        return self.root / reference_id
+
+    def record(self, reference_id: str) -> dict | None:
+        """The parsed ``diagnostics.json`` of ``reference_id``, or None if absent or unreadable."""
+        try:
+            record = json.loads((self.folder(reference_id) / DIAGNOSTICS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("reference_id") == reference_id else None
+
+    def load(self, reference_id: str):
+        """The stored certified reference, or None if there is none that verifies."""
+        from ..reference import ReferencePosterior
+
+        record = self.record(reference_id)
+        path = self.folder(reference_id) / REFERENCE_FILE
+        if record is None or not record.get("certified") or not path.is_file():
+            return None
+        try:
+            if _sha256(path) != record.get("sha256"):
+                return None
+            reference = ReferencePosterior.load(path)
+        except (OSError, ValueError):
+            return None
+        return reference if reference.reference_id == reference_id and reference.certified else None
+
+    def failure(self, reference_id: str, budget: dict) -> dict | None:
+        """The diagnostics of a certification that failed with this ``budget``, if stored."""
+        record = self.record(reference_id)
+        if record is None or record.get("certified") or record.get("budget") != budget:
+            return None
+        return record
+
+    def get_or_build(self, reference_id: str, budget: dict, build_fn):
+        """The certified reference of ``reference_id``: loaded, or built by ``build_fn()`` under the lock.
+
+        ``build_fn() -> ReferencePosterior`` raises
+        :class:`~reprior.reference.ReferenceNotCertified` when certification fails; that
+        failure is stored with ``budget`` and raised again (from the store) for the same budget.
+        """
+        from filelock import FileLock
+
+        from ..reference import ReferenceNotCertified
+
+        reference = self.load(reference_id)
+        if reference is not None:
+            return reference
+        folder = self.folder(reference_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / LOCK_FILE)):  # blocks while another process builds it
+            reference = self.load(reference_id)  # built meanwhile
+            if reference is not None:
+                return reference
+            failed = self.failure(reference_id, budget)
+            if failed is not None:
+                raise ReferenceNotCertified(failed.get("message", "reference not certified"), failed["diagnostics"])
+            start = time.perf_counter()
+            try:
+                reference = build_fn()
+            except ReferenceNotCertified as err:
+                self._write_record(reference_id, budget, err.diagnostics, certified=False, message=str(err),
+                                   seconds=time.perf_counter() - start)
+                raise
+            path = reference.save(folder / REFERENCE_FILE)
+            self._write_record(reference_id, budget, reference.diagnostics, certified=True,
+                               seconds=time.perf_counter() - start, sha256=_sha256(path))
+            return reference
+
+    def _write_record(self, reference_id, budget, diagnostics, *, certified, seconds, message="", sha256=""):
+        from .store import to_jsonable
+
+        record = {"reference_id": reference_id, "certified": certified, "budget": budget, "message": message,
+                  "build_seconds": seconds, "sha256": sha256, "diagnostics": to_jsonable(diagnostics)}
+        atomic_write_text(self.folder(reference_id) / DIAGNOSTICS_FILE,
+                          json.dumps(record, sort_keys=True, indent=1, allow_nan=True))
+
+    def records(self) -> dict[str, dict]:
+        """Every stored record, by id."""
+        out = {}
+        if self.root.is_dir():
+            for folder in sorted(self.root.iterdir()):
+                record = self.record(folder.name)
+                if record is not None:
+                    out[folder.name] = record
+        return out
+
+
+# -- a sweep's cells and their references -------------------------------------------------------
+def reference_file(path, reference_id: str) -> Path:
+    """The reference file of ``reference_id`` under ``path`` (``reference = PATH``): ``path`` itself when
+    it is a file, else ``path/<id>/reference.npz`` or ``path/references/<id>/reference.npz``.
+
+    Raises ValueError naming ``reference`` when there is none, or when the file is corrupt or
+    built for another setting (other data, test inputs, architecture, noise or dtype)."""
+    from .. import _checks
+    from ..reference import ReferencePosterior
+
+    path = Path(path)
+    if path.is_file():
+        candidate = path
+    else:
+        found = [p for p in (path / reference_id / REFERENCE_FILE, path / REFERENCES_DIR / reference_id /
+                             REFERENCE_FILE) if p.is_file()]
+        if not found:
+            raise _checks.fail("reference", f"a folder holding the reference {reference_id} of this setting",
+                               f"{str(path)!r}, which has none")
+        candidate = found[0]
+    reference = ReferencePosterior.load(candidate)
+    if reference.reference_id != reference_id:
+        raise _checks.fail("reference", f"a reference built for this setting ({reference_id}: data, test inputs, "
+                           "architecture, noise, dtype)", f"{str(candidate)!r}, built for {reference.reference_id}")
+    if not reference.certified:
+        raise _checks.fail("reference", "a certified reference", f"{str(candidate)!r}, not certified")
+    return candidate
+
+
+def cell_reference_id(settings: dict, bnn, data) -> str:
+    """The reference id of a cell (its data, test inputs, architecture, noise and dtype)."""
+    from ..reference import reference_id
+
+    return reference_id(bnn, data.x_train, data.y_train, data.x_test, settings["dtype"])
+
+
+def cell_reference(settings: dict, bnn, data, options: dict, out_root):
+    """``(reference or None, failure, seconds)``: the cell's certified reference, built if missing.
+
+    ``failure`` is "" with a reference, else why there is none ("reference off", "no test inputs",
+    "no certified reference: <failing figures>")."""
+    from ..reference import ReferenceNotCertified, ReferencePosterior, reference_posterior
+    from .grid import reference_budget
+
+    mode = options.get("reference", "off")
+    if mode == "off":
+        return None, "reference off", 0.0
+    if data.n_test == 0:
+        return None, "no test inputs (n_test = 0)", 0.0
+    rid = cell_reference_id(settings, bnn, data)
+    start = time.perf_counter()
+    if mode != "auto":
+        return ReferencePosterior.load(reference_file(mode, rid)), "", time.perf_counter() - start
+    budget = reference_budget(options)
+
+    def build():
+        return reference_posterior(bnn, data.x_train, data.y_train, data.x_test, samplers=budget["samplers"],
+                                   num_chains=budget["num_chains"], num_warmup=budget["num_warmup"],
+                                   num_samples=budget["num_samples"], thinning=budget["thinning"],
+                                   dtype=settings["dtype"], sampler_options=budget["sampler_options"],
+                                   threshold=budget["threshold"])
+
+    try:
+        reference = ReferenceStore(Path(out_root) / REFERENCES_DIR).get_or_build(rid, budget, build)
+    except ReferenceNotCertified as err:
+        failures = err.diagnostics.get("failures", []) or [str(err)]
+        return None, "no certified reference: " + "; ".join(failures), time.perf_counter() - start
+    return reference, "", time.perf_counter() - start
+
+
+def score_cell(idata, reference, failure: str, threshold: float) -> tuple[dict, dict | None]:
+    """``(accuracy columns, curve or None)`` of a cell: :func:`reprior.accuracy.cost_to_accuracy`
+    against ``reference``, or NaN figures (``b2_reached`` false) and ``reference_failure`` without one."""
+    import math
+
+    from ..accuracy import ACCURACY_COLUMNS, cost_to_accuracy, error_curve
+
+    if reference is None:
+        figures = {name: math.nan for name in ACCURACY_COLUMNS}
+        figures.update({"b2_threshold": threshold, "b2_reached": False, "reference_id": ""})
+        return {**figures, "reference_failure": failure}, None
+    curve = error_curve(idata, reference)
+    return {**cost_to_accuracy(idata, reference, threshold, curve=curve), "reference_failure": ""}, curve
+
+
+def write_curve(path, curve: dict) -> Path:
+    """A cell's error curve as CSV (columns :data:`reprior.accuracy.CURVE_COLUMNS`), atomically."""
+    import numpy as np
+
+    from ..accuracy import CURVE_COLUMNS
+
+    rows = np.column_stack([np.asarray(curve[name], dtype=float) for name in CURVE_COLUMNS])
+    lines = [",".join(CURVE_COLUMNS)] + [",".join(f"{v:.10g}" for v in row) for row in rows]
+    return atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+def build_references(options: dict, cells, datasets: dict, *, console=None) -> dict[str, dict]:
+    """Build (or load) the reference of every distinct setting of ``cells``; ``{id: outcome}``.
+
+    An outcome is ``{"setting", "certified", "failure", "seconds", "grad_evals", "logdensity_evals"}``.
+    Settings are visited in grid order, one line each on ``console`` (a rich console) as they finish.
+    """
+    from .. import interrupts
+    from .sweep import build_bnn
+
+    outcomes: dict[str, dict] = {}
+    store = ReferenceStore(Path(options["out"]) / REFERENCES_DIR)
+    for cell in cells:
+        interrupts.checkpoint()
+        data = datasets[cell.data_settings()]
+        bnn = build_bnn(cell.settings)
+        rid = cell_reference_id(cell.settings, bnn, data) if data.n_test else None
+        if rid is None or rid in outcomes:
+            continue
+        setting = f"{cell.settings['arch']} d{cell.settings['depth']} w{cell.settings['width']} " \
+                  f"noise {cell.settings['noise_std']:g} n_train {cell.settings['n_train']}"
+        if console is not None:
+            console.print(f"reference {rid} ({setting}): building or loading ...", markup=False, highlight=False)
+        reference, failure, seconds = cell_reference(cell.settings, bnn, data, options, options["out"])
+        record = store.record(rid) or {}
+        diagnostics = record.get("diagnostics", {})
+        outcomes[rid] = {"setting": setting, "certified": reference is not None, "failure": failure,
+                         "seconds": seconds, "build_seconds": record.get("build_seconds", 0.0),
+                         "grad_evals": diagnostics.get("grad_evals", 0),
+                         "logdensity_evals": diagnostics.get("logdensity_evals", 0)}
+        if console is not None:
+            verdict = "certified" if reference is not None else failure
+            console.print(f"reference {rid} ({setting}): {verdict}; built in "
+                          f"{outcomes[rid]['build_seconds']:.0f} s, {outcomes[rid]['logdensity_evals']:,} "
+                          "log-density evaluations", markup=False, highlight=False, soft_wrap=True)
+    return outcomes
