@@ -27,13 +27,18 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BNN": ".bnn",
     "MLP": ".architectures",
+    "ReferencePosterior": ".reference",
+    "ReferenceNotCertified": ".reference",
     "ResNet": ".architectures",
     "blas_threads": ".blas",
     "bnn_model": ".models",
+    "cost_to_accuracy": ".accuracy",
+    "reference_posterior": ".reference",
     "sample": ".sampling",
 }
 
-__all__ = ["BNN", "MLP", "blas_threads", "ResNet", "bnn_model", "sample", "__version__"]
+__all__ = ["BNN", "MLP", "ReferenceNotCertified", "ReferencePosterior", "blas_threads", "ResNet", "bnn_model",
+           "cost_to_accuracy", "reference_posterior", "sample", "__version__"]
 
 
 def _load(module: str):

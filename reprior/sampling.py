@@ -17,14 +17,17 @@ With ``readout="exact"`` each recorded draw gets an i.i.d. exact draw of
 
 Failure policy: a proposal whose log likelihood is not finite (a Cholesky
 factorisation that fails in float32 at small noise) is rejected and counted in
-the ``nonfinite`` sample statistic; a run that ends with mean acceptance below
+the ``nonfinite`` sample statistic; a run whose chains failed by the rule of
+:func:`reprior.health.failure_reasons` (the reports' rule: mean acceptance below
 :data:`reprior.health.MIN_ACCEPT`, more than :data:`reprior.health.MAX_BAD_FRACTION` of its iterations
-divergent or non-finite, or a non-finite recorded value emits one
-``RuntimeWarning`` naming the setting and the counts (:func:`failure_report`).
+divergent or non-finite, R-hat above :data:`reprior.health.MAX_RHAT` with two or more
+chains, or a non-finite recorded value) emits one ``RuntimeWarning`` naming the
+setting and the reasons (:func:`failure_report`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import warnings
@@ -40,7 +43,7 @@ from .architectures import readout_matrix
 from .bnn import BNN
 from .choices import CHAIN_METHODS, DTYPES, default_dtype
 from .driver import run_chains
-from .health import MAX_BAD_FRACTION, MIN_ACCEPT
+from .health import failure_reasons, finite_reduce
 from .models import flatten_params
 from .progress import progress_display
 from .projections import project_tree
@@ -214,44 +217,57 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                          num_chains=opts["num_chains"], thinning=opts["thinning"],
                          chain_method=opts["chain_method"], progress=progress)
     attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
-    failure = failure_report(run.stats, run.draws)
-    attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
-                  "failed": ", ".join(failure["reasons"])})
+    idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
+    rhat_max = _rhat_max(idata) if opts["num_chains"] >= 2 else math.nan
+    failure = failure_report(run.stats, run.draws, rhat_max=rhat_max)
+    idata.attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
+                        "rhat_max": rhat_max, "failed": ", ".join(failure["reasons"])})
     if failure["reasons"]:
+        hint = (" (non-finite proposals are failed factorisations: try float64, a larger noise_std or jitter)"
+                if failure["nonfinite"] > 0 else "")
         warnings.warn(f"reprior.sample: the chains of sampler={opts['sampler']!r}, "
                       f"parameterisation={opts['parameterisation']!r}, dtype={dtype!r}, "
-                      f"noise_std={bnn.noise_std!r} look broken: {'; '.join(failure['reasons'])} "
+                      f"noise_std={bnn.noise_std!r} failed: {', '.join(failure['reasons'])}{hint} "
                       f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
-    return to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
+    return idata
 
 
-def failure_report(stats: dict, draws: dict) -> dict:
-    """Counts and reasons for calling a run's chains broken (sampling iterations only).
+def _rhat_max(idata) -> float:
+    """The largest R-hat over the groups of :mod:`reprior.diagnostics` (theta, phi, pred, rb, points),
+    computed as :func:`reprior.diagnostics.cell_metrics` computes ``rhat_max``; NaN if none is defined."""
+    from .diagnostics import GROUPS, group_metrics, group_series  # ArviZ: off the import path of the maths
 
-    Returns ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws", "reasons"}``;
-    ``reasons`` is empty for a healthy run.  The thresholds are :data:`MIN_ACCEPT`
-    and :data:`MAX_BAD_FRACTION` of :mod:`reprior.health` (the reports' failed-chain test);
-    any non-finite recorded value fails too.
+    series = group_series(idata)
+    return finite_reduce(np.max, [group_metrics(series[g], g)[f"rhat_{g}_max"] for g in GROUPS])
+
+
+def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
+    """Counts and reasons for calling a run's chains failed (sampling iterations only).
+
+    Args:
+        stats: the sample statistics, ``(chain, draw)`` arrays; ``accept_prob`` is
+            required, ``diverging`` and ``nonfinite`` are counted when present.
+        draws: the recorded draws, ``(chain, draw, ...)`` arrays.
+        rhat_max: the largest R-hat of the run's groups (NaN: not computed, not judged).
+
+    Returns:
+        ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws",
+        "rhat_max", "reasons"}``; ``reasons`` (:func:`reprior.health.failure_reasons`,
+        the reports' rule) is empty for a healthy run.
     """
     accept = np.asarray(stats["accept_prob"], dtype=float)
     iterations = int(accept.size)
+    chains = accept.shape[0] if accept.ndim >= 2 else 1
     divergent = int(np.sum(stats.get("diverging", 0)))
     nonfinite = int(np.sum(stats.get("nonfinite", 0)))
-    accept_mean = float(np.nanmean(accept)) if iterations else float("nan")
+    accept_mean = float(np.nanmean(accept)) if iterations else math.nan
     nonfinite_draws = int(sum(np.size(v) - np.count_nonzero(np.isfinite(v)) for v in draws.values()
                               if np.issubdtype(np.asarray(v).dtype, np.floating)))
-    reasons = []
-    if iterations and not accept_mean >= MIN_ACCEPT:
-        reasons.append(f"mean acceptance {accept_mean:.3g} < {MIN_ACCEPT}")
-    if iterations and divergent > MAX_BAD_FRACTION * iterations:
-        reasons.append(f"{divergent} of {iterations} iterations divergent")
-    if iterations and nonfinite > MAX_BAD_FRACTION * iterations:
-        reasons.append(f"{nonfinite} of {iterations} iterations non-finite (failed factorisations; "
-                       f"try float64, a larger noise_std or jitter)")
-    if nonfinite_draws:
-        reasons.append(f"{nonfinite_draws} non-finite values in the recorded draws")
+    reasons = failure_reasons(accept_mean=accept_mean, num_divergent=divergent, num_nonfinite=nonfinite,
+                              num_draws=iterations, num_chains=chains, rhat_max=rhat_max,
+                              num_nonfinite_values=nonfinite_draws)
     return {"iterations": iterations, "divergent": divergent, "nonfinite": nonfinite, "accept_mean": accept_mean,
-            "nonfinite_draws": nonfinite_draws, "reasons": reasons}
+            "nonfinite_draws": nonfinite_draws, "rhat_max": float(rhat_max), "reasons": reasons}
 
 
 def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -255,6 +256,85 @@ def test_store_trusts_only_whole_matching_records(tmp_path):
     store.start(key, settings)  # a rerun of the cell drops the old metrics first
     assert not store.is_finished(key, settings)
 
+
+
+HEALTHY_METRICS = {"ess_per_grad_pred": 0.0123, "ess_bulk_pred_median": 345.6, "rhat_max": 1.004,
+                   "accept_mean": 0.81, "divergences": 0, "nonfinite": 0, "num_draws": 600}
+
+
+def _finish_cell(store: CellStore, settings: dict, **metrics) -> str:
+    key = grid.cell_key(settings)
+    store.start(key, settings)
+    store.write_idata(key, _FakeIdata())
+    store.finish(key, settings, {**HEALTHY_METRICS, **metrics}, {"keep": "all"})
+    return key
+
+
+def _status(out, capsys):
+    from reprior import cli
+
+    capsys.readouterr()
+    code = cli.main(["status", str(out)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_status_shows_failed_chains_apart_from_done(tmp_path, capsys):
+    out = tmp_path / "out"
+    store = CellStore(out)
+    healthy = _finish_cell(store, SETTINGS)
+    code, lines = _status(out, capsys)  # no failed chains: the totals read as before
+    assert code == 0
+    assert lines == [f"{out}: 1 cells: 1 done, 0 running, 0 failed, 0 pending",
+                     f"{healthy}  done     -                   mlp w=64 reprior nuts seed=0"]
+    stuck = _finish_cell(store, dict(SETTINGS, seed=1), rhat_max=1.77)  # two chains stuck apart
+    slow = _finish_cell(store, dict(SETTINGS, seed=2), accept_mean=0.005, divergences=72)
+    lone = _finish_cell(store, dict(SETTINGS, seed=3, num_chains=1), rhat_max=None)  # one chain: no R-hat
+    store.start("f" * 16, dict(SETTINGS, seed=4))
+    store.fail("f" * 16, "Traceback (most recent call last):\nValueError: bad\n")
+    code, lines = _status(out, capsys)
+    assert code == 1  # for the cell that raised; failed chains alone leave the exit status 0
+    assert lines[0] == f"{out}: 5 cells: 2 done, 2 failed chains, 0 running, 1 failed, 0 pending"
+    assert sorted(lines[1:3]) == sorted([
+        f"{healthy}  done           -                   mlp w=64 reprior nuts seed=0",
+        f"{lone}  done           -                   mlp w=64 reprior nuts seed=3"])
+    assert lines[3:5] == sorted([
+        f"{stuck}  failed chains  -                   mlp w=64 reprior nuts seed=1  | R-hat 1.77",
+        f"{slow}  failed chains  -                   mlp w=64 reprior nuts seed=2  | accept 0.005, 12% divergent"])
+    assert lines[5] == ("f" * 16 + "  failed         -                   mlp w=64 reprior nuts seed=4  | "
+                        "ValueError: bad")
+    from reprior.health import chain_failure
+    from reprior.runner.status import sweep_status
+
+    cells = {c.key: c for c in sweep_status(out)}
+    for key in (healthy, stuck, slow, lone):  # the reports' rule, on the same record
+        record = store.read_record(key)
+        assert cells[key].note == chain_failure({**record["settings"], **record["metrics"]})
+    shutil.rmtree(store.cell_dir("f" * 16))  # failed chains, no failed cell
+    code, lines = _status(out, capsys)
+    assert code == 0 and lines[0] == f"{out}: 4 cells: 2 done, 2 failed chains, 0 running, 0 failed, 0 pending"
+
+
+@pytest.mark.parametrize("metrics, num_chains, tail", [
+    ({}, 2, "1.5 s"),
+    ({}, None, "1.5 s"),
+    ({"rhat_max": 1.77}, 2, "1.5 s; FAILED (R-hat 1.77)"),
+    ({"rhat_max": 1.77}, 1, "1.5 s"),  # one chain has no R-hat
+    ({"rhat_max": 1.77}, None, "1.5 s"),  # the number of chains unknown: R-hat not judged
+    ({"accept_mean": 0.005, "divergences": 72, "rhat_max": 1.77}, 2,
+     "1.5 s; FAILED (accept 0.005, 12% divergent, R-hat 1.77)"),
+    ({"nonfinite": 61}, None, "1.5 s; FAILED (10.2% non-finite)"),
+])
+def test_summary_line_says_when_the_chains_failed(metrics, num_chains, tail):
+    from reprior.health import chain_failure
+    from reprior.runner.sweep import _summary_line
+
+    metrics = {**HEALTHY_METRICS, **metrics}
+    line = _summary_line(metrics, 1.5, num_chains=num_chains)
+    accept = f"{metrics['accept_mean']:.3g}"
+    assert line == f"ESS/grad(pred) 0.0123, ESS(pred) 346, R-hat {metrics['rhat_max']:.3g}, accept {accept}, " + tail
+    assert ("FAILED" in line) == bool(chain_failure({**metrics, "num_chains": num_chains}))
+    if num_chains is None:
+        assert _summary_line(metrics, 1.5) == line  # the default: unknown
 
 def test_keep_auto_bounds_the_stored_draws():
     from reprior.runner.sweep import KEEP_BUDGET_BYTES, build_bnn, resolve_keep

@@ -146,6 +146,7 @@ OPTIONS: dict[str, _Option] = {
     "reference_num_chains": _Option(4, "chains per reference kernel"),
     "reference_num_warmup": _Option(500, "warm-up iterations per reference chain"),
     "reference_num_samples": _Option(2000, "recorded draws per reference chain"),
+    "reference_max_num_samples": _Option(8000, "an uncertified reference is rebuilt with twice the draws, up to this"),
     "reference_thinning": _Option(1, "iterations per recorded reference draw: a number or {kernel = number}"),
     "reference_sampler_options": _Option({}, "per reference kernel settings, e.g. {nuts = {max_tree_depth = 6}}"),
     "b2_threshold": _Option(0.01, "accuracy threshold of the cost-to-accuracy verdict, in (0, 1)"),
@@ -399,6 +400,11 @@ def _reference_path(value) -> str:
 def _reference_options(o: dict[str, Any], samplers, sampler_option_names) -> dict[str, Any]:
     """The reference settings (not cell settings: they do not change a cell's key)."""
     out = {"reference": _reference_path(o["reference"])}
+    if sampler_option_names is None:  # the cells' samplers were given: the references' are the registered ones
+        from ..kernels import get_kernel, kernel_names
+
+        samplers = kernel_names()
+        sampler_option_names = {name: get_kernel(name).options for name in samplers}
     names = [_choice("reference_samplers", s, tuple(samplers)) for s in _axis_values("reference_samplers",
                                                                                       o["reference_samplers"])]
     if len(names) < 2 or len(set(names)) != len(names):
@@ -407,6 +413,10 @@ def _reference_options(o: dict[str, Any], samplers, sampler_option_names) -> dic
     out["reference_num_chains"] = _int("reference_num_chains", o["reference_num_chains"], 2)
     out["reference_num_warmup"] = _int("reference_num_warmup", o["reference_num_warmup"], 0)
     out["reference_num_samples"] = _int("reference_num_samples", o["reference_num_samples"], 1)
+    out["reference_max_num_samples"] = _int("reference_max_num_samples", o["reference_max_num_samples"], 1)
+    if out["reference_max_num_samples"] < out["reference_num_samples"]:
+        raise _bad("reference_max_num_samples", f"at least reference_num_samples ({out['reference_num_samples']})",
+                   out["reference_max_num_samples"])
     thinning = o["reference_thinning"]
     if isinstance(thinning, dict):
         for sampler, value in thinning.items():
@@ -439,6 +449,7 @@ def reference_budget(options: dict[str, Any]) -> dict[str, Any]:
     """What a sweep's reference chains are (the budget stored beside each reference)."""
     return {"samplers": list(options["reference_samplers"]), "num_chains": options["reference_num_chains"],
             "num_warmup": options["reference_num_warmup"], "num_samples": options["reference_num_samples"],
+            "max_num_samples": options["reference_max_num_samples"],
             "thinning": options["reference_thinning"], "sampler_options": options["reference_sampler_options"],
             "threshold": options["b2_threshold"]}
 

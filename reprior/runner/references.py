@@ -190,12 +190,19 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root):
         return ReferencePosterior.load(reference_file(mode, rid)), "", time.perf_counter() - start
     budget = reference_budget(options)
 
-    def build():
-        return reference_posterior(bnn, data.x_train, data.y_train, data.x_test, samplers=budget["samplers"],
-                                   num_chains=budget["num_chains"], num_warmup=budget["num_warmup"],
-                                   num_samples=budget["num_samples"], thinning=budget["thinning"],
-                                   dtype=settings["dtype"], sampler_options=budget["sampler_options"],
-                                   threshold=budget["threshold"])
+    def build():  # doubling the draws until certified or past the budget's most
+        num_samples = budget["num_samples"]
+        while True:
+            try:
+                return reference_posterior(
+                    bnn, data.x_train, data.y_train, data.x_test, samplers=budget["samplers"],
+                    num_chains=budget["num_chains"], num_warmup=budget["num_warmup"], num_samples=num_samples,
+                    thinning=budget["thinning"], dtype=settings["dtype"], sampler_options=budget["sampler_options"],
+                    threshold=budget["threshold"])
+            except ReferenceNotCertified:
+                if 2 * num_samples > budget["max_num_samples"]:
+                    raise
+                num_samples *= 2
 
     try:
         reference = ReferenceStore(Path(out_root) / REFERENCES_DIR).get_or_build(rid, budget, build)

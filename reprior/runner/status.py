@@ -1,4 +1,4 @@
-"""``reprior status DIR``: which cells of a sweep are done, running, failed or pending.
+"""``reprior status DIR``: which cells of a sweep are done (or done with failed chains), running, failed or pending.
 
 It reads only files: the cell store (manifests, locks, ``error.txt``), the
 chain checkpoints and the job records ``DIR/jobs.jsonl`` that the ``local``
@@ -6,6 +6,11 @@ and ``slurm`` executors append (:mod:`reprior.runner.executors`), so it works
 from any machine that sees the folder, while jobs run.
 
 * done: the cell's files verify against its manifest;
+* failed chains: done, but its chains failed by the reports' rule
+  (:func:`reprior.health.chain_failure` of its recorded settings and metrics:
+  acceptance, divergent or non-finite draws, R-hat); the line gives the
+  reasons.  Its files are whole, so a rerun skips it (another seed or longer
+  chains is a new cell), and it does not make the exit status 1;
 * running: a process holds the cell's lock;
 * failed: the cell raised (``error.txt``) or its files do not verify; the
   line shows the last line of the job's log (or of the traceback);
@@ -19,14 +24,14 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..health import chain_failure
 from .executors import read_jobs
 from .store import ERROR_FILE, SETTINGS_FILE, CellStore
 from .sweep import CHECKPOINT_DIR
 
 __all__ = ["STATES", "CellStatus", "add_arguments", "command", "sweep_status"]
 
-STATES = ("done", "running", "failed", "pending")
-
+STATES = ("done", "failed chains", "running", "failed", "pending")
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,9 @@ def cell_status(store: CellStore, key: str, job: dict | None) -> CellStatus:
     label, job_id = _label(store, key, job), (job or {}).get("job_id", "")
     state = store.state(key)
     if state.finished:
-        return CellStatus(key, "done", label, job_id)
+        record = store.read_record(key) or {}
+        why = chain_failure({**(record.get("settings") or {}), **(record.get("metrics") or {})})
+        return CellStatus(key, "failed chains", label, job_id, why) if why else CellStatus(key, "done", label, job_id)
     if state.state == "running" or store.is_locked(key):
         return CellStatus(key, "running", label, job_id, _checkpoint_note(store, key))
     error = store.cell_dir(key) / ERROR_FILE
@@ -103,15 +110,19 @@ def add_arguments(parser) -> None:
 
 
 def command(args, out=print) -> int:
-    """Print the status of ``args.dir``; 0, or 1 when some cell failed."""
+    """Print the status of ``args.dir``; 0, or 1 when some cell failed (raised or does not verify).
+
+    The totals name the failed-chains cells only when there are some."""
     directory = Path(args.dir)
     if not directory.is_dir():
         raise ValueError(f"DIR: expected a sweep's output directory, received {str(directory)!r}, which "
                          + ("is not a directory" if directory.exists() else "does not exist"))
     cells = sweep_status(directory)
     counts = {state: sum(c.state == state for c in cells) for state in STATES}
-    out(f"{directory}: {len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES))
+    shown = [s for s in STATES if s != "failed chains" or counts[s]]
+    out(f"{directory}: {len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in shown))
+    width = max([7] + [len(c.state) for c in cells])
     for c in cells:
         job = f"job {c.job_id}" if c.job_id else "-"
-        out(f"{c.key}  {c.state:7s}  {job:18s}  {c.label}" + (f"  | {c.note}" if c.note else ""))
+        out(f"{c.key}  {c.state:{width}s}  {job:18s}  {c.label}" + (f"  | {c.note}" if c.note else ""))
     return 1 if counts["failed"] else 0

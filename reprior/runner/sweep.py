@@ -381,7 +381,8 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
         raise
     result.finished.append(cell.key)
     if not quiet:
-        _say(progress.console, f"done {cell.key} {cell.label()}: {_summary_line(metrics, info['wall_seconds'])}")
+        line = _summary_line(metrics, info["wall_seconds"], num_chains=cell.settings["num_chains"])
+        _say(progress.console, f"done {cell.key} {cell.label()}: {line}")
 
 
 # ---------------------------------------------------------------------------
