@@ -128,7 +128,7 @@ _SWEEP_FLAGS = [
     (("--dtype",), "dtype", dict(choices=DTYPES, help="default: float64 on CPU, float32 on accelerators")),
     (("--reference",), "reference", dict(metavar="auto|off|PATH",
                                          help="reference posteriors for the cost-to-accuracy verdict: built on "
-                                              "demand (auto, default), none (off), or read from PATH")),
+                                              "demand (auto), none (off, default), or read from PATH")),
     (("--reference-samplers",), "reference_samplers", dict(nargs="+", metavar="NAME",
                                                            help="kernels of the reference chains (default: nuts "
                                                                 "pcnl)")),

@@ -200,8 +200,9 @@ def test_slurm_executor_submits_one_array_and_a_task_runs_the_cell(tmp_path, cap
         submission.process_job(Path(jobs[key0]["stdout"]).parent)
     assert list(CellStore(out).finished()) == [key0]
     code, lines = status_lines(out, capsys)
-    assert lines[0] == f"{out}: 3 cells: 1 done, 0 running, 0 failed, 2 pending"
-    assert lines[1].startswith(f"{key0}  done     job {array_id}_0")
+    # the task's 4-draw cell has R-hat far above 1.1: finished, with failed chains (reprior.health)
+    assert lines[0] == f"{out}: 3 cells: 0 done, 1 failed chains, 0 running, 0 failed, 2 pending"
+    assert lines[1].startswith(f"{key0}  failed chains  job {array_id}_0")
     assert all("submitted, not started" in line for line in lines[2:])
 
 

@@ -139,7 +139,7 @@ OPTIONS: dict[str, _Option] = {
     "keep": _Option("auto", "parameters stored per draw: auto, all, readout, none"),
     "num_projections": _Option(10, "random projections of theta and phi"),
     "dtype": _Option(None, "float64 or float32 (default: float64 on CPU, float32 on accelerators)"),
-    "reference": _Option("auto", "reference posteriors for cost to accuracy: auto (built on demand under "
+    "reference": _Option("off", "reference posteriors for cost to accuracy: auto (built on demand under "
                                  "OUT/references), off, or PATH (a reference .npz, a references folder or a "
                                  "sweep's output directory)"),
     "reference_samplers": _Option(["nuts", "pcnl"], "the two (or more) kernels of the reference chains"),
