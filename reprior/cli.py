@@ -245,10 +245,11 @@ def _add_sbc(subparsers) -> None:
 def add_sbc_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``reprior sbc`` options (the arguments of :func:`reprior.sbc.run_sbc`) to ``parser``."""
     from .architectures.layers import ACTIVATIONS
+    from .kernels import kernel_names
     from .target import PARAMETERISATIONS, READOUTS
 
     parser.add_argument("--sampler", default="elliptical_slice",
-                        help="registered kernel (nuts, hmc, underdamped_hmc, pcn, pcnl, elliptical_slice)")
+                        help=f"registered kernel: {', '.join(kernel_names())} (default: elliptical_slice)")
     parser.add_argument("--parameterisation", default="reprior", choices=PARAMETERISATIONS)
     parser.add_argument("--readout", default="exact", choices=READOUTS)
     parser.add_argument("--sampler-option", action="append", default=[], type=key_value, metavar="KEY=VALUE",

@@ -397,3 +397,177 @@ def test_tutorial_runs(capsys, tmp_path, monkeypatch):
         assert code == 0, (step, out, err)
     with open(tmp_path / "runs" / "tutorial" / "summary.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 16  # 4 widths x 2 parameterisations x 2 seeds
+
+
+# ---------------------------------------------------------------------------
+# References and the cost-to-accuracy verdict
+# ---------------------------------------------------------------------------
+
+REF_GRID = ["--dataset", "synthetic", "--widths", "4", "--n-train", "8", "--n-test", "3"]
+OTHER_ID = "0123456789abcdef"
+
+
+def _tiny_reference(reference_id: str, *, certified: bool = True) -> reprior.ReferencePosterior:
+    """A well-formed reference file of 3 test inputs and 1 output, built without sampling."""
+    from reprior.reference import ReferencePosterior
+
+    ones = np.ones((3, 1))
+    return ReferencePosterior(mean=0 * ones, var=ones, second_moment=ones, second_moment_var=2 * ones,
+                              rb_mean=0 * ones, rb_var=ones, diagnostics={"certified": certified},
+                              reference_id=reference_id, x_test_digest="0" * 16)
+
+
+def _grid_reference_id(tmp_path: Path) -> str:
+    """The reference id of the cells of ``REF_GRID`` (one setting), as the sweep computes it."""
+    from reprior.choices import default_dtype
+    from reprior.runner import sweep
+    from reprior.runner.references import cell_reference_id
+
+    options = cli._sweep_options(cli.build_parser().parse_args(["sweep", *REF_GRID, "--out", str(tmp_path)]))
+    _, cells = sweep.plan(options, dtype=default_dtype())
+    ids = {cell_reference_id(c.settings, sweep.build_bnn(c.settings), sweep.load_cell_data(c.settings)) for c in cells}
+    assert len(ids) == 1
+    return ids.pop()
+
+
+def _reference_inputs(tmp_path: Path) -> dict[str, str]:
+    """The files the bad-reference cases name: ``{placeholder: path}``."""
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(512))
+    truncated = tmp_path / "truncated.npz"
+    _tiny_reference(OTHER_ID).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    other = _tiny_reference(OTHER_ID).save(tmp_path / "other.npz")
+    uncertified = _tiny_reference(_grid_reference_id(tmp_path), certified=False).save(tmp_path / "uncertified.npz")
+    empty = tmp_path / "no_references"
+    empty.mkdir()
+    return {"{corrupt}": str(corrupt), "{truncated}": str(truncated), "{other}": str(other),
+            "{uncertified}": str(uncertified), "{empty}": str(empty)}
+
+
+#: name: (flags, config file text or None, fragments of the one-line message)
+BAD_REFERENCE_INPUT = {
+    **{f"threshold {v}": (["--b2-threshold", v], None, ["argument --b2-threshold", "(0, 1)", f"'{v}'"])
+       for v in ("0", "1", "1.5", "-0.1", "abc")},
+    "threshold 1.0 in a config": ([], "b2_threshold = 1.0\n", ["b2_threshold (--b2-threshold)", "(0, 1)", "1.0"]),
+    "threshold text in a config": ([], "b2_threshold = 'low'\n", ["b2_threshold (--b2-threshold)", "'low'"]),
+    "missing reference": (["--reference", "/nonexistent/path"], None,
+                          ["reference (--reference)", "/nonexistent/path", "does not exist"]),
+    "corrupt reference": (["--reference", "{corrupt}"], None,
+                          ["argument `reference`", "a reference file written by reprior", "{corrupt}"]),
+    "truncated reference": (["--reference", "{truncated}"], None,
+                            ["argument `reference`", "a reference file written by reprior", "{truncated}"]),
+    "reference for other inputs": (["--reference", "{other}"], None,
+                                   ["argument `reference`", "a reference built for this setting", "{other}",
+                                    f"built for {OTHER_ID}"]),
+    "uncertified reference": (["--reference", "{uncertified}"], None,
+                              ["argument `reference`", "a certified reference", "{uncertified}", "not certified"]),
+    "folder without the reference": (["--reference", "{empty}"], None,
+                                     ["argument `reference`", "a folder holding the reference", "{empty}",
+                                      "which has none"]),
+    "one reference kernel": ([], 'reference_samplers = ["nuts"]\n',
+                             ["reference_samplers (--reference-samplers)", "two or more different kernel names",
+                              "['nuts']"]),
+    "one reference kernel flag": (["--reference-samplers", "nuts"], None,
+                                  ["reference_samplers (--reference-samplers)", "two or more", "['nuts']"]),
+    "unknown reference kernel": ([], 'reference_samplers = ["nuts", "nosuch"]\n',
+                                 ["reference_samplers (--reference-samplers)", "expected one of", "'nosuch'"]),
+    "thinning of an unused kernel": ([], "reference_thinning = {nosuch = 2}\n",
+                                     ["reference_thinning (--reference-thinning)", "keyed by reference_samplers",
+                                      "'nosuch'"]),
+    "max draws below draws": ([], "reference_num_samples = 100\nreference_max_num_samples = 50\n",
+                              ["reference_max_num_samples (--reference-max-num-samples)",
+                               "at least reference_num_samples (100)", "50"]),
+    "max draws below draws flags": (["--reference-num-samples", "100", "--reference-max-num-samples", "50"], None,
+                                    ["reference_max_num_samples (--reference-max-num-samples)",
+                                     "at least reference_num_samples (100)", "50"]),
+}
+
+
+@pytest.mark.parametrize("command", ["sweep", "reference"])
+@pytest.mark.parametrize("flags, config, fragments", list(BAD_REFERENCE_INPUT.values()),
+                         ids=list(BAD_REFERENCE_INPUT))
+def test_bad_reference_input_is_one_line_and_writes_nothing(capsys, tmp_path, command, flags, config, fragments):
+    paths = _reference_inputs(tmp_path) if any("{" in f for f in flags) else {}
+
+    def fill(text):
+        for placeholder, path in paths.items():
+            text = text.replace(placeholder, path)
+        return text
+
+    argv = [command, *REF_GRID, "--out", tmp_path / "out"]
+    if config is not None:
+        (tmp_path / "exp.toml").write_text(config)
+        argv += ["--config", tmp_path / "exp.toml"]
+    if command == "reference":
+        argv += ["--reference", "auto"]  # the case's own --reference, given after, wins
+    code, _, err = run(capsys, *argv, *map(fill, flags))
+    assert_one_line_error(code, err)
+    for fragment in map(fill, fragments):
+        assert fragment in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_reference_command_refuses_reference_off(capsys, tmp_path):
+    code, _, err = run(capsys, "reference", *REF_GRID, "--out", tmp_path / "out", "--reference", "off")
+    assert_one_line_error(code, err)
+    assert "reference (--reference): expected auto or a path, received 'off': nothing to build" in err
+    assert not (tmp_path / "out").exists()
+
+
+ACCURACY_COLUMNS = ["b2_pred_mean", "b2_pred_second", "b2_rb_mean", "b2_threshold", "b2_reached", "grads_to_b2",
+                    "evals_to_b2", "seconds_to_b2", "budget_grads", "budget_evals", "budget_seconds", "reference_id",
+                    "reference_failure"]
+# A tiny grid (two cells of one setting) and a reference budget far too small to certify.
+VERDICT_GRID = [*REF_GRID, "--num-warmup", "20", "--num-samples", "30", "--num-chains", "2", "--sampler", "hmc",
+                "--sampler-option", "num_steps=3"]
+SMALL_REFERENCE = ["--reference", "auto", "--reference-num-chains", "2", "--reference-num-warmup", "20",
+                   "--reference-num-samples", "20", "--reference-max-num-samples", "20"]
+
+
+def _summary_rows(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.e2e  # a reference that fails certification, two sweeps of two cells: 25 s (60 s compiling afresh)
+def test_an_uncertified_reference_is_refused_and_the_sweep_goes_on(capsys, tmp_path):
+    pytest.importorskip("reprior.report")
+    out = tmp_path / "out"
+
+    # reprior reference: one line naming the setting and a failing figure, the failure stored
+    code, _, err = run(capsys, "reference", *VERDICT_GRID, *SMALL_REFERENCE, "--out", out)
+    assert_one_line_error(code, err)
+    [folder] = (out / "references").iterdir()
+    assert f"reference {folder.name} (mlp d1 w4 noise 0.1 n_train 8): no certified reference: " in err
+    assert "ESS" in err and "< 400" in err
+    record = json.loads((folder / "diagnostics.json").read_text())
+    assert record["certified"] is False and record["reference_id"] == folder.name
+    assert record["diagnostics"]["failures"] and not (folder / "reference.npz").exists()
+    assert not (out / "cells").exists()
+    stored = (folder / "diagnostics.json").read_bytes()
+
+    # reprior sweep: the verdict "no certified reference" in every cell, the sweep finishes
+    code, stdout, err = run(capsys, "sweep", *VERDICT_GRID, *SMALL_REFERENCE, "--quiet", "--out", out)
+    assert code == 0, stdout + err
+    assert [p.name for p in (out / "references").iterdir()] == [folder.name]  # one setting, one reference
+    assert (folder / "diagnostics.json").read_bytes() == stored  # the stored failure reused, not rebuilt
+    rows = _summary_rows(out)
+    assert len(rows) == 2 and {r["parameterisation"] for r in rows} == {"standard", "reprior"}
+    assert not [c for c in ACCURACY_COLUMNS if c not in rows[0]]
+    for row in rows:
+        assert row["reference_failure"].startswith("no certified reference: ") and "ESS" in row["reference_failure"]
+        assert row["b2_reached"] == "False" and float(row["b2_threshold"]) == 0.01
+        assert all(np.isnan(float(row[c])) for c in ("b2_pred_mean", "grads_to_b2", "seconds_to_b2"))
+        assert np.isfinite(float(row["ess_bulk_pred_median"]))  # its ESS figures are kept
+    report = (out / "report.md").read_text()
+    assert "Cost to accuracy" in report and "no certified reference" in report
+
+    # --reference off: no reference, the verdict says so
+    off = tmp_path / "off"
+    code, stdout, err = run(capsys, "sweep", *VERDICT_GRID, "--reference", "off", "--quiet", "--out", off)
+    assert code == 0, stdout + err
+    rows = _summary_rows(off)
+    assert len(rows) == 2 and {r["reference_failure"] for r in rows} == {"reference off"}
+    assert {r["b2_reached"] for r in rows} == {"False"}
+    assert not (off / "references").exists()

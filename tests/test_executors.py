@@ -9,6 +9,7 @@ array size, and one array task run in this process as SLURM would run it.
 from __future__ import annotations
 
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def test_local_executor_runs_each_cell_in_its_own_process(tmp_path, capsys):
     assert counts.get("done", 0) + counts.get("failed chains", 0) == 2
     assert (counts["running"], counts["failed"], counts["pending"]) == (0, 0, 0)
     assert all(f"job {jobs[line.split()[0]]['job_id']}" in line for line in lines[1:])
+    assert len(lines) == 3
+    for line in lines[1:]:  # each finished: done, or failed chains with the reasons
+        assert re.match(r"^[0-9a-f]{16}  (done|failed chains) +job ", line), line
+        assert ("failed chains" in line) == ("  | " in line), line
 
 
 @pytest.mark.slow
@@ -207,6 +212,7 @@ def test_slurm_executor_submits_one_array_and_a_task_runs_the_cell(tmp_path, cap
     # the task's 4-draw cell has R-hat far above 1.1: finished, with failed chains (reprior.health)
     assert lines[0] == f"{out}: 3 cells: 0 done, 1 failed chains, 0 running, 0 failed, 2 pending"
     assert lines[1].startswith(f"{key0}  failed chains  job {array_id}_0")
+    assert lines[1].split("  | ")[1].startswith("R-hat ")  # the reasons (reprior.health.chain_failure)
     assert all("submitted, not started" in line for line in lines[2:])
 
 
