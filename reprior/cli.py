@@ -190,6 +190,8 @@ def _cmd_reference(args, argv) -> int:
     with interrupts.deferred():
         options = _sweep_options(args)
         _refuse_default_grid(args)
+        if options["reference"] == "off" and args.reference is None:  # the default: this command builds them
+            options["reference"] = "auto"
         if options["reference"] == "off":
             raise _UserError("reference (--reference): expected auto or a path, received 'off': nothing to build")
         dtype = _set_dtype(options["dtype"])
