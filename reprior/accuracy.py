@@ -69,22 +69,20 @@ def check_threshold(threshold) -> float:
 
 
 def _variable(idata, group: str, name: str):
-    data = getattr(idata, group, None) if hasattr(idata, group) else None
-    if data is None or name not in data:
-        return None
-    return np.asarray(data[name].values, dtype=float)
+    from .diagnostics import _variable as variable
+
+    value = variable(idata, group, name)
+    return None if value is None else np.asarray(value, dtype=float)
 
 
 def _predictive(idata):
-    """``(m: (C, S, m, k), v: (C, S, m, 1))`` per draw: Rao-Blackwellised, else ``f_test`` with v = 0."""
-    mean = _variable(idata, "posterior_predictive", "f_test_rb_mean")
-    var = _variable(idata, "posterior_predictive", "f_test_rb_var")
-    if mean is None or var is None:
-        mean = _variable(idata, "posterior_predictive", "f_test")
-        if mean is None:
-            raise _checks.fail("idata", "InferenceData with test predictions (reprior.sample with x_test)",
-                               "no posterior_predictive f_test")
-        var = np.zeros(mean.shape[:3])
+    """``(m: (C, S, m, k), v: (C, S, m, 1))`` per draw (:func:`reprior.diagnostics.predictive_by_chain`)."""
+    from .diagnostics import predictive_by_chain
+
+    mean, var = predictive_by_chain(idata)
+    if mean is None:
+        raise _checks.fail("idata", "InferenceData with test predictions (reprior.sample with x_test)",
+                           "no posterior_predictive f_test")
     return mean, var[..., None]
 
 
@@ -163,6 +161,16 @@ def _seconds(idata, evals: np.ndarray, num_chains: int, num_draws: int) -> np.nd
     else:
         fraction = np.arange(1, num_draws + 1) / num_draws
     return warmup + sampling * fraction
+
+
+def run_budget(idata) -> dict[str, float]:
+    """A run's whole cost, warm-up included: ``budget_grads``, ``budget_evals``, ``budget_seconds``."""
+    m, _ = _predictive(idata)
+    num_chains, num_draws = m.shape[:2]
+    evals = _cumulative_cost(idata, "num_logdensity_evals", num_chains, num_draws)
+    return {"budget_grads": float(_cumulative_cost(idata, "num_grad_evals", num_chains, num_draws)[-1]),
+            "budget_evals": float(evals[-1]),
+            "budget_seconds": float(_seconds(idata, evals, num_chains, num_draws)[-1])}
 
 
 def crossing_index(errors, threshold: float) -> int | None:

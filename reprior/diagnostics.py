@@ -241,8 +241,9 @@ def _num_draws(idata) -> int:
 
 
 # -- predictive accuracy ---------------------------------------------------------------
-def _predictive_draws(idata):
-    """``(mean: (S, m, k), var: (S, m))`` of f per draw: Rao-Blackwellised if stored, else f_test, 0."""
+def predictive_by_chain(idata):
+    """``(mean: (C, S, m, k), var: (C, S, m))`` of f per draw: Rao-Blackwellised if stored, else
+    ``f_test`` with variance 0; ``(None, None)`` without test predictions."""
     mean = _variable(idata, "posterior_predictive", "f_test_rb_mean")
     var = _variable(idata, "posterior_predictive", "f_test_rb_var")
     if mean is None or var is None:
@@ -250,6 +251,14 @@ def _predictive_draws(idata):
         if mean is None:
             return None, None
         var = np.zeros(mean.shape[:3])
+    return np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
+
+
+def _predictive_draws(idata):
+    """``(mean: (S, m, k), var: (S, m))``: :func:`predictive_by_chain` with the chains pooled."""
+    mean, var = predictive_by_chain(idata)
+    if mean is None:
+        return None, None
     return mean.reshape((-1,) + mean.shape[2:]), var.reshape((-1,) + var.shape[2:])
 
 

@@ -134,6 +134,8 @@ class ReferencePosterior:
     @classmethod
     def load(cls, path) -> "ReferencePosterior":
         """Read a file written by :meth:`save`; ValueError naming the file if it is not one."""
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise _checks.fail("reference", "a reference file written by reprior (.npz)", f"{path} (corrupt)")
         try:
             with open(Path(path), "rb") as handle, np.load(handle, allow_pickle=False) as f:
                 meta = json.loads(str(f["meta"]))
@@ -168,18 +170,17 @@ def _jsonable(value):
 # -- per-kernel statistics ---------------------------------------------------------------------
 def rb_draws(idata) -> tuple[np.ndarray, np.ndarray]:
     """``(m: (C, S, m, k), v: (C, S, m, 1))``: the Rao-Blackwellised predictive of every draw."""
-    pp = idata.posterior_predictive
-    return (np.asarray(pp["f_test_rb_mean"].values, dtype=np.float64),
-            np.asarray(pp["f_test_rb_var"].values, dtype=np.float64)[..., None])
+    from .diagnostics import predictive_by_chain
+
+    mean, var = predictive_by_chain(idata)
+    return mean, var[..., None]
 
 
 def _arviz(fn, values: np.ndarray, **kwargs) -> np.ndarray:
     """An ArviZ diagnostic of every scalar of ``values: (C, S, ...)``, shaped like ``values[0, 0]``."""
-    import arviz as az
+    from .diagnostics import _arviz_stat
 
-    flat = values.reshape(values.shape[:2] + (-1,))
-    out = fn(az.convert_to_dataset({"x": flat}), **kwargs)["x"].values
-    return np.asarray(out, dtype=float).reshape(values.shape[2:])
+    return _arviz_stat(fn, values.reshape(values.shape[:2] + (-1,)), **kwargs).reshape(values.shape[2:])
 
 
 def kernel_statistics(m: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:

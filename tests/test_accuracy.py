@@ -163,3 +163,16 @@ def test_a_reference_for_other_test_inputs_is_refused(rng):
 
 def test_curve_columns():
     assert CURVE_COLUMNS[0] == "draw" and {"grads", "evals", "seconds", "b2_mean", "b2_second"} <= set(CURVE_COLUMNS)
+
+
+def test_a_cell_without_reference_keeps_its_whole_cost(rng):
+    from reprior.runner.references import score_cell
+
+    x_test = rng.normal(size=(3, 2))
+    idata = _idata(np.zeros((2, 10, 3, 1)), np.zeros((2, 10, 3)), x_test=x_test)
+    scored, curve = cost_to_accuracy(idata, _reference(np.zeros((3, 1)), 1.0, 0.0, x_test)), None
+    figures, curve = score_cell(idata, None, "no certified reference: R-hat", 0.01, "abc")
+    assert curve is None and figures["b2_reached"] is False and figures["reference_id"] == "abc"
+    assert math.isnan(figures["b2_pred_mean"]) and figures["reference_failure"].startswith("no certified")
+    for name in ("budget_grads", "budget_evals", "budget_seconds"):
+        assert figures[name] == pytest.approx(scored[name])

@@ -393,7 +393,7 @@ def _reference_path(value) -> str:
     if not isinstance(value, str) or not value:
         raise _bad("reference", "auto, off or a path to references", value)
     if not Path(value).exists():
-        raise _bad("reference", "auto, off or an existing reference file or folder", f"{value!r}, which does not exist")
+        raise _bad("reference", "auto, off or an existing reference file or folder", f"{value} (does not exist)")
     return value
 
 

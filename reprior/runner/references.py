@@ -36,7 +36,7 @@ LOCK_FILE = ".lock"
 
 
 def _sha256(path: Path) -> str:
-    from .store import file_digest
+    from .store import file_digest  # (store imports nothing from here)
 
     return file_digest(path)["sha256"]
 
@@ -153,14 +153,14 @@ def reference_file(path, reference_id: str) -> Path:
                              REFERENCE_FILE) if p.is_file()]
         if not found:
             raise _checks.fail("reference", f"a folder holding the reference {reference_id} of this setting",
-                               f"{str(path)!r}, which has none")
+                               f"{path}, which has none")
         candidate = found[0]
     reference = ReferencePosterior.load(candidate)
     if reference.reference_id != reference_id:
         raise _checks.fail("reference", f"a reference built for this setting ({reference_id}: data, test inputs, "
-                           "architecture, noise, dtype)", f"{str(candidate)!r}, built for {reference.reference_id}")
+                           "architecture, noise, dtype)", f"{candidate}, built for {reference.reference_id}")
     if not reference.certified:
-        raise _checks.fail("reference", "a certified reference", f"{str(candidate)!r}, not certified")
+        raise _checks.fail("reference", "a certified reference", f"{candidate}, not certified")
     return candidate
 
 
@@ -172,7 +172,7 @@ def cell_reference_id(settings: dict, bnn, data) -> str:
 
 
 def cell_reference(settings: dict, bnn, data, options: dict, out_root):
-    """``(reference or None, failure, seconds)``: the cell's certified reference, built if missing.
+    """``(reference or None, failure, seconds, id)``: the cell's certified reference, built if missing.
 
     ``failure`` is "" with a reference, else why there is none ("reference off", "no test inputs",
     "no certified reference: <failing figures>")."""
@@ -181,13 +181,13 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root):
 
     mode = options.get("reference", "off")
     if mode == "off":
-        return None, "reference off", 0.0
+        return None, "reference off", 0.0, ""
     if data.n_test == 0:
-        return None, "no test inputs (n_test = 0)", 0.0
+        return None, "no test inputs (n_test = 0)", 0.0, ""
     rid = cell_reference_id(settings, bnn, data)
     start = time.perf_counter()
     if mode != "auto":
-        return ReferencePosterior.load(reference_file(mode, rid)), "", time.perf_counter() - start
+        return ReferencePosterior.load(reference_file(mode, rid)), "", time.perf_counter() - start, rid
     budget = reference_budget(options)
 
     def build():  # doubling the draws until certified or past the budget's most
@@ -208,20 +208,21 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root):
         reference = ReferenceStore(Path(out_root) / REFERENCES_DIR).get_or_build(rid, budget, build)
     except ReferenceNotCertified as err:
         failures = err.diagnostics.get("failures", []) or [str(err)]
-        return None, "no certified reference: " + "; ".join(failures), time.perf_counter() - start
-    return reference, "", time.perf_counter() - start
+        return None, "no certified reference: " + "; ".join(failures), time.perf_counter() - start, rid
+    return reference, "", time.perf_counter() - start, rid
 
 
-def score_cell(idata, reference, failure: str, threshold: float) -> tuple[dict, dict | None]:
+def score_cell(idata, reference, failure: str, threshold: float, reference_id: str = "") -> tuple[dict, dict | None]:
     """``(accuracy columns, curve or None)`` of a cell: :func:`reprior.accuracy.cost_to_accuracy`
     against ``reference``, or NaN figures (``b2_reached`` false) and ``reference_failure`` without one."""
     import math
 
-    from ..accuracy import ACCURACY_COLUMNS, cost_to_accuracy, error_curve
+    from ..accuracy import ACCURACY_COLUMNS, cost_to_accuracy, error_curve, run_budget
 
-    if reference is None:
+    if reference is None:  # no errors, but the run's whole cost is known all the same
         figures = {name: math.nan for name in ACCURACY_COLUMNS}
-        figures.update({"b2_threshold": threshold, "b2_reached": False, "reference_id": ""})
+        figures.update({"b2_threshold": threshold, "b2_reached": False, "reference_id": reference_id,
+                        **run_budget(idata)})
         return {**figures, "reference_failure": failure}, None
     curve = error_curve(idata, reference)
     return {**cost_to_accuracy(idata, reference, threshold, curve=curve), "reference_failure": ""}, curve
@@ -260,7 +261,7 @@ def build_references(options: dict, cells, datasets: dict, *, console=None) -> d
                   f"noise {cell.settings['noise_std']:g} n_train {cell.settings['n_train']}"
         if console is not None:
             console.print(f"reference {rid} ({setting}): building or loading ...", markup=False, highlight=False)
-        reference, failure, seconds = cell_reference(cell.settings, bnn, data, options, options["out"])
+        reference, failure, seconds, _ = cell_reference(cell.settings, bnn, data, options, options["out"])
         record = store.record(rid) or {}
         diagnostics = record.get("diagnostics", {})
         outcomes[rid] = {"setting": setting, "certified": reference is not None, "failure": failure,

@@ -169,8 +169,8 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
     metrics = cell_metrics(idata, y_test=data.y_test if has_test else None, limits=limits)
     options = reference_options or {"reference": "off", "b2_threshold": DEFAULT_THRESHOLD}
-    reference, failure, reference_seconds = references.cell_reference(s, bnn, data, options, out_root)
-    accuracy, curve = references.score_cell(idata, reference, failure, options["b2_threshold"])
+    reference, failure, reference_seconds, rid = references.cell_reference(s, bnn, data, options, out_root)
+    accuracy, curve = references.score_cell(idata, reference, failure, options["b2_threshold"], rid)
     metrics.update(accuracy)
     info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
             "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **limits_info,
