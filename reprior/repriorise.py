@@ -49,7 +49,10 @@ marginal likelihood has a *dual* form (Cholesky of the ``n x n`` matrix
 
 ``form="auto"`` takes the dual form when ``n <= p`` and the primal otherwise.
 Only the marginal likelihood is differentiated; the transform, exact readout
-draws and predictions are needed only when a draw is recorded.
+draws and predictions are needed only when a draw is recorded, and there one
+eigendecomposition (:func:`readout_posterior`) serves them all: the readout
+draw through the symmetric root, :meth:`ReadoutPosterior.log_marginal_likelihood`
+and :meth:`ReadoutPosterior.predictive`.
 """
 
 from __future__ import annotations
@@ -203,6 +206,49 @@ class ReadoutPosterior(NamedTuple):
         noise_var = self.noise_std**2
         extra = (self.num_features - self.eigenvalues.shape[0]) * jnp.log(noise_var)
         return jnp.sum(jnp.log(self.eigenvalues + noise_var)) + extra
+
+    def log_marginal_likelihood(self, y) -> jax.Array:
+        """:func:`log_marginal_likelihood` of ``y: (n, k)`` from this factorisation (no second one).
+
+        With :math:`s_i` the eigenvalues (of :math:`K`, dual, or of :math:`\\Psi^\\top\\Psi`,
+        primal) and :math:`\\log\\det(K + \\sigma^2 I_n) = n\\log\\sigma^2 + \\sum_i \\log(1 + s_i/\\sigma^2)`
+        (Sylvester), in the whitened form of :func:`log_marginal_likelihood_unnormalised`
+        (``log1p`` of :math:`s_i/\\sigma^2`: no large logarithms of opposite sign):
+
+        .. math::
+
+            \\ell = -\\tfrac12\\Big[Y^\\top (K + \\sigma^2 I)^{-1} Y + k \\sum_i \\log(1 + s_i/\\sigma^2)\\Big]
+                - \\tfrac{nk}{2}\\log(2\\pi\\sigma^2),
+
+        the quadratic form being :math:`\\sum_{ij} (Q^\\top Y)_{ij}^2 / (s_i + \\sigma^2)` (dual) or the
+        sum of squares :math:`\\sigma^{-2}(|Y - \\Psi\\mu|^2 + \\sigma^2|\\mu|^2)` (primal): positive terms only.
+        """
+        n, k = y.shape
+        noise_var = self.noise_std**2
+        if self.dual:
+            quad = jnp.sum((self.basis.T @ y) ** 2 / (self.eigenvalues + noise_var)[:, None])
+        else:
+            quad = (jnp.sum((y - self.psi @ self.mean) ** 2) + noise_var * jnp.sum(self.mean**2)) / noise_var
+        logdet = jnp.sum(jnp.log1p(self.eigenvalues / noise_var))
+        return -0.5 * (quad + k * logdet) + gaussian_log_constant(n * k, self.noise_std)
+
+    def predictive(self, psi_test) -> tuple[jax.Array, jax.Array]:
+        """:func:`predictive` at test features ``psi_test: (m, p)`` from this factorisation.
+
+        Mean :math:`\\Psi_*\\mu` (push-through: equal to :math:`K_*^\\top (K + \\sigma^2 I)^{-1} Y`);
+        variance, dual, :math:`|\\psi_*|^2 - \\sum_i (Q^\\top \\Psi\\psi_*)_i^2 / (s_i + \\sigma^2)`,
+        primal, :math:`\\sigma^2 \\sum_i (Q^\\top\\psi_*)_i^2 / (s_i + \\sigma^2)`.
+        Returns ``mean: (m, k)`` and ``var: (m,)``.
+        """
+        noise_var = self.noise_std**2
+        scale = 1 / jnp.sqrt(self.eigenvalues + noise_var)
+        if self.dual:
+            w = scale[:, None] * (self.basis.T @ (self.psi @ psi_test.T))  # (n, m)
+            var = jnp.sum(psi_test**2, axis=1) - jnp.sum(w**2, axis=0)
+        else:
+            w = scale[:, None] * (self.basis.T @ psi_test.T)  # (p, m)
+            var = noise_var * jnp.sum(w**2, axis=0)
+        return psi_test @ self.mean, jnp.clip(var, 0.0)
 
     def power(self, v: jax.Array, half_power: int) -> jax.Array:
         """:math:`G^{a} v` for ``a = half_power / 2`` in ``{-1/2, +1/2}``; ``v: (p, k)``."""

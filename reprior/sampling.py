@@ -46,7 +46,8 @@ from .driver import run_chains
 from .health import failure_reasons, finite_reduce
 from .models import flatten_params
 from .progress import progress_display
-from .projections import project_tree
+from .projections import DEFAULT_BLOCK_SIZE, project_tree
+from .projections import _project_unscaled  # the offset form: shares the hidden part
 from .samplers.registry import check_options, get_kernel, kernel_names, make_kernel
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
@@ -87,35 +88,64 @@ def _validate(bnn, x, y, x_test, opts):
 
 
 def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int):
-    """Per recorded draw: theta (and phi), projections, test predictions, pointwise log likelihood."""
+    """Per recorded draw: theta (and phi), projections, test predictions, pointwise log likelihood.
+
+    The draw's work is the features at the training (and test) inputs, one
+    eigendecomposition (:meth:`Target.readout_posterior`) shared by the readout
+    draw, ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, and
+    one pass of projection directions for theta and phi together.
+    """
     y, noise_std = target.y, target.noise_std
 
     def collect(consts, key, z):
         out = {}
-        psi = target.features(z)  # computed once per draw, reused below
-        theta, phi = target.to_params(z, key, psi)
+        psi = target.features(z)
+        posterior = target.readout_posterior(z, psi)
+        theta, phi = target.to_params(z, key, psi, posterior)
         if keep == "all":
             out.update(flatten_params(theta))
         elif keep == "readout":
             out.update(flatten_params({"readout": theta["readout"]}))
         if phi is not None and keep != "none":
             out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
-        if num_projections:  # directions generated block by block: O(parameters) memory
-            out["theta_proj"] = project_tree(theta, num_projections, projection_seed)
-            if phi is not None:
-                out["phi_proj"] = project_tree(phi, num_projections, projection_seed)
+        if num_projections:
+            out.update(_projections(theta, phi, num_projections, projection_seed))
         theta_out = readout_matrix(theta)
         # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
-        out["log_marginal_likelihood"] = rp.log_marginal_likelihood(psi, y, noise_std, target.form)
+        out["log_marginal_likelihood"] = posterior.log_marginal_likelihood(y)
         out["log_likelihood"] = -0.5 * (
             (y - psi @ theta_out) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
         if x_test is not None:
             psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
             out["f_test"] = psi_test @ theta_out
-            out["f_test_rb_mean"], out["f_test_rb_var"] = rp.predictive(psi, y, psi_test, noise_std, target.form)
+            out["f_test_rb_mean"], out["f_test_rb_var"] = posterior.predictive(psi_test)
         return out
 
     return collect
+
+
+def _projections(theta, phi, num: int, seed: int) -> dict:
+    """``theta_proj`` (and ``phi_proj``) on the fixed directions of :func:`reprior.projections.project_tree`.
+
+    theta and phi share their hidden weights and their layout (hidden leaves first), so the
+    hidden part of the projection, most of its cost, is computed once and shared; equal to
+    ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
+    """
+    if phi is None or set(theta) != {"hidden", "readout"}:
+        return {"theta_proj": project_tree(theta, num, seed),
+                **({} if phi is None else {"phi_proj": project_tree(phi, num, seed)})}
+
+    def unscaled(leaves, start, total):
+        for leaf in leaves:
+            total = total + _project_unscaled(leaf.reshape(-1), start, num, seed, DEFAULT_BLOCK_SIZE)
+            start += leaf.size
+        return total, start
+
+    zeros = jnp.zeros((num,), jax.tree_util.tree_leaves(theta)[0].dtype)
+    shared, offset = unscaled(jax.tree_util.tree_leaves(theta["hidden"]), 0, zeros)
+    theta_sum, dim = unscaled(jax.tree_util.tree_leaves(theta["readout"]), offset, shared)
+    phi_sum, _ = unscaled(jax.tree_util.tree_leaves(phi["readout"]), offset, shared)
+    return {"theta_proj": theta_sum / math.sqrt(dim), "phi_proj": phi_sum / math.sqrt(dim)}
 
 
 def _make_stats_fn(stats_fn, target: Target):

@@ -160,18 +160,27 @@ class Target:
         return self.logdensity(z) + self.log_density_constant()
 
     # -- back to the network ----------------------------------------------------------
-    def to_params(self, z, rng_key, psi=None):
+    def readout_posterior(self, z, psi=None) -> rp.ReadoutPosterior:
+        """The readout posterior given the hidden weights of ``z``: the one factorisation of a recorded draw.
+
+        Its eigendecomposition serves :meth:`to_params`, :meth:`predictive` and
+        :meth:`ReadoutPosterior.log_marginal_likelihood <reprior.repriorise.ReadoutPosterior.log_marginal_likelihood>`
+        (pass it to each).  ``psi`` may be passed when already computed.
+        """
+        psi = self.features(z) if psi is None else psi
+        return rp.readout_posterior(psi, self.y, self.noise_std, self.form)
+
+    def to_params(self, z, rng_key, psi=None, posterior=None):
         """``(theta, phi)`` at a sampled point; ``phi`` is ``None`` for the standard parameterisation.
 
         When collapsed, ``phi_out`` is an exact draw from N(0, I) with ``rng_key``
         and :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`
-        (:func:`reprior.repriorise.to_theta_out`).  ``psi`` may be passed when
-        already computed.
+        (:func:`reprior.repriorise.to_theta_out`).  ``psi`` and ``posterior``
+        (:meth:`readout_posterior`) may be passed when already computed.
         """
         if self.parameterisation == "standard":
             return z, None
-        psi = self.features(z) if psi is None else psi
-        posterior = rp.readout_posterior(psi, self.y, self.noise_std, self.form)
+        posterior = self.readout_posterior(z, psi) if posterior is None else posterior
         if self.collapsed:
             phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
         else:
@@ -179,13 +188,16 @@ class Target:
         hidden_only = {"hidden": z["hidden"], "readout": {"W": None, "b": None}}
         return with_readout(hidden_only, rp.to_theta_out(posterior, phi_out)), with_readout(hidden_only, phi_out)
 
-    def predictive(self, z, x_test, psi=None):
+    def predictive(self, z, x_test, psi=None, posterior=None):
         """Rao-Blackwellised predictive of ``f`` at ``x_test`` given the hidden weights of ``z``.
 
-        Returns ``mean: (m, k)`` and ``var: (m,)`` (:func:`reprior.repriorise.predictive`).
+        Returns ``mean: (m, k)`` and ``var: (m,)`` (:func:`reprior.repriorise.predictive`;
+        from ``posterior``, :meth:`readout_posterior`, when given).
         """
-        psi = self.features(z) if psi is None else psi
         psi_test = self.arch.features({"hidden": z["hidden"]}, x_test)
+        if posterior is not None:
+            return posterior.predictive(psi_test)
+        psi = self.features(z) if psi is None else psi
         return rp.predictive(psi, self.y, psi_test, self.noise_std, self.form)
 
     def flat(self, z) -> jax.Array:
