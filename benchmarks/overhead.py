@@ -99,7 +99,9 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
         parts["log_marginal_likelihood"] = (lambda *a: rebuild(*a).log_marginal_likelihood(target.y), arrays)
         parts["predictive"] = (lambda pt, *a: rebuild(*a).predictive(pt),
                                (target.arch.features({"hidden": z["hidden"]}, x_test), *arrays))
-        parts["projections"] = (lambda t, f: sampling._projections(t, f, num_projections, 0), (theta, phi))
+        words = sampling._projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
+        parts["projections"] = (lambda t, f, w: sampling._projections(t, f, num_projections, 0, w), (theta, phi, words))
+        consts = {"projection_words": words}
     else:
         parts["log_marginal_likelihood"] = (lambda p: rp.log_marginal_likelihood(p, target.y, target.noise_std,
                                                                                  target.form), (psi,))
@@ -107,7 +109,9 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
                                (psi, target.arch.features({"hidden": z["hidden"]}, x_test)))
         parts["projections"] = (lambda t, f: (project_tree(t, num_projections, 0), project_tree(f, num_projections, 0)),
                                 (theta, phi))
-    parts["collect"] = (lambda zz: collect({}, key, zz), (z,))
+    if not one_factorisation:
+        consts = {}
+    parts["collect"] = (lambda zz, c: collect(c, key, zz), (z, consts))
     return parts, one_factorisation
 
 

@@ -47,7 +47,7 @@ from .health import failure_reasons, finite_reduce
 from .models import flatten_params
 from .progress import progress_display
 from .projections import DEFAULT_BLOCK_SIZE, project_tree
-from .projections import _project_unscaled  # the offset form: shares the hidden part
+from .projections import _project_unscaled, _words  # offsets and hash words: see _projections
 from .samplers.registry import check_options, get_kernel, kernel_names, make_kernel
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
@@ -93,7 +93,8 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
     The draw's work is the features at the training (and test) inputs, one
     eigendecomposition (:meth:`Target.readout_posterior`) shared by the readout
     draw, ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, and
-    one pass of projection directions for theta and phi together.
+    one pass over the projection directions for theta and phi together, their
+    hash words read from ``consts["projection_words"]`` when the run built them.
     """
     y, noise_std = target.y, target.noise_std
 
@@ -109,7 +110,8 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
         if phi is not None and keep != "none":
             out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
         if num_projections:
-            out.update(_projections(theta, phi, num_projections, projection_seed))
+            out.update(_projections(theta, phi, num_projections, projection_seed,
+                                    consts.get("projection_words")))
         theta_out = readout_matrix(theta)
         # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
         out["log_marginal_likelihood"] = posterior.log_marginal_likelihood(y)
@@ -124,28 +126,72 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
     return collect
 
 
-def _projections(theta, phi, num: int, seed: int) -> dict:
+#: Largest table of projection hash words precomputed per run (bytes); above it, each draw hashes.
+MAX_PROJECTION_WORDS_BYTES = 2**28
+
+
+def _projection_words(num_params: int, num: int, seed: int):
+    """The hash words of the directions of :func:`reprior.projections.project_tree`, ``(num_params,
+    ceil(num / 32))`` uint32, computed once per run (4 bytes per weight for up to 32 directions), or
+    ``None`` above :data:`MAX_PROJECTION_WORDS_BYTES`."""
+    num_words = -(-num // 32)
+    if num == 0 or 4 * num_params * num_words > MAX_PROJECTION_WORDS_BYTES:
+        return None
+    return _words(np.arange(num_params, dtype=np.uint32), np.arange(num_words, dtype=np.uint32), seed, np)
+
+
+def _signed_sum(values, words, num: int):
+    """``sum_i values[i] * s_ij`` for ``values: (rows,)`` and their hash words ``(rows, num_words)``."""
+    j = np.arange(num)
+    bits = (words[:, j // 32] >> jnp.asarray(j % 32, jnp.uint32)) & jnp.uint32(1)  # (rows, num)
+    return jnp.sum(jnp.where(bits == 1, -values[:, None], values[:, None]), axis=0)
+
+
+def _unscaled_from_words(values, words, num: int, block_size: int = DEFAULT_BLOCK_SIZE):
+    """:func:`_signed_sum` block by block (memory ``block_size * num``), as ``project`` generates its signs."""
+    n = values.shape[0]
+    if n <= block_size:
+        return _signed_sum(values, words, num)
+    num_blocks = -(-n // block_size)
+    pad = num_blocks * block_size - n
+    values = jnp.pad(values, (0, pad)).reshape(num_blocks, block_size)
+    words = jnp.pad(words, ((0, pad), (0, 0))).reshape(num_blocks, block_size, words.shape[1])
+
+    def step(total, xs):
+        return total + _signed_sum(*xs, num), None
+
+    return jax.lax.scan(step, jnp.zeros((num,), values.dtype), (values, words))[0]
+
+
+def _projections(theta, phi, num: int, seed: int, words=None) -> dict:
     """``theta_proj`` (and ``phi_proj``) on the fixed directions of :func:`reprior.projections.project_tree`.
 
     theta and phi share their hidden weights and their layout (hidden leaves first), so the
-    hidden part of the projection, most of its cost, is computed once and shared; equal to
-    ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
+    hidden part of the projection, most of its cost, is computed once and shared; with ``words``
+    (:func:`_projection_words`) the directions' hash words are read instead of recomputed.  Equal
+    to ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
     """
-    if phi is None or set(theta) != {"hidden", "readout"}:
+    if set(theta) != {"hidden", "readout"}:
         return {"theta_proj": project_tree(theta, num, seed),
                 **({} if phi is None else {"phi_proj": project_tree(phi, num, seed)})}
 
     def unscaled(leaves, start, total):
         for leaf in leaves:
-            total = total + _project_unscaled(leaf.reshape(-1), start, num, seed, DEFAULT_BLOCK_SIZE)
+            flat = leaf.reshape(-1)
+            if words is None:
+                total = total + _project_unscaled(flat, start, num, seed, DEFAULT_BLOCK_SIZE)
+            else:
+                total = total + _unscaled_from_words(flat, words[start:start + flat.shape[0]], num)
             start += leaf.size
         return total, start
 
     zeros = jnp.zeros((num,), jax.tree_util.tree_leaves(theta)[0].dtype)
     shared, offset = unscaled(jax.tree_util.tree_leaves(theta["hidden"]), 0, zeros)
     theta_sum, dim = unscaled(jax.tree_util.tree_leaves(theta["readout"]), offset, shared)
-    phi_sum, _ = unscaled(jax.tree_util.tree_leaves(phi["readout"]), offset, shared)
-    return {"theta_proj": theta_sum / math.sqrt(dim), "phi_proj": phi_sum / math.sqrt(dim)}
+    out = {"theta_proj": theta_sum / math.sqrt(dim)}
+    if phi is not None:
+        out["phi_proj"] = unscaled(jax.tree_util.tree_leaves(phi["readout"]), offset, shared)[0] / math.sqrt(dim)
+    return out
 
 
 def _make_stats_fn(stats_fn, target: Target):
@@ -238,7 +284,8 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
     init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
     init = target.initial_positions(init_key, opts["num_chains"])
     dim = target.num_params
-    consts = {}
+    words = _projection_words(target.num_params, opts["num_projections"], projection_seed)
+    consts = {} if words is None else {"projection_words": words}  # read by every draw, built once
 
     total = opts["num_chains"] * (opts["num_warmup"] + opts["num_samples"])
     with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:

@@ -25,7 +25,7 @@ from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision", "accelerator",
-              "loop_conv")  # run with --quick
+              "loop_conv", "overhead")  # run with --quick
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -297,6 +297,28 @@ def test_loop_conv(results):
     assert r["loglik_rel_diff"] < 1e-12 and 0 <= r["grad_rel_diff"] < 1e-12
     assert r["bitwise_equal"] == (r["loglik_rel_diff"] == 0 == r["grad_rel_diff"])
     assert "grad rel diff" in results["loop_conv"][1]
+
+
+@pytest.mark.slow
+def test_overhead(results):
+    """reprior.sample per iteration against the bare kernel step: every ratio from the figures reported."""
+    data = check_run(results, "overhead")
+    assert data["cpu_affinity"] and "XLA_FLAGS" in data["header"]["env"]
+    rows = data["rows"]
+    assert [(r["sampler"], r["width"]) for r in rows] == [(s, 16) for s in ("pcn", "pcnl", "split_hmc")]
+    for r in rows:
+        assert (r["n_train"], r["n_test"], r["iterations"], r["rounds"], r["keep"]) == (16, 4, 10, 1, "readout")
+        for name in ("bare", "t1", "t10"):  # --quick: one round, so the median is that round's figure
+            (only,) = r[f"{name}_times_ms"]
+            assert close(r[f"{name}_ms"], only) and 0 < only < 1e3 * results["elapsed"]
+        assert close(r["ratio_t1"], r["t1_ms"] / r["bare_ms"]) and close(r["ratio_t10"], r["t10_ms"] / r["bare_ms"])
+        assert len(r["load_average"]) == 3 and 0 <= r["accept_mean_t1"] <= 1
+        parts = r["parts_ms"]
+        assert set(parts) == {"features", "readout_posterior", "readout_draw", "test_features",
+                              "log_marginal_likelihood", "predictive", "projections", "collect"}
+        assert all(0 < v < 1e3 * results["elapsed"] for v in parts.values())
+        assert r["one_factorisation"] is True
+        assert close(r["collect_over_bare"], parts["collect"] / r["bare_ms"])
 
 
 def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):

@@ -47,9 +47,16 @@ def test_shared_projections_equal_project_tree_x64():
         hidden = [{"W": jnp.asarray(rng.normal(size=(3, 20000))), "b": jnp.asarray(rng.normal(size=20000))}]
         theta = {"hidden": hidden, "readout": {"W": jnp.asarray(rng.normal(size=(5, 2))), "b": jnp.ones(2)}}
         phi = {"hidden": hidden, "readout": {"W": jnp.asarray(rng.normal(size=(5, 2))), "b": jnp.zeros(2)}}
-        out = jax.jit(lambda t, f: sampling._projections(t, f, 10, 7))(theta, phi)  # 60005 rows: several blocks
-        np.testing.assert_allclose(out["theta_proj"], project_tree(theta, 10, 7), rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(out["phi_proj"], project_tree(phi, 10, 7), rtol=1e-12, atol=1e-14)
+        words = sampling._projection_words(80012, 40, 7)  # 40 directions: two words per weight
+        assert words.shape == (80012, 2) and words.dtype == np.uint32
+        for num, table in ((10, None), (10, words), (40, words)):  # 80012 rows: several blocks
+            out = jax.jit(lambda t, f, w: sampling._projections(t, f, num, 7, w))(theta, phi, table)
+            np.testing.assert_allclose(out["theta_proj"], project_tree(theta, num, 7), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(out["phi_proj"], project_tree(phi, num, 7), rtol=1e-12, atol=1e-14)
+        theta_only = sampling._projections(theta, None, 10, 7, words)
+        assert set(theta_only) == {"theta_proj"}
+        np.testing.assert_allclose(theta_only["theta_proj"], project_tree(theta, 10, 7), rtol=1e-12, atol=1e-14)
+        assert sampling._projection_words(2**26, 40, 7) is None  # 512 MiB of words: hashed per draw instead
 
 
 def _problem(noise_std, width=64, n_train=32, n_test=8):
