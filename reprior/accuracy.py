@@ -33,7 +33,12 @@ when the hidden weights have barely moved; ``b2_rb`` cannot.
 The *crossing* is the smallest cost after which both ``b2_mean`` and
 ``b2_second`` stay below the threshold up to the end of the run (touching it
 and leaving again is not a crossing); a run that is not below at its end has
-not crossed (cost NaN, ``b2_reached`` false).  Costs are cumulative and
+not crossed (cost NaN, ``b2_reached`` false).  The *hidden-weight crossing*
+(``b2_rb_reached``, ``grads_to_b2_rb``, ...) is the same rule applied to
+``b2_rb`` alone: the verdict on what repriorisation changes, since at large
+width both parameterisations can reach the predictive threshold right after
+warm-up (the readout, drawn well in both, carries most of the predictive
+variance) while only one has moved the hidden weights.  Costs are cumulative and
 include warm-up: gradient evaluations, log-density evaluations (gradient
 evaluations included) and seconds (warm-up and sampling; compilation
 excluded, sampling seconds spread over the draws in proportion to their
@@ -55,7 +60,8 @@ DEFAULT_THRESHOLD = 0.01
 """Default ``b^2`` threshold: an effective sample size of 100."""
 
 ACCURACY_COLUMNS = ("b2_pred_mean", "b2_pred_second", "b2_rb_mean", "b2_threshold", "b2_reached", "grads_to_b2",
-                    "evals_to_b2", "seconds_to_b2", "budget_grads", "budget_evals", "budget_seconds", "reference_id")
+                    "evals_to_b2", "seconds_to_b2", "budget_grads", "budget_evals", "budget_seconds", "reference_id",
+                    "b2_rb_reached", "grads_to_b2_rb", "evals_to_b2_rb", "seconds_to_b2_rb")
 """Keys of :func:`cost_to_accuracy` (and columns of a sweep's ``summary.csv``)."""
 
 CURVE_COLUMNS = ("draw", "grads", "evals", "seconds", "b2_mean", "b2_second", "b2_rb_mean")
@@ -201,17 +207,20 @@ def cost_to_accuracy(idata, reference, threshold: float = DEFAULT_THRESHOLD, *, 
         and ``b2_rb_mean`` (final values), ``b2_threshold``, ``b2_reached``, the cost at
         the crossing (``grads_to_b2``, ``evals_to_b2``, ``seconds_to_b2``: NaN when not
         reached; ``grads_to_b2`` is NaN for a kernel without gradients), the whole cost
-        (``budget_grads``, ``budget_evals``, ``budget_seconds``) and ``reference_id``.
+        (``budget_grads``, ``budget_evals``, ``budget_seconds``), ``reference_id``, and the
+        hidden-weight crossing of ``b2_rb_mean`` alone (``b2_rb_reached``, ``grads_to_b2_rb``,
+        ``evals_to_b2_rb``, ``seconds_to_b2_rb``).
     """
     threshold = check_threshold(threshold)
     curve = error_curve(idata, reference) if curve is None else curve
     index = crossing_index((curve["b2_mean"], curve["b2_second"]), threshold)
+    rb_index = crossing_index((curve["b2_rb_mean"],), threshold)
     budget_grads = float(curve["grads"][-1])
 
-    def at(name):
-        if index is None or (name == "grads" and not budget_grads > 0):
+    def at(name, where=index):
+        if where is None or (name == "grads" and not budget_grads > 0):
             return math.nan
-        return float(curve[name][index])
+        return float(curve[name][where])
 
     return {
         "b2_pred_mean": float(curve["b2_mean"][-1]),
@@ -226,4 +235,8 @@ def cost_to_accuracy(idata, reference, threshold: float = DEFAULT_THRESHOLD, *, 
         "budget_evals": float(curve["evals"][-1]),
         "budget_seconds": float(curve["seconds"][-1]),
         "reference_id": reference.reference_id,
+        "b2_rb_reached": rb_index is not None,
+        "grads_to_b2_rb": at("grads", rb_index),
+        "evals_to_b2_rb": at("evals", rb_index),
+        "seconds_to_b2_rb": at("seconds", rb_index),
     }

@@ -367,15 +367,20 @@ def b2_figure(curves: list[dict], *, cost: str = "grads", threshold: float = 0.0
         y = np.maximum(np.asarray(data["b2_mean"], dtype=float), np.asarray(data["b2_second"], dtype=float))
         ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
         if ok.any():
-            ax.plot(x[ok], y[ok], label=str(item["label"]), linewidth=1.4)
+            (line,) = ax.plot(x[ok], y[ok], label=str(item["label"]), linewidth=1.4)
             drawn = True
+            if "b2_rb_mean" in data:  # the hidden weights' error, dotted in the same colour
+                rb = np.asarray(data["b2_rb_mean"], dtype=float)
+                keep = np.isfinite(x) & np.isfinite(rb) & (x > 0) & (rb > 0)
+                ax.plot(x[keep], rb[keep], color=line.get_color(), linestyle=":", linewidth=1.4,
+                        label=f"{item['label']}, b\u00b2 rb")
     if not drawn:
         _empty(ax, "no finite error curve")
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"b\u00b2 = {threshold:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(COST_LABELS[cost])
-    ax.set_ylabel("b\u00b2 (max of mean and second moment)")
+    ax.set_ylabel("b\u00b2: max(mean, second) solid, rb dotted")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -385,7 +390,8 @@ def b2_figure(curves: list[dict], *, cost: str = "grads", threshold: float = 0.0
 def plot_b2_vs_cost(curves: list[dict], path, *, cost: str = "grads", threshold: float = 0.01,
                     title: str = "") -> Path:
     """Error against cost: :math:`\\max(b^2_{\\mathrm{mean}}, b^2_{\\mathrm{second}})` of each run
-    against its cumulative cost, log-log, with the threshold dashed (see :mod:`reprior.accuracy`).
+    (solid) and, where the curve has it, :math:`b^2_{\\mathrm{rb}}` (dotted, same colour) against its
+    cumulative cost, log-log, with the threshold dashed (see :mod:`reprior.accuracy`).
 
     Args:
         curves: one dict per line, ``{"label": str, "curve": {column: (S,) array}}``, the curve

@@ -176,3 +176,29 @@ def test_a_cell_without_reference_keeps_its_whole_cost(rng):
     assert math.isnan(figures["b2_pred_mean"]) and figures["reference_failure"].startswith("no certified")
     for name in ("budget_grads", "budget_evals", "budget_seconds"):
         assert figures[name] == pytest.approx(scored[name])
+
+
+def test_the_hidden_weight_crossing_is_judged_on_b2_rb_alone(rng):
+    # The readout carries 99% of the predictive variance: a running mean stuck 0.05 off the reference
+    # is within b2_mean = 0.05^2 / 1 = 0.0025 but b2_rb = 0.05^2 / 0.01 = 0.25 (the hidden weights have
+    # not moved), so the predictive crosses at the first draw and the hidden weights never do.
+    num_test, draws = 3, 20
+    x_test = rng.normal(size=(num_test, 2))
+    ref = _reference(np.zeros((num_test, 1)), 0.01, 0.99, x_test)
+    stuck = _idata(np.full((2, draws, num_test, 1), 0.05), np.full((2, draws, num_test), 0.99), x_test=x_test)
+    out = cost_to_accuracy(stuck, ref)
+    assert out["b2_pred_mean"] == pytest.approx(0.0025) and out["b2_rb_mean"] == pytest.approx(0.25)
+    assert out["b2_reached"] and out["grads_to_b2"] == 2 * 5 * 2 + 2 * 3  # warm-up, then one draw per chain
+    assert out["b2_rb_reached"] is False
+    assert all(math.isnan(out[k]) for k in ("grads_to_b2_rb", "evals_to_b2_rb", "seconds_to_b2_rb"))
+    # off by 0.5 for 4 draws, then on the reference: b2_rb falls below 0.01 once the running mean is within 0.01
+    m = np.zeros((2, draws, num_test, 1))
+    m[:, :4] = 0.5
+    m[:, 4:] = -0.5 * 4 / (draws - 4)
+    moving = _idata(m, np.full((2, draws, num_test), 0.99), x_test=x_test)
+    out = cost_to_accuracy(moving, ref)
+    curve = error_curve(moving, ref)
+    index = crossing_index((curve["b2_rb_mean"],), 0.01)
+    assert out["b2_rb_reached"] and index is not None and index > 0
+    assert out["grads_to_b2_rb"] == 2 * 5 * 2 + 2 * 3 * (index + 1)
+    assert out["grads_to_b2_rb"] >= out["grads_to_b2"]  # b2_rb >= b2_mean: never crosses first here

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reprior import diagnostics as dg
-from reprior import report
+from reprior import report, report_accuracy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "diagnostics.md"
 REQUIRED = ["arch", "depth", "width", "parameterisation", "readout", "sampler", "seed", "num_chains", "num_samples",
@@ -259,16 +259,18 @@ def _verdict(tmp_path, rows, *, full=False) -> tuple[str, dict]:
         md = report.write_report(tmp_path, rows, command="reprior sweep ...")["report_md"].read_text()
     else:
         doc = report._Doc()
-        report.add_accuracy_section(doc, rows, tmp_path)
+        report_accuracy.add_accuracy_section(doc, rows, tmp_path)
         md = doc.markdown()
     section = md.split("## Cost to accuracy", 1)[1].split("\n## ", 1)[0]
     lines = [ln for ln in section.splitlines() if ln.startswith("|")]
-    table = {}
-    if lines:
-        header = [c.strip() for c in lines[0].strip("|").split("|")]
-        for line in lines[2:]:
-            cells = dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
-            table[(int(cells["width"]), cells["parameterisation"], cells["sampler"], cells["chains x draws"])] = cells
+    table, header = {}, None  # the first table (the test predictions') where a row is in two
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == "width":
+            header = cells
+        elif not set(cells[0]) <= set("-: "):
+            row = dict(zip(header, cells, strict=True))
+            table.setdefault((int(row["width"]), row["parameterisation"], row["sampler"], row["chains x draws"]), row)
     return section, table
 
 
@@ -287,7 +289,7 @@ def test_verdict_both_crossed_gives_the_ratio(tmp_path):
     assert table[(8, "reprior", "pcnl", "4x100")]["ratio/bound"] == "4.0"
     assert table[(8, "standard", "nuts", "4x100")]["ratio/bound"] == "-"
     assert table[(8, "reprior", "pcnl", "4x100")]["counted"] == "grads"
-    [place] = report.accuracy_verdicts(rows)
+    [place] = report_accuracy.accuracy_verdicts(rows)
     assert place["entries"][1]["ratio_kind"] == "ratio" and place["entries"][1]["ratio"] == pytest.approx(4.0)
 
 
@@ -302,7 +304,7 @@ def test_verdict_only_repriorised_crossed_is_a_lower_bound(tmp_path):
     assert table[(256, "reprior", "pcnl", "4x100")]["ratio/bound"] == ">= 3.4"
     assert table[(256, "standard", "nuts", "4x100")]["reached"] == "no"
     assert table[(256, "standard", "nuts", "4x100")]["cost to b²"] == "-"
-    [place] = report.accuracy_verdicts(rows)
+    [place] = report_accuracy.accuracy_verdicts(rows)
     assert place["entries"][1]["ratio"] == pytest.approx(1.1e5 / 3.2e4)
 
 
@@ -340,7 +342,7 @@ def test_old_rows_without_accuracy_keys(tmp_path):
     md = report.write_report(tmp_path, _rows(), command="reprior sweep ...")["report_md"].read_text()
     assert "## Cost to accuracy" in md and "No cell was scored against a reference" in md
     assert md.index("## Cost to accuracy") < md.index("## Provenance") < md.index("## Results")
-    assert report.accuracy_verdicts(_rows()) == []
+    assert report_accuracy.accuracy_verdicts(_rows()) == []
 
 
 def test_verdict_over_seeds_is_conservative(tmp_path):
@@ -397,7 +399,7 @@ def test_verdict_survives_summary_csv_round_trip(tmp_path):
 
 
 def test_reached_reads_bools_and_their_text():
-    assert [report.reached(v) for v in (True, False, "True", "False", "true", "0", 1, None, "", "maybe",
+    assert [report_accuracy.reached(v) for v in (True, False, "True", "False", "true", "0", 1, None, "", "maybe",
                                         float("nan"))] == [True, False, True, False, True, False, True, None, None,
                                                            None, None]
 
@@ -411,13 +413,13 @@ def _write_curve(path: Path, grads, b2):
 
 def test_read_curve(tmp_path):
     _write_curve(tmp_path / "accuracy.csv", [10.0, 20.0, 40.0], [0.5, 0.02, 0.005])
-    curve = report.read_curve(tmp_path / "accuracy.csv")
+    curve = report_accuracy.read_curve(tmp_path / "accuracy.csv")
     assert list(curve) == ["draw", "grads", "evals", "seconds", "b2_mean", "b2_second", "b2_rb_mean"]
     np.testing.assert_array_equal(curve["grads"], [10.0, 20.0, 40.0])
     np.testing.assert_array_equal(curve["b2_second"], [0.25, 0.01, 0.0025])
     (tmp_path / "bad.csv").write_text("draw,grads\n1,2\n")
     with pytest.raises(ValueError, match="argument `path`"):
-        report.read_curve(tmp_path / "bad.csv")
+        report_accuracy.read_curve(tmp_path / "bad.csv")
 
 
 def test_report_draws_error_curves_per_width(tmp_path):
@@ -440,8 +442,26 @@ def test_report_draws_error_curves_per_width(tmp_path):
 
 def test_cost_ratio_needs_one_threshold_and_recorded_costs():
     rows = [_scored(8, "standard", "nuts", to_b2=4e4, budget=1e5), _scored(8, "reprior", "pcnl", to_b2=1e4, budget=1e5)]
-    standard, repriorised = report.accuracy_entries(rows)
-    assert report.cost_ratio(standard, repriorised, "grads") == ("ratio", pytest.approx(4.0))
-    assert report.cost_ratio(dict(standard, threshold=0.05), repriorised, "grads")[0] == "thresholds differ"
-    assert report.cost_ratio(standard, dict(repriorised, grads_to_b2=math.nan), "grads")[0] == "no cost recorded"
-    assert report.ratio_text("no cost recorded", math.nan) == "no cost recorded"
+    standard, repriorised = report_accuracy.accuracy_entries(rows)
+    assert report_accuracy.cost_ratio(standard, repriorised, "grads") == ("ratio", pytest.approx(4.0))
+    assert report_accuracy.cost_ratio(dict(standard, threshold=0.05), repriorised, "grads")[0] == "thresholds differ"
+    assert report_accuracy.cost_ratio(standard, dict(repriorised, grads_to_b2=math.nan), "grads")[0] == "no cost recorded"
+    assert report_accuracy.ratio_text("no cost recorded", math.nan) == "no cost recorded"
+
+
+def test_verdict_on_the_hidden_weights_beside_the_predictions(tmp_path):
+    # Both reach the predictive threshold right after warm-up (1.2e4 and 1.5e4: 1.25x); only the
+    # repriorised hidden weights reach b2_rb < 0.01 (at 2e4), so there the ratio is >= 1e5 / 2e4 = 5.
+    rows = [_scored(256, "standard", "nuts", to_b2=1.5e4, budget=1e5, b2_rb_reached=False, grads_to_b2_rb=math.nan,
+                    evals_to_b2_rb=math.nan, seconds_to_b2_rb=math.nan),
+            _scored(256, "reprior", "nuts", to_b2=1.2e4, budget=1e5, b2_rb_reached=True, grads_to_b2_rb=2e4,
+                    evals_to_b2_rb=2e4, seconds_to_b2_rb=20.0)]
+    section, _ = _verdict(tmp_path, rows)
+    predictive, hidden = section.split("**Hidden weights (b² rb)**")
+    assert "**Test predictions (b² mean and b² second)**" in predictive
+    assert _sentence(predictive, 256).endswith("1.2x fewer gradient evaluations.")
+    assert _sentence(hidden, 256) == (
+        "- width 256: repriorised nuts reached b² rb < 0.01 after 2.0e4 gradient evaluations (20 s); standard nuts "
+        "had not after 1.0e5 (its whole run, 100 s): at least 5.0x fewer gradient evaluations.")
+    [place] = report_accuracy.accuracy_verdicts(rows, "hidden")
+    assert place["entries"][1]["ratio_kind"] == "lower" and place["entries"][1]["ratio"] == pytest.approx(5.0)

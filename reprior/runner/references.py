@@ -221,8 +221,8 @@ def score_cell(idata, reference, failure: str, threshold: float, reference_id: s
 
     if reference is None:  # no errors, but the run's whole cost is known all the same
         figures = {name: math.nan for name in ACCURACY_COLUMNS}
-        figures.update({"b2_threshold": threshold, "b2_reached": False, "reference_id": reference_id,
-                        **run_budget(idata)})
+        figures.update({"b2_threshold": threshold, "b2_reached": False, "b2_rb_reached": False,
+                        "reference_id": reference_id, **run_budget(idata)})
         return {**figures, "reference_failure": failure}, None
     curve = error_curve(idata, reference)
     return {**cost_to_accuracy(idata, reference, threshold, curve=curve), "reference_failure": ""}, curve
