@@ -118,3 +118,66 @@ def is_concrete(value) -> bool:
     import jax  # here: the checks stay importable without JAX
 
     return not isinstance(value, jax.core.Tracer)
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed: JAX and NumPy take seeds as unsigned 32-bit integers (as the command line)."""
+
+
+def seed(name: str, value) -> int:
+    """An integer in ``[0, 2**32 - 1]`` (the range the command line documents)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_SEED:
+        raise fail(name, f"an integer in [0, {MAX_SEED}]", value)
+    return int(value)
+
+
+#: Head room below the square root of the largest float: sums over data points and hidden units.
+_RANGE_MARGIN = 1e3
+
+
+def _limits(dtype: str) -> tuple[float, float, float]:
+    """``(largest safe magnitude, resolution eps, smallest normal)`` of ``dtype``."""
+    info = np.finfo(np.dtype(dtype))
+    return float(np.sqrt(info.max)) / _RANGE_MARGIN, float(info.eps), float(info.tiny)
+
+
+def _max_abs(value) -> float:
+    arr = np.asarray(value)
+    return float(np.max(np.abs(arr))) if arr.size else 0.0
+
+
+def numbers_fit(noise_std: float, x, y, x_test=None, *, dtype: str, names: dict | None = None) -> None:
+    """Refuse numbers that the sampling ``dtype`` cannot carry, before any work.
+
+    * ``x``, ``x_test``, ``y``: magnitudes below :math:`\\sqrt{\\max}/10^3` of the dtype
+      (their squares, summed over points and units, stay finite: about ``1e151`` in
+      float64, ``1.8e16`` in float32);
+    * ``noise_std``: :math:`\\sigma^2` and :math:`1/\\sigma^2` finite and normal, and
+      :math:`\\sigma \\ge \\varepsilon\\, s` with :math:`s = \\max(1, \\mathrm{rms}(y))`
+      the scale of the targets (and of the prior predictive, about 1): a smaller noise
+      vanishes next to the kernel in :math:`K + \\sigma^2 I` (it is :math:`\\varepsilon^2` of
+      it), so the likelihood is a point mass the dtype cannot resolve;
+    * ``max |y| / noise_std`` below the same safe magnitude (the squared residuals stay finite).
+
+    ``names``: the argument names to report (default: ``noise_std``, ``x``, ``x_test``, ``y``).
+    """
+    names = {"noise_std": "noise_std", "x": "x", "x_test": "x_test", "y": "y", **(names or {})}
+    safe, eps, tiny = _limits(dtype)
+    for key, value in (("x", x), ("x_test", x_test), ("y", y)):
+        if value is not None and _max_abs(value) > safe:
+            raise fail(names[key], f"magnitudes at most {safe:.3g} in {dtype} (squares summed over points and "
+                       "units must stay finite; rescale or standardise the data)",
+                       f"values up to {_max_abs(value):.3g}")
+    scale = max(1.0, float(np.sqrt(np.mean(np.square(np.asarray(y, np.float64))))) if np.size(y) else 1.0)
+    low = max(eps * scale, float(np.sqrt(tiny)) * _RANGE_MARGIN)
+    if noise_std < low:
+        advice = "use a larger noise_std" + (", or float64" if np.dtype(dtype) != np.float64 else "")
+        raise fail(names["noise_std"], f"a noise std of at least {low:.3g} in {dtype} (eps x the target scale "
+                   f"{scale:.3g}: a smaller one vanishes next to the kernel; {advice})", noise_std)
+    if noise_std > safe:
+        raise fail(names["noise_std"], f"a noise std of at most {safe:.3g} in {dtype} (its square must stay "
+                   "finite)", noise_std)
+    if np.size(y) and _max_abs(y) / noise_std > safe:
+        raise fail(names["noise_std"], f"a noise std of at least {_max_abs(y) / safe:.3g} for targets up to "
+                   f"{_max_abs(y):.3g} in {dtype} (the squared residuals over the noise must stay finite)",
+                   noise_std)

@@ -169,6 +169,8 @@ def _add_grid_arguments(p) -> None:
     p.add_argument("--sampler-option", dest="sampler_options", action="append", type=key_value, default=None,
                    metavar="KEY=VALUE", help="sampler setting, repeatable (e.g. max_tree_depth=8)")
     p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out that reprior did not make (default: refuse it)")
 
 
 def _add_reference(subparsers) -> None:
@@ -185,7 +187,7 @@ def _add_reference(subparsers) -> None:
 
 def _cmd_reference(args, argv) -> int:
     from . import interrupts, preflight
-    from .runner import references, sweep
+    from .runner import ownership, references, sweep
 
     with interrupts.deferred():
         options = _sweep_options(args)
@@ -196,7 +198,8 @@ def _cmd_reference(args, argv) -> int:
             raise _UserError("reference (--reference): expected auto or a path, received 'off': nothing to build")
         dtype = _set_dtype(options["dtype"])
         _, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
-        datasets = preflight.check_sweep(options, cells)
+        datasets = preflight.check_sweep(options, cells, force=args.force)
+        ownership.claim(options["out"], "out (--out)", force=args.force)
         outcomes = references.build_references(options, cells, datasets, console=sweep._console())
     failed = {rid: o for rid, o in outcomes.items() if not o["certified"]}
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} references certified under "
@@ -293,8 +296,10 @@ def sbc_command(args: argparse.Namespace) -> int:
         sbc.plot_ranks(result, args.plot)
         print(f"rank histograms written to {args.plot}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result.to_dict(), handle, indent=1)
+        from ._files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=1))
+        print(f"result written to {args.json}")
     return 0 if result.passed else 1
 
 
@@ -350,6 +355,7 @@ def _set_dtype(dtype: str | None) -> str:
 
 def _sweep_options(args) -> dict:
     config = grid.load_config(args.config) if args.config else {}
+    args.config_is_empty = bool(args.config) and not set(config) - {"out"}  # no grid option in it
     flags = {}
     for _, dest, _ in _SWEEP_FLAGS:
         flags[dest] = getattr(args, dest)
@@ -363,13 +369,15 @@ def _sweep_options(args) -> dict:
 
 def _refuse_default_grid(args) -> None:
     """A bare ``reprior sweep`` would start the default grid, hours of sampling: ask for ``--yes``."""
-    if args.config or args.widths is not None or args.yes or args.dry_run:
+    empty = getattr(args, "config_is_empty", False)
+    if (args.config and not empty) or args.widths is not None or args.yes or args.dry_run:
         return
     from .runner.grid import DEFAULTS
 
     cells = len(DEFAULTS["widths"]) * len(DEFAULTS["parameterisations"])
+    received = f"a config file with no grid option, {args.config!r}" if empty else "neither"
     raise _UserError(f"--config/--widths: expected a grid (a config file, e.g. --config experiments/quick.toml, "
-                     f"or --widths), received neither: the default grid ({cells} cells up to width "
+                     f"or --widths), received {received}: the default grid ({cells} cells up to width "
                      f"{max(DEFAULTS['widths'])}, {DEFAULTS['num_chains']} x {DEFAULTS['num_warmup']} + "
                      f"{DEFAULTS['num_samples']} NUTS iterations each) takes hours on a laptop; pass --yes to run "
                      "it, or --dry-run to see it")
@@ -384,16 +392,17 @@ def _cmd_sweep(args, argv) -> int:
 
 def _sweep(args, argv) -> int:
     from . import interrupts, preflight
-    from .runner import sweep
+    from .runner import ownership, sweep
 
     options = _sweep_options(args)
     _refuse_default_grid(args)
     dtype = _set_dtype(options["dtype"])
     if args.dry_run:
-        return _dry_run(options, dtype, args.shard)
+        return _dry_run(options, dtype, args.shard, args.force)
     all_cells, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
-    datasets = preflight.check_sweep(options, cells)  # everything checked before anything is written
+    datasets = preflight.check_sweep(options, cells, force=args.force)  # all checked before anything is written
     interrupts.checkpoint()
+    ownership.claim(options["out"], "out (--out)", force=args.force)  # the marker, first
     if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
         from .runner import executors
 
@@ -405,7 +414,7 @@ def _sweep(args, argv) -> int:
     return result.exit_code
 
 
-def _dry_run(options, dtype, shard) -> int:
+def _dry_run(options, dtype, shard, force=False) -> int:
     """List the cells, check them and load their data (so a bad path or option shows now); sample nothing."""
     from . import preflight
     from .runner.grid import estimate_grad_evals, iterations
@@ -413,7 +422,7 @@ def _dry_run(options, dtype, shard) -> int:
     from .runner.sweep import plan
 
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
-    datasets = preflight.check_sweep(options, cells)
+    datasets = preflight.check_sweep(options, cells, force=force)
     store = CellStore(options["out"])
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where} "
@@ -533,7 +542,15 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (_UserError, grid.ConfigError, ValueError, TypeError, OSError) as err:
+    except OSError as err:  # a fault on a path found late: one line naming the file, no temporary names
+        if os.environ.get("REPRIOR_TRACEBACK"):
+            raise
+        from ._files import describe_os_error
+
+        if err.errno is None and err.filename is None:  # raised by reprior with its own one-line message
+            return _error(err)
+        return _error(describe_os_error(err, "file", expected="a usable path"))
+    except (_UserError, grid.ConfigError, ValueError, TypeError) as err:
         if os.environ.get("REPRIOR_TRACEBACK"):
             raise
         return _error(err)

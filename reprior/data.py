@@ -380,27 +380,63 @@ def _fit_standardiser(x_train: np.ndarray, scheme: str) -> dict[str, Any]:
     ``per_pixel_mean_global_std``: the mean image, and one std of the centred
     pixels, which keeps the relative scale of the pixels.
 
-    Stds of (numerically) constant features are replaced by 1, so such a
-    feature becomes 0 in training and keeps its offset from the training
+    Stds of (numerically) constant features (a std at most 1e-10 of the
+    feature's largest magnitude) are replaced by 1, so such a feature becomes 0 in training and keeps its offset from the training
     value in test.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_standardised
+        return _fit(x_train, scheme)
+
+
+def _fit(x_train: np.ndarray, scheme: str) -> dict[str, Any]:
     if scheme == "per_feature":
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        axes = (0,)
     elif scheme == "per_channel":
         axes = tuple(range(x_train.ndim - 1))
-        mean, std = x_train.mean(axis=axes), x_train.std(axis=axes)
     elif scheme == "per_pixel_mean_global_std":
-        mean = x_train.mean(axis=0)
-        std = np.asarray((x_train - mean).std())
+        axes = None
     else:  # pragma: no cover - internal
         raise AssertionError(scheme)
-    scale = float(np.max(np.abs(x_train))) if x_train.size else 0.0
+    if axes is None:
+        mean = x_train.mean(axis=0)
+        std = np.asarray((x_train - mean).std())
+    else:
+        mean, std = x_train.mean(axis=axes), x_train.std(axis=axes)
+    # a column's own magnitude says whether it is constant (a column of 1e-150 next to one of 1e150 is not)
+    scale = np.max(np.abs(x_train), axis=axes) if x_train.size else np.zeros_like(std)
     std = np.where(std <= 1e-10 * scale, 1.0, std)
     return {"scheme": scheme, "mean": mean, "std": std}
 
 
 def _apply(x: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
-    return (x - stats["mean"]) / stats["std"]
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by _check_standardised
+        return (x - stats["mean"]) / stats["std"]
+
+
+def _check_standardised(what: str, arrays, stats: dict[str, Any], columns=None) -> None:
+    """Refuse a standardisation whose statistics or results are not finite (values near the float
+    range: the square in the std overflows, and the column would silently turn into zeros), naming
+    the column (``columns``: names of the last axis, else its index)."""
+    last = arrays[0].shape[-1] if arrays[0].ndim else 1
+    flags = np.zeros(last, bool)
+    for a in arrays:
+        if a.size:
+            flags |= ~np.isfinite(a.reshape(-1, last)).all(axis=0)
+    for stat in (np.asarray(stats["mean"]), np.asarray(stats["std"])):
+        if stat.ndim and stat.shape[-1] == last:
+            flags |= ~np.isfinite(stat.reshape(-1, last)).all(axis=0)
+        elif not np.isfinite(stat).all():  # one statistic for every column
+            flags[:] = True
+    if not flags.any():
+        return
+    index = int(np.argmax(flags))
+    if flags.all() and last > 1:
+        name = "every column"
+    else:
+        name = "column " + (repr(columns[index]) if columns and index < len(columns) else str(index))
+    raise _checks.fail(f"data ({what})", "columns whose standardisation (mean and std of the training rows) is "
+                       "finite", f"{name}, whose values overflow it (magnitudes near the float64 range; rescale "
+                       "it, or load it with standardise=False)")
 
 
 def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -427,9 +463,11 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, train_idx, test_idx, *, x_t
     if x_scheme is not None:
         stats["x"] = _fit_standardiser(xtr, x_scheme)
         xtr, xte = _apply(xtr, stats["x"]), _apply(xte, stats["x"])
+        _check_standardised("inputs", (xtr, xte), stats["x"], info.get("input_columns"))
     if standardise_y:
         stats["y"] = _fit_standardiser(ytr, "per_feature")
         ytr, yte = _apply(ytr, stats["y"]), _apply(yte, stats["y"])
+        _check_standardised("targets", (ytr, yte), stats["y"], info.get("target_columns"))
     info = {**info, "train_indices": np.asarray(train_idx), "test_indices": np.asarray(test_idx),
             "standardisation": stats}
     return Dataset(name, xtr, ytr, xte, yte, image_shape=image_shape, info=info)
@@ -536,14 +574,47 @@ def _existing_file(path: Path, what: str) -> Path:
     return path
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle that names a global outside :data:`_BATCH_GLOBALS`; ``args[0]`` is ``module.name``."""
+
+
+#: The globals a CIFAR-10 python batch may name: NumPy's array reconstruction (NumPy 1 and 2 module
+#: names, pickle protocols 2 to 5) and ``_codecs.encode``, with which protocol 2 stores ``bytes``.
+_BATCH_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only :data:`_BATCH_GLOBALS` (anything else: :class:`_ForbiddenGlobal`)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _BATCH_GLOBALS:
+            return super().find_class(module, name)
+        raise _ForbiddenGlobal(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise _ForbiddenGlobal(f"persistent id {pid!r}")
+
+
 def _read_cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch -> images ``(N, 32, 32, 3)`` uint8 and labels ``(N,)``.
 
-    Unpickling runs code from the file: load only batches you trust.
+    The file is unpickled by :class:`_BatchUnpickler`, which admits only what the format needs
+    (dicts, lists, bytes, strings, numbers and NumPy arrays): a batch that names any other
+    global (which ordinary unpickling would import and call) is refused, naming the file and
+    the global, and no code of it runs.
     """
     try:
         with open(file, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except _ForbiddenGlobal as err:
+        raise ValueError(f"argument `path`: expected a CIFAR-10 python batch of dicts, lists, bytes, strings, "
+                         f"numbers and NumPy arrays, received {str(file)!r}, which asks to load the global "
+                         f"{err.args[0]!r} (refused: unpickling it could run code)") from None
     except Exception as err:
         raise ValueError(f"{file}: expected a pickled CIFAR-10 python batch, could not unpickle it ({err})") from err
     if not isinstance(batch, dict):
@@ -698,6 +769,12 @@ def _read_csv_rows(file: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             raise ValueError(f"argument `path`: expected a .csv file with a header row, received {str(file)!r}, "
                              "which is empty")
         header = [h.strip() for h in header]
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        if repeated:
+            raise ValueError(f"argument `path`: expected a .csv header of distinct column names, received "
+                             f"{str(file)!r}, whose header repeats {', '.join(map(repr, repeated))} (columns "
+                             + "; ".join(", ".join(str(i + 1) for i, h in enumerate(header) if h == r)
+                                         for r in repeated) + ")")
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as err:
         raise ValueError(f"argument `path`: expected a .csv file, received {str(file)!r}, which CSV cannot "

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import math
 from pathlib import Path
@@ -479,20 +480,68 @@ def cache_key(description: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _cache_lock(path: Path):
+    """The OS file lock of one cache entry (``.locks/<name>.lock`` in its folder): two processes that
+    need the same entry build it once, the second waits and loads it."""
+    from filelock import FileLock
+
+    folder = path.parent / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{path.name}.lock"))
+
+
+def _cached(path: Path, load_fn, build_fn, write_fn):
+    """Load the entry at ``path``; else, under its lock, load it again (another process may have
+    built it meanwhile) or build it and write it atomically (:func:`reprior._files.atomic_write`).
+    An entry that cannot be read (truncated, corrupt, of another layout) is rebuilt."""
+    from ._files import atomic_write
+
+    def load():
+        if not path.is_file():
+            return None
+        try:
+            return load_fn(path)
+        except Exception:  # a corrupt entry (BadZipFile, ValueError, KeyError, EOFError, ...): rebuild it
+            return None
+
+    value = load()
+    if value is not None:
+        return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(path):
+        value = load()
+        if value is not None:
+            return value
+        value = build_fn()
+        atomic_write(path, lambda tmp: write_fn(tmp, value))
+    return value
+
+
 def cached_nngp_reference(cache_dir, description: dict, compute_fn) -> NNGPReference:
     """``compute_fn()`` stored as ``<cache_dir>/nngp-<key>.npz`` (with ``description`` as JSON beside it)
-    and loaded from there by later calls with an equal ``description``."""
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"nngp-{cache_key(description)}.npz"
-    if path.exists():
-        with np.load(path) as f:
+    and loaded from there by later calls with an equal ``description``; built once under a lock,
+    written atomically, rebuilt if the entry is corrupt."""
+    from ._files import atomic_write_text
+
+    path = Path(cache_dir) / f"nngp-{cache_key(description)}.npz"
+
+    def load(file):  # from bytes: NumPy leaves the file open when a truncated archive fails to parse
+        with np.load(io.BytesIO(Path(file).read_bytes()), allow_pickle=False) as f:
             return NNGPReference(f["kernel"], f["mean"], f["var"], float(f["log_evidence"]))
-    ref = compute_fn()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, kernel=ref.kernel, mean=ref.mean, var=ref.var, log_evidence=ref.log_evidence)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(description, sort_keys=True, indent=1, default=str))
+
+    def write(tmp, ref):
+        with open(tmp, "wb") as handle:  # a file object: np.savez adds no suffix
+            np.savez(handle, kernel=ref.kernel, mean=ref.mean, var=ref.var, log_evidence=ref.log_evidence)
+
+    built = []
+
+    def build():
+        built.append(True)
+        return compute_fn()
+
+    ref = _cached(path, load, build, write)
+    if built:
+        atomic_write_text(path.with_suffix(".json"), json.dumps(description, sort_keys=True, indent=1, default=str))
     return ref
 
 
@@ -522,17 +571,21 @@ def evidence_summary(estimate: EvidenceEstimate, bnn=None, x=None, kernel_ref=No
 
 def cached_json(cache_dir, prefix: str, description: dict, compute_fn) -> dict:
     """``compute_fn()`` (a JSON-able dict) stored as ``<cache_dir>/<prefix>-<key>.json`` with its
-    ``description``, and loaded from there by later calls with an equal ``description``."""
+    ``description``, and loaded from there by later calls with an equal ``description``; built once
+    under a lock, written atomically, rebuilt if the entry is corrupt."""
     path = Path(cache_dir) / f"{prefix}-{cache_key(description)}.json"
-    if path.exists():
-        return json.loads(path.read_text())["value"]
-    value = compute_fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"description": description, "value": value}, sort_keys=True, indent=1,
-                              default=str))
-    tmp.replace(path)
-    return value
+
+    def load(file):
+        record = json.loads(Path(file).read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or "value" not in record:
+            raise ValueError("not a cache entry")
+        return record["value"]
+
+    def write(tmp, value):
+        Path(tmp).write_text(json.dumps({"description": description, "value": value}, sort_keys=True, indent=1,
+                                        default=str), encoding="utf-8")
+
+    return _cached(path, load, compute_fn, write)
 
 
 class LimitInputs(NamedTuple):

@@ -4,13 +4,18 @@ Each check raises :class:`reprior.runner.grid.ConfigError` (a ``ValueError``)
 whose message is one line naming the argument, what was expected and what was
 received; the CLI prints it as ``reprior: error: ...`` with exit status 2.
 
-* output directory: not a file, no file on its path, writable;
+* output directory: not a file, no file on its path, names the file system takes, writable
+  (tried with a temporary file), reprior's entries inside it of the right kind, and reprior's
+  own or empty (:mod:`reprior.runner.ownership`; ``--force`` to adopt another);
 * sampler options: every cell's kernel is built once on a dummy potential
   (:func:`reprior.kernels.make_kernel`), so whatever the kernels validate
   (names, types, ranges) fails now, not in every cell at run time;
 * data: every data setting is loaded (a bad file fails now);
-* memory: a rough estimate of a cell's peak memory against this machine's
-  (:func:`estimate_cell_bytes`), naming the width;
+* numbers: noise, inputs and targets that the cell's dtype can carry
+  (:func:`reprior._checks.numbers_fit`);
+* memory: a rough estimate of a cell's peak memory against the job's limit, the smallest
+  of physical memory, ``RLIMIT_AS``/``RLIMIT_DATA`` and the cgroup limit
+  (:func:`estimate_cell_bytes`, :func:`reprior._memory.job_memory_limit`), naming the width;
 * ``reprior sbc``: plot and JSON paths, replications per rank bin.
 """
 
@@ -33,14 +38,17 @@ PLOT_FORMATS = (".png", ".pdf", ".svg", ".eps", ".ps", ".jpg", ".jpeg")
 MIN_PER_BIN = 5
 
 
-def check_sweep(options: dict, cells) -> dict:
-    """Run every check of a sweep over ``cells``; return the loaded data, ``{data setting: Dataset}``."""
+def check_sweep(options: dict, cells, *, force: bool = False) -> dict:
+    """Run every check of a sweep over ``cells``; return the loaded data, ``{data setting: Dataset}``.
+
+    ``force``: write into a non-empty ``out`` that reprior did not make (``--force``)."""
     from .runner.sweep import load_all_data
 
-    check_out(options["out"], "out (--out)")
+    check_out(options["out"], "out (--out)", force=force)
     check_samplers(cells)
     check_chain_method(options)
     datasets = load_all_data(cells)
+    check_numbers(cells, datasets)
     check_memory(cells, datasets)
     check_references(options, cells, datasets)
     return datasets
@@ -62,36 +70,98 @@ def check_references(options: dict, cells, datasets) -> None:
 
 
 # -- paths -------------------------------------------------------------------------------
-def check_out(path, argument: str) -> None:
-    """``path`` must be a directory or creatable as one, with no file on the way, and writable."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{argument}: expected a directory, received {str(path)!r}, which is a file")
+#: What reprior keeps inside an output folder: folders, and files (a file or folder in the way is refused).
+OUT_FOLDERS = ("cells", "limits", "references", "plots", "submitit")
+OUT_FILES = ("summary.csv", "report.md", "report.html", "jobs.jsonl", ".reprior-output")
+
+
+def _existing_ancestor(path: Path) -> Path:
     parent = path
-    while not parent.exists():
-        if parent.parent == parent:
-            break
+    while not parent.exists() and parent.parent != parent:
         parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"{argument}: expected a directory path, received {str(path)!r}, but "
-                          f"{str(parent)!r} on its way is a file")
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{argument}: expected a writable directory, received {str(path)!r}, but "
-                          f"{str(parent)!r} is not writable")
+    return parent
 
 
-def _check_file_target(path, argument: str, formats=None) -> None:
+def _check_names(path: Path, argument: str) -> None:
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(f"{argument}: expected names of at most 255 bytes, received {str(path)!r}, whose "
+                              f"part {part[:20] + '...'!r} has {len(os.fsencode(part))}")
+
+
+def _probe(directory: Path, path: Path, argument: str) -> None:
+    from ._files import describe_os_error, probe_writable
+
+    try:
+        probe_writable(directory)
+    except OSError as err:
+        raise ConfigError(describe_os_error(err, argument, path=path).removesuffix(")")
+                          + f": no file can be created in {str(directory)!r})") from None
+
+
+def check_layout(path: Path, argument: str, *, folders=OUT_FOLDERS, files=OUT_FILES) -> None:
+    """reprior's own entries inside an existing output folder must be of the right kind."""
+    for name in folders:
+        if (path / name).exists() and not (path / name).is_dir():
+            raise ConfigError(f"{argument}: expected {name!r} inside it to be a folder, received "
+                              f"{str(path / name)!r}, which is a file; move it away")
+    for name in files:
+        if (path / name).is_dir():
+            raise ConfigError(f"{argument}: expected {name!r} inside it to be a file, received "
+                              f"{str(path / name)!r}, which is a folder; move it away")
+
+
+def check_out(path, argument: str, *, force: bool = False) -> None:
+    """``path`` must be a directory or creatable as one, with no file on the way, writable (tried with
+    a temporary file), holding reprior's entries as the right kinds, and ours or empty
+    (:func:`reprior.runner.ownership.check_claimable`; ``force`` adopts any folder)."""
+    from ._files import describe_os_error
+    from .runner import ownership
+
+    path = Path(path)
+    _check_names(path, argument)
+    try:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{argument}: expected a directory, received {str(path)!r}, which is a file")
+        parent = _existing_ancestor(path)
+        if not parent.is_dir():
+            raise ConfigError(f"{argument}: expected a directory path, received {str(path)!r}, but "
+                              f"{str(parent)!r} on its way is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{argument}: expected a writable directory, received {str(path)!r}, but "
+                              f"{str(parent)!r} is not writable")
+        _probe(parent, path, argument)
+        if path.is_dir():
+            check_layout(path, argument)
+        ownership.check_claimable(path, argument, force=force)
+    except OSError as err:
+        raise ConfigError(describe_os_error(err, argument, path=path)) from None
+
+
+def check_file_target(path, argument: str, formats=None) -> None:
+    """``path`` can be written: the right suffix, not a folder, in an existing folder where a temporary
+    file can be created (so a result computed for minutes is never lost to its path)."""
+    from ._files import describe_os_error
+
     path = Path(path)
     if formats is not None and path.suffix.lower() not in formats:
         raise ConfigError(f"{argument}: expected a file name ending in {', '.join(formats)}, received "
                           f"{str(path)!r}")
-    if path.is_dir():
-        raise ConfigError(f"{argument}: expected a file path, received {str(path)!r}, which is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"{argument}: expected a path in an existing directory, received {str(path)!r}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{argument}: expected a path in a writable directory, received {str(path)!r}")
+    _check_names(path, argument)
+    try:
+        if path.is_dir():
+            raise ConfigError(f"{argument}: expected a file path, received {str(path)!r}, which is a directory")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ConfigError(f"{argument}: expected a path in an existing directory, received {str(path)!r}")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{argument}: expected a path in a writable directory, received {str(path)!r}")
+        _probe(parent, path, argument)
+    except OSError as err:
+        raise ConfigError(describe_os_error(err, argument, path=path)) from None
+
+
+_check_file_target = check_file_target
 
 
 # -- samplers and devices ------------------------------------------------------------------
@@ -124,54 +194,61 @@ def check_chain_method(options: dict) -> None:
     return None
 
 
+# -- numbers -------------------------------------------------------------------------------
+_NUMBER_NAMES = {"noise_std": "noise_std (--noise-std)", "x": "data inputs (x_train)", "x_test": "data inputs (x_test)",
+                 "y": "data targets (y_train)"}
+
+
+def check_numbers(cells, datasets) -> None:
+    """Every cell's noise, inputs and targets in its dtype (:func:`reprior._checks.numbers_fit`)."""
+    from ._checks import numbers_fit
+
+    seen = set()
+    for cell in cells:
+        s = cell.settings
+        signature = (cell.data_settings(), s["noise_std"], s["dtype"])
+        if signature in seen:
+            continue
+        seen.add(signature)
+        data = datasets[cell.data_settings()]
+        try:
+            numbers_fit(s["noise_std"], data.x_train, data.y_train, data.x_test if data.n_test else None,
+                        dtype=s["dtype"], names=_NUMBER_NAMES)
+        except ValueError as err:
+            raise ConfigError(f"{err} (data set {s['dataset']!r})") from None
+
+
 # -- memory --------------------------------------------------------------------------------
 def machine_memory() -> int | None:
-    """Bytes of memory of the default JAX device: the host's RAM on CPU, else the device's limit."""
-    import jax
+    """Bytes of memory this job may use on the default JAX device: on CPU the smallest of physical
+    memory, ``RLIMIT_AS``/``RLIMIT_DATA`` and the cgroup limit (:func:`reprior._memory.job_memory_limit`),
+    else the device's limit."""
+    limit = memory_limit()
+    return None if limit is None else limit.num_bytes
 
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        try:
-            return int(device.memory_stats()["bytes_limit"])
-        except Exception:  # memory_stats is optional for a backend
-            return None
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return None
+
+def memory_limit():
+    """:class:`reprior._memory.MemoryLimit` of the default JAX device (None where unknown)."""
+    from ._memory import device_memory_limit
+
+    return device_memory_limit()
 
 
 def estimate_cell_bytes(settings: dict, x_shape: tuple, out_dim: int, n_test: int) -> int:
-    """A rough, deliberately generous estimate of one cell's peak memory, in bytes.
-
-    .. math::
-
-        B = b \\left[ 8 c P + 4 c n A + c S (P_\\mathrm{kept} + 2 m k) \\right]
-
-    with ``b`` bytes per float, ``c`` chains held at once (1 if sequential), ``P``
-    parameters (position, momentum, gradient, mass matrix, adaptation and tree
-    proposals: about 8 copies), ``n`` training points times ``A`` hidden
-    activations per point (forward and backward pass, about 4 copies), ``S``
-    draws per chain of the ``P_kept`` stored parameters and ``m x k`` test
-    predictions (and their Rao-Blackwellised means).
-    """
-    import jax
-
+    """A rough, deliberately generous estimate of one cell's peak memory, in bytes
+    (:func:`reprior._memory.estimate_run_bytes` of the cell's network and settings)."""
+    from ._memory import count_params, estimate_run_bytes
     from .runner.sweep import build_bnn
 
     bnn = build_bnn(settings)
-    shapes = bnn.param_shapes(tuple(x_shape), out_dim)
-    params = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
-    readout = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes["readout"]))
-    n = int(x_shape[0])
+    params, readout = count_params(bnn.param_shapes(tuple(x_shape), out_dim))
     pixels = int(np.prod(x_shape[1:-1]))  # images (n, H, W, C): H W; flat inputs (n, in_dim): 1
-    activations = pixels * settings["width"] * settings["depth"]
     held = 1 if settings["chain_method"] == "sequential" else settings["num_chains"]
-    kept = {"all": params, "readout": 2 * readout, "none": 0}.get(settings["keep"], 0)  # auto: none or less
-    draws = settings["num_samples"] * settings["num_chains"]
-    per_float = 4 if settings["dtype"] == "float32" else 8
-    return per_float * (8 * held * params + 4 * held * n * activations + draws * (kept + 2 * n_test * out_dim)
-                        + 2 * n * n)
+    return estimate_run_bytes(num_params=params, num_readout=readout, num_data=int(x_shape[0]),
+                              activations_per_point=pixels * settings["width"] * settings["depth"],
+                              num_chains_held=held, num_draws=settings["num_samples"] * settings["num_chains"],
+                              keep=settings["keep"], num_test=n_test, out_dim=out_dim,
+                              bytes_per_float=4 if settings["dtype"] == "float32" else 8)
 
 
 def _gib(num_bytes: float) -> str:
@@ -180,9 +257,12 @@ def _gib(num_bytes: float) -> str:
 
 def check_memory(cells, datasets, *, available: int | None = None) -> None:
     """Refuse a cell whose estimated memory (:func:`estimate_cell_bytes`) exceeds the machine's."""
-    available = machine_memory() if available is None else available
+    limit = memory_limit() if available is None else None
+    available = (limit.num_bytes if limit else None) if available is None else available
     if not available:
         return
+    where = "this machine's memory" if limit is None or limit.source == "physical memory" \
+        else f"this job's memory limit ({limit.source})"
     worst = None
     for cell in cells:
         data = datasets[cell.data_settings()]
@@ -193,11 +273,11 @@ def check_memory(cells, datasets, *, available: int | None = None) -> None:
         need, cell = worst
         s = cell.settings
         if s["chain_method"] == "sequential" or s["num_chains"] == 1:
-            raise ConfigError(f"widths (--widths): expected widths whose cells fit in this machine's memory "
+            raise ConfigError(f"widths (--widths): expected widths whose cells fit in {where} "
                               f"({_gib(available)}), received width {s['width']}, whose cell "
                               f"({cell.label()}) needs about {_gib(need)}; use a smaller width")
-        raise ConfigError(f"widths (--widths), num_chains (--num-chains): expected cells that fit in this machine's "
-                          f"memory ({_gib(available)}), received width {s['width']} with {s['num_chains']} "
+        raise ConfigError(f"widths (--widths), num_chains (--num-chains): expected cells that fit in {where} "
+                          f"({_gib(available)}), received width {s['width']} with {s['num_chains']} "
                           f"{s['chain_method']} chains held at once, whose cell ({cell.label()}) needs about "
                           f"{_gib(need)}; use a smaller width, fewer chains or --chain-method sequential")
 

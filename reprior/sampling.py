@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks
+from . import _checks, _memory
 from . import blas as _blas
 from . import repriorise as rp
 from .architectures import readout_matrix
@@ -216,7 +216,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
            seed: int = 0, progress_bar: bool = True, chain_method: str = "sequential",
            dtype: str | None = None, sampler_options: dict | None = None, thinning: int = 1,
            keep: str = "all", num_projections: int = 10, projection_seed: int = 0,
-           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0):
+           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0, check_memory: bool = True):
     """Sample the posterior of ``bnn`` given data ``(x, y)``; return ``arviz.InferenceData``.
 
     Args:
@@ -245,6 +245,8 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
             call (default 1, see :mod:`reprior.blas`; ``None`` leaves the setting alone).
         jitter: opt-in: add ``jitter * mean(diag K)`` to the diagonal of ``K + s^2 I`` in the
             repriorised likelihood (float32 at small noise); the default 0 is exact.
+        check_memory: refuse (ValueError naming the width) a run whose rough memory estimate exceeds
+            the job's limit (:func:`reprior._memory.check_sample_memory`); False skips the estimate.
 
     Returns:
         ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (if
@@ -261,6 +263,12 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
                 num_projections=num_projections, form=form, jitter=jitter,
                 blas_threads="default" if blas_threads is None else blas_threads)
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
+    _checks.seed("seed", seed)  # numbers the dtype can carry, judged before the work:
+    _checks.numbers_fit(bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
+    if _checks.flag("check_memory", check_memory):
+        _memory.check_sample_memory(bnn, x.shape, y.shape[-1], 0 if x_test is None else len(x_test),
+                                    num_chains=num_chains, chain_method=chain_method, num_samples=num_samples,
+                                    keep=keep, dtype=dtype or default_dtype())
     if blas_threads is not None:
         _checks.positive_int("blas_threads", blas_threads)
     if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:

@@ -203,8 +203,11 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
         return result
     from .jobs import CellJob
 
+    from .ownership import check_claimable, claim
+
+    check_claimable(store.root, "out (--out)")  # the CLI claimed it already (or refused it without --force)
     executor = make_executor(settings, store.root, len(todo))  # refuses slurm where there is none
-    store.root.mkdir(parents=True, exist_ok=True)
+    claim(store.root, "out (--out)")  # the marker
     args = [(options, dtype, cell.key, command, settings.checkpoint_every) for cell in todo]
     try:
         if settings.name == "slurm":

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..health import chain_failure
-from .executors import read_jobs
+from .executors import JOBS_FILE, read_jobs
+from .ownership import MARKER_FILE
 from .store import ERROR_FILE, SETTINGS_FILE, CellStore
 from .sweep import CHECKPOINT_DIR
 
@@ -117,6 +118,10 @@ def command(args, out=print) -> int:
     if not directory.is_dir():
         raise ValueError(f"DIR: expected a sweep's output directory, received {str(directory)!r}, which "
                          + ("is not a directory" if directory.exists() else "does not exist"))
+    if not (directory / "cells").is_dir() and not (directory / JOBS_FILE).is_file() \
+            and not (directory / MARKER_FILE).is_file():
+        raise ValueError(f"DIR: expected a sweep's output directory (with cells/, {JOBS_FILE} or a "
+                         f"{MARKER_FILE} marker), received {str(directory)!r}, which holds none of them")
     cells = sweep_status(directory)
     counts = {state: sum(c.state == state for c in cells) for state in STATES}
     shown = [s for s in STATES if s != "failed chains" or counts[s]]

@@ -31,7 +31,7 @@ from .. import checkpoint, interrupts
 from ..comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
 from ..accuracy import DEFAULT_THRESHOLD
 from . import grid as grid_mod
-from . import references
+from . import ownership, references
 from .store import CellBusy, CellStore, to_jsonable
 
 __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_all_data", "load_cell_data", "plan",
@@ -137,7 +137,7 @@ def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: i
 
 
 def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, reference_options: dict | None = None,
-             out_root=None):
+             out_root=None, say=None):
     """Sample one cell; return ``(idata, metrics, info)``.
 
     ``limits_dir``: the folder caching the cell's infinite-width limit (NNGP reference and
@@ -146,7 +146,8 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     ``b2_threshold``; None: no reference); the cell's reference posterior is found or built
     under ``out_root/references`` (:mod:`reprior.runner.references`) and the cell is scored
     against it (:func:`reprior.accuracy.cost_to_accuracy`); the error curve is returned
-    in ``info["accuracy_curve"]``."""
+    in ``info["accuracy_curve"]``.  ``say``: where a reference build tells its progress (one line
+    per attempt; None: silent)."""
     from ..diagnostics import cell_metrics, run_info
     from ..sampling import sample
 
@@ -169,7 +170,7 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
     metrics = cell_metrics(idata, y_test=data.y_test if has_test else None, limits=limits)
     options = reference_options or {"reference": "off", "b2_threshold": DEFAULT_THRESHOLD}
-    reference, failure, reference_seconds, rid = references.cell_reference(s, bnn, data, options, out_root)
+    reference, failure, reference_seconds, rid = references.cell_reference(s, bnn, data, options, out_root, say=say)
     accuracy, curve = references.score_cell(idata, reference, failure, options["b2_threshold"], rid)
     metrics.update(accuracy)
     info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
@@ -258,7 +259,7 @@ def _plan_line(all_cells, cells, skipped, todo, shard, root) -> str:
 
 def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
               quiet: bool = False, report: bool | None = None, datasets: dict | None = None,
-              keys=None, checkpoint_every: float = checkpoint.DEFAULT_EVERY) -> SweepResult:
+              keys=None, checkpoint_every: float = checkpoint.DEFAULT_EVERY, force: bool = False) -> SweepResult:
     """Run the (shard of the) grid of validated ``options``; skip finished cells.
 
     ``keys``: run only these cells (an executor's job runs one cell so).
@@ -266,17 +267,23 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     ``OUT/cells/<key>/checkpoint/`` (:mod:`reprior.checkpoint`): a rerun resumes
     an interrupted cell from there; the folder goes once the cell is finished.
 
+    ``force``: write into a non-empty ``options["out"]`` that reprior did not make
+    (:mod:`reprior.runner.ownership`; refused otherwise).
+
     ``datasets``: ``{cell.data_settings(): Dataset}`` already loaded (by
     :func:`reprior.preflight.check_sweep`); loaded here otherwise.
 
     Data are loaded once per data setting, before any sampling, so a missing
     file is reported before the first cell runs (the error propagates).
     Writes the report over every finished cell in the output directory at the
-    end, unless ``report`` (default: ``options["report"]``) is false or the
+    end (only into a folder of reprior's, :func:`reprior.runner.ownership.require_ours`;
+    whatever is in the way, a ``plots`` file or a ``summary.csv`` folder, is refused
+    before any file is rewritten), unless ``report`` (default: ``options["report"]``) is false or the
     sweep was interrupted.
     """
     console = _console()
     store = CellStore(options["out"])
+    ownership.check_claimable(store.root, "out", force=force)
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
     if keys is not None:
         cells = [cell for cell in cells if cell.key in set(keys)]
@@ -297,7 +304,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     if datasets is None or any(c.data_settings() not in datasets for c in todo):
         datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
 
-    store.root.mkdir(parents=True, exist_ok=True)
+    ownership.claim(store.root, "out", force=force)  # the marker, before any cell
     reference_options = {k: v for k, v in options.items() if k.startswith("reference") or k == "b2_threshold"}
     progress = _cell_progress(console, enabled=not quiet and bool(todo) and console.is_terminal)
     lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
@@ -363,7 +370,8 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
     try:
         idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
                                         limits_dir=store.root / "limits", reference_options=reference_options,
-                                        out_root=store.root)
+                                        out_root=store.root,
+                                        say=None if quiet else (lambda text: _say(progress.console, text)))
         info["command"] = command
         curve = info.pop("accuracy_curve")
         if curve is not None:
@@ -454,9 +462,11 @@ def write_sweep_report(out_dir: str | Path, *, command: str | None = None, conso
     warning on ``console`` (default: stderr) naming the cell and the command
     that repairs it; the report lists them too.
     """
+    from ..preflight import check_layout
     from ..report import write_report
 
     store = CellStore(out_dir)
+    check_layout(store.root, "DIR", folders=("plots",), files=("summary.csv", "report.md", "report.html"))
     finished, broken = store.scan()
     warnings_ = broken_cell_warnings(store, broken)
     for line in warnings_:
@@ -467,6 +477,7 @@ def write_sweep_report(out_dir: str | Path, *, command: str | None = None, conso
     rows, paths, commands = report_rows(store, finished)
     if not rows:
         return None
+    ownership.require_ours(store.root, "DIR")  # reports go only into reprior's folders
     if command is None or not command:
         command = "\n".join(commands)
     elif commands and command not in commands:
