@@ -401,8 +401,8 @@ def add_accuracy_section(doc, rows: list[dict], out_dir) -> dict[str, Path]:
             places = [place for place in verdicts[measure] if place["target"] == target]
             if measure != "predictive":  # a missing reference is said once, under the predictions
                 places = [place for place in places if not place["failure"]]
-            if not any(place["entries"] for place in places):  # rows from before this measure was recorded
-                continue
+                if not any(place["entries"] for place in places):  # rows from before this measure was recorded
+                    continue
             doc.para(f"**{spec['title']}**")
             doc.bullets(sentence for place in places for sentence in verdict_sentences(place))
             body = [_accuracy_cells(e) for place in places for e in place["entries"]]

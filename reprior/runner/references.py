@@ -171,11 +171,12 @@ def cell_reference_id(settings: dict, bnn, data) -> str:
     return reference_id(bnn, data.x_train, data.y_train, data.x_test, settings["dtype"])
 
 
-def cell_reference(settings: dict, bnn, data, options: dict, out_root):
+def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=None):
     """``(reference or None, failure, seconds, id)``: the cell's certified reference, built if missing.
 
     ``failure`` is "" with a reference, else why there is none ("reference off", "no test inputs",
-    "no certified reference: <failing figures>")."""
+    "no certified reference: <failing figures>").  ``say``: called with one line of text when a
+    build starts, and when a build is not certified and is redone with twice the draws."""
     from ..reference import ReferenceNotCertified, ReferencePosterior, reference_posterior
     from .grid import reference_budget
 
@@ -190,18 +191,27 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root):
         return ReferencePosterior.load(reference_file(mode, rid)), "", time.perf_counter() - start, rid
     budget = reference_budget(options)
 
+    def tell(text):
+        if say is not None:
+            say(f"reference {rid} (width {settings['width']}): {text}")
+
     def build():  # doubling the draws until certified or past the budget's most
         num_samples = budget["num_samples"]
         while True:
+            tell(f"building from {', '.join(budget['samplers'])}, {budget['num_chains']} chains x "
+                 f"{num_samples} draws each ...")
             try:
                 return reference_posterior(
                     bnn, data.x_train, data.y_train, data.x_test, samplers=budget["samplers"],
                     num_chains=budget["num_chains"], num_warmup=budget["num_warmup"], num_samples=num_samples,
                     thinning=budget["thinning"], dtype=settings["dtype"], sampler_options=budget["sampler_options"],
                     threshold=budget["threshold"])
-            except ReferenceNotCertified:
+            except ReferenceNotCertified as err:
+                failing = "; ".join(err.diagnostics.get("failures", [])) or str(err)
                 if 2 * num_samples > budget["max_num_samples"]:
+                    tell(f"not certified at {num_samples} draws ({failing}); past reference_max_num_samples")
                     raise
+                tell(f"not certified at {num_samples} draws ({failing}); again with {2 * num_samples}")
                 num_samples *= 2
 
     try:
@@ -261,7 +271,9 @@ def build_references(options: dict, cells, datasets: dict, *, console=None) -> d
                   f"noise {cell.settings['noise_std']:g} n_train {cell.settings['n_train']}"
         if console is not None:
             console.print(f"reference {rid} ({setting}): building or loading ...", markup=False, highlight=False)
-        reference, failure, seconds, _ = cell_reference(cell.settings, bnn, data, options, options["out"])
+        say = None if console is None else (lambda text: console.print(text, markup=False, highlight=False,
+                                                                        soft_wrap=True))
+        reference, failure, seconds, _ = cell_reference(cell.settings, bnn, data, options, options["out"], say=say)
         record = store.record(rid) or {}
         diagnostics = record.get("diagnostics", {})
         outcomes[rid] = {"setting": setting, "certified": reference is not None, "failure": failure,
