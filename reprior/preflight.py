@@ -21,6 +21,7 @@ received; the CLI prints it as ``reprior: error: ...`` with exit status 2.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -95,6 +96,9 @@ def _probe(directory: Path, path: Path, argument: str) -> None:
     try:
         probe_writable(directory)
     except OSError as err:
+        if err.errno == errno.ENOENT:  # the folder exists: a virtual file system (/proc) refuses new files
+            raise ConfigError(f"{argument}: expected a path reprior can write, received {str(path)!r} (no file "
+                              f"can be created in {str(directory)!r}: the file system refuses new files)") from None
         raise ConfigError(describe_os_error(err, argument, path=path).removesuffix(")")
                           + f": no file can be created in {str(directory)!r})") from None
 
