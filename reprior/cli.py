@@ -139,8 +139,8 @@ _SWEEP_FLAGS = [
     (("--reference-num-samples",), "reference_num_samples", dict(type=_positive_int, metavar="N",
                                                                  help="reference draws per chain (default: 2000)")),
     (("--reference-max-num-samples",), "reference_max_num_samples",
-     dict(type=_positive_int, metavar="N", help="rebuild an uncertified reference with twice the draws, up to N "
-                                                "per chain (default: 8000)")),
+     dict(type=_positive_int, metavar="N", help="rebuild an uncertified reference with more draws (at least "
+                                                "twice), up to N per chain (default: 8000)")),
     (("--reference-thinning",), "reference_thinning", dict(type=_positive_int, metavar="N",
                                                            help="iterations per reference draw (default: 1)")),
     (("--b2-threshold",), "b2_threshold", dict(type=_probability, metavar="T",

@@ -189,3 +189,17 @@ def test_reference_file_finds_and_checks_a_setting(tmp_path):
     uncertified = _toy_reference("abc", certified=False).save(tmp_path / "u.npz")
     with pytest.raises(ValueError, match="not certified"):
         reference_file(uncertified, "abc")
+
+
+def test_next_attempt_asks_for_enough_draws_at_the_rate_measured():
+    from reprior.runner.references import next_num_samples
+
+    kernels = {"nuts": {"ess_bulk_min": 900.0, "ess_tail_min": 1200.0}, "pcnl": {"ess_bulk_min": 80.0,
+                                                                                   "ess_tail_min": 150.0}}
+    # ESS 80 from 500 draws: 400 * 1.25 / 80 = 6.25 times as many
+    assert next_num_samples(500, {"kernels": kernels}, 8000) == 3125
+    # every ESS above the bound (an R-hat or agreement failure): twice as many
+    assert next_num_samples(500, {"kernels": {"nuts": {"ess_bulk_min": 900.0, "ess_tail_min": 900.0}}}, 8000) == 1000
+    assert next_num_samples(500, {}, 8000) == 1000  # nothing measured: twice as many
+    assert next_num_samples(500, {"kernels": kernels}, 2000) == 2000  # capped at the budget's most
+    assert next_num_samples(2000, {"kernels": kernels}, 2000) is None  # the budget is spent

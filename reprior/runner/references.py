@@ -22,6 +22,7 @@ rebuilt, never used.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
 
     ``failure`` is "" with a reference, else why there is none ("reference off", "no test inputs",
     "no certified reference: <failing figures>").  ``say``: called with one line of text when a
-    build starts, and when a build is not certified and is redone with twice the draws."""
+    build starts, and when a build is not certified and is redone with more draws (:func:`next_num_samples`)."""
     from ..reference import ReferenceNotCertified, ReferencePosterior, reference_posterior
     from .grid import reference_budget
 
@@ -195,7 +196,7 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
         if say is not None:
             say(f"reference {rid} (width {settings['width']}): {text}")
 
-    def build():  # doubling the draws until certified or past the budget's most
+    def build():  # more draws (next_num_samples) until certified or past the budget's most
         num_samples = budget["num_samples"]
         while True:
             tell(f"building from {', '.join(budget['samplers'])}, {budget['num_chains']} chains x "
@@ -208,11 +209,12 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
                     threshold=budget["threshold"])
             except ReferenceNotCertified as err:
                 failing = "; ".join(err.diagnostics.get("failures", [])) or str(err)
-                if 2 * num_samples > budget["max_num_samples"]:
-                    tell(f"not certified at {num_samples} draws ({failing}); past reference_max_num_samples")
+                more = next_num_samples(num_samples, err.diagnostics, budget["max_num_samples"])
+                if more is None:
+                    tell(f"not certified at {num_samples} draws ({failing}); reference_max_num_samples reached")
                     raise
-                tell(f"not certified at {num_samples} draws ({failing}); again with {2 * num_samples}")
-                num_samples *= 2
+                tell(f"not certified at {num_samples} draws ({failing}); again with {more}")
+                num_samples = more
 
     try:
         reference = ReferenceStore(Path(out_root) / REFERENCES_DIR).get_or_build(rid, budget, build)
@@ -222,10 +224,29 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
     return reference, "", time.perf_counter() - start, rid
 
 
+def next_num_samples(num_samples: int, diagnostics: dict, max_num_samples: int) -> int | None:
+    """The draws per chain of the next attempt at a reference that failed certification with
+    ``num_samples``; None when ``max_num_samples`` is already spent.
+
+    ESS grows in proportion to the draws, so the next attempt asks for enough to reach
+    :data:`reprior.reference.MIN_ESS` with a quarter to spare,
+    :math:`N' = \\lceil N \\max(2, 1.25\\, \\mathrm{ESS}_{\\min} / \\mathrm{ESS}) \\rceil`
+    (at least twice as many: R-hat and agreement failures need more draws too), capped at
+    ``max_num_samples``; ``ESS`` is the smallest bulk or tail ESS of any kernel."""
+    from ..reference import MIN_ESS
+
+    if num_samples >= max_num_samples:
+        return None
+    figures = [kernel.get(name) for kernel in diagnostics.get("kernels", {}).values()
+               for name in ("ess_bulk_min", "ess_tail_min")]
+    figures = [float(f) for f in figures if isinstance(f, (int, float)) and math.isfinite(f) and f > 0]
+    factor = max(2.0, 1.25 * MIN_ESS / min(figures)) if figures else 2.0
+    return min(max_num_samples, math.ceil(num_samples * factor))
+
+
 def score_cell(idata, reference, failure: str, threshold: float, reference_id: str = "") -> tuple[dict, dict | None]:
     """``(accuracy columns, curve or None)`` of a cell: :func:`reprior.accuracy.cost_to_accuracy`
     against ``reference``, or NaN figures (``b2_reached`` false) and ``reference_failure`` without one."""
-    import math
 
     from ..accuracy import ACCURACY_COLUMNS, cost_to_accuracy, error_curve, run_budget
 
