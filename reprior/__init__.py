@@ -12,6 +12,10 @@ the interpreter, so it is raised as :class:`~reprior.interrupts.Interrupted`
 (a ``KeyboardInterrupt``) once the imports are done.  The command line imports
 only this light layer before it installs its own handling, so an interrupt at
 any moment ends it with one line and exit status 130 (143 for SIGTERM).
+
+Importing the package checks, from the package metadata alone, that the
+installed ArviZ is one reprior works with (0.20 to 0.23, or 1.x): another is
+refused with an ImportError of one line naming the versions that work.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from . import _arviz_version
 from . import interrupts as _interrupts  # pure Python
+
+_arviz_version.check_version()
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,8 @@ points    ``f_test`` at the first ``num_pred_points`` test points, every output
 ========  =====================================================================
 
 ESS is ArviZ's rank-normalised bulk and tail ESS over all chains (Vehtari et
-al. 2021), and R-hat ArviZ's rank-normalised split R-hat.  Cost-normalised
+al. 2021; tail at the 5% and 95% quantiles), and R-hat ArviZ's rank-normalised
+split R-hat, the same figures on ArviZ 0.2x and 1.x (:mod:`reprior._arviz`).  Cost-normalised
 figures divide the *median* bulk ESS of a group by the number of draws, by the
 number of gradient evaluations of the sampling phase, by the number of
 log-density evaluations of the sampling phase, and by the sampling wall-clock
@@ -33,19 +34,17 @@ evaluates the density and counts in :math:`N_p`, so ``ESS/eval`` equals
 ``ESS/grad`` for the gradient-based kernels (NUTS, HMC, underdamped HMC, pCNL)
 and is the figure to compare a gradient-free kernel (pCN, elliptical slice
 sampling) by, whose ``ESS/grad`` is undefined (NaN: no gradients).  Everything works on NumPy arrays
-taken out of the :class:`arviz.InferenceData` that :func:`reprior.sample`
-returns; a group that the run lacks gives NaN entries, never an error.
+taken out of the result of :func:`reprior.sample` (an ``arviz.InferenceData``
+on ArviZ 0.2x, an ``xarray.DataTree`` on 1.x); a group that the run lacks gives NaN entries, never an error.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
-import arviz as az
 import numpy as np
 
-from . import _checks
+from . import _arviz, _checks
 from .comparison import (  # noqa: F401  (moved there; re-exported so that existing code keeps working)
     BASELINE,
     COMPARISON_KEYS,
@@ -133,11 +132,11 @@ def group_series(idata, *, num_pred_points: int = 5, num_pred_projections: int =
 
 # -- ESS and R-hat ---------------------------------------------------------------------
 def _arviz_stat(fn, values: np.ndarray, **kwargs) -> np.ndarray:
-    """Apply ``az.ess``/``az.rhat`` to a ``(chain, draw, k)`` array; returns ``(k,)``."""
-    dataset = az.convert_to_dataset({"x": values})
-    with warnings.catch_warnings():  # short or constant series: ArviZ warns and returns NaN
-        warnings.simplefilter("ignore")
-        return np.asarray(fn(dataset, **kwargs)["x"].values, dtype=float).reshape(-1)
+    """Apply ``az.ess``/``az.rhat``/``az.mcse`` (by the function or its name) to a ``(chain, draw, k)``
+    array; returns ``(k,)``.  Tail ESS is at :data:`reprior._arviz.TAIL_PROB` on every ArviZ."""
+    name = fn if isinstance(fn, str) else fn.__name__
+    compat = {"ess": _arviz.ess, "rhat": _arviz.rhat, "mcse": _arviz.mcse}[name]
+    return compat(values, **kwargs).reshape(-1)
 
 
 def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sample_seconds=None,
@@ -150,10 +149,10 @@ def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sam
     keys = [m.format(g=group) for m in GROUP_METRICS]
     if values is None:
         return dict.fromkeys(keys, math.nan)
-    bulk = _arviz_stat(az.ess, values, method="bulk")
-    tail = _arviz_stat(az.ess, values, method="tail")
+    bulk = _arviz_stat("ess", values, method="bulk")
+    tail = _arviz_stat("ess", values, method="tail")
     # R-hat compares chains: undefined (NaN) for one chain, where ArviZ would log a warning.
-    rhat = _arviz_stat(az.rhat, values) if values.shape[0] > 1 else np.full(values.shape[2], math.nan)
+    rhat = _arviz_stat("rhat", values) if values.shape[0] > 1 else np.full(values.shape[2], math.nan)
     median = _reduce(np.median, bulk)
     num_draws = values.shape[0] * values.shape[1]
     return dict(zip(keys, [
@@ -487,7 +486,6 @@ def run_info(idata) -> dict[str, str]:
     """
     info = {name: str(_attr(idata, name, "")) for name in ("machine", "reprior_version", "jax_version",
                                                             "numpyro_version", "dtype")}
-    posterior = getattr(idata, "posterior", None)
-    info["arviz_version"] = "" if posterior is None else str(posterior.attrs.get("arviz_version", ""))
+    info["arviz_version"] = _arviz.library_version(idata)
     return info
 

@@ -212,31 +212,31 @@ def _quiet_arviz():
 
 
 def _load(idata):
-    import arviz as az
+    from . import _arviz
 
     if isinstance(idata, (str, Path)):
-        return az.from_netcdf(str(idata))
+        return _arviz.from_netcdf(idata)
     return idata
 
 
 def _projection_dataset(idata, num: int, projection_seed: int):
     """A posterior Dataset of the first ``num`` series of the theta, phi and pred groups."""
-    import arviz as az
+    from . import _arviz
 
     series = dg.group_series(_load(idata), num_pred_points=0, num_pred_projections=num,
                              projection_seed=projection_seed)
     data = {f"{g}_proj": series[g][..., :num] for g in ("theta", "phi", "pred") if series[g] is not None}
     if not data:
         raise ValueError("argument `idata`: expected theta_proj, phi_proj or f_test draws, received none")
-    return az.convert_to_dataset(data, dims={name: ["projection"] for name in data})
+    return _arviz.convert_to_dataset(data, dims={name: ["projection"] for name in data})
 
 
 def plot_trace(idata, path, *, num: int = 3, projection_seed: int = 0, title: str = "") -> Path:
     """ArviZ trace plot (density and trace) of ``num`` theta, phi and test-prediction projections.
 
-    ``idata`` is an ``InferenceData`` or a NetCDF path.
+    ``idata`` is an ``InferenceData`` (a ``DataTree`` on ArviZ 1.x) or a NetCDF path.
     """
-    import arviz as az
+    from . import _arviz
 
     dataset = _projection_dataset(idata, num, projection_seed)
     names = list(dataset.data_vars)
@@ -244,7 +244,7 @@ def plot_trace(idata, path, *, num: int = 3, projection_seed: int = 0, title: st
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(names), 2, squeeze=False)
     with _quiet_arviz():
-        az.plot_trace(dataset, var_names=names, axes=axes, show=False)
+        _arviz.plot_trace(dataset, axes)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -252,7 +252,7 @@ def plot_trace(idata, path, *, num: int = 3, projection_seed: int = 0, title: st
 
 def plot_rank(idata, path, *, num: int = 2, projection_seed: int = 0, title: str = "") -> Path:
     """ArviZ rank plots (per-chain rank histograms) of ``num`` projections of each group."""
-    import arviz as az
+    from . import _arviz
 
     dataset = _projection_dataset(idata, num, projection_seed)
     names = list(dataset.data_vars)
@@ -264,7 +264,7 @@ def plot_rank(idata, path, *, num: int = 2, projection_seed: int = 0, title: str
     for ax in axes[count:]:
         ax.set_visible(False)
     with _quiet_arviz():
-        az.plot_rank(dataset, var_names=names, ax=axes[:count], show=False)
+        _arviz.plot_rank(dataset, axes[:count])
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
