@@ -2,10 +2,10 @@
 
 import math
 
-import arviz as az
 import numpy as np
 import pytest
 
+from reprior._arviz import from_dict
 from reprior.accuracy import (ACCURACY_COLUMNS, CURVE_COLUMNS, check_threshold, cost_to_accuracy, crossing_index,
                               error_curve)
 from reprior.reference import ReferencePosterior, inputs_digest
@@ -23,8 +23,7 @@ def _idata(m, v, *, grads_per_draw=3, warmup_grads=2, num_warmup=5, x_test=None,
     }
     if x_test is not None:
         groups["constant_data"] = {"x_test": x_test}
-    idata = az.from_dict(**groups, dims={"f_test_rb_mean": ["test", "output"], "f_test_rb_var": ["test"]},
-                         save_warmup=True)
+    idata = from_dict(groups, dims={"f_test_rb_mean": ["test", "output"], "f_test_rb_var": ["test"]})
     idata.attrs.update({"warmup_seconds": seconds[0], "sample_seconds": seconds[1]})
     return idata
 

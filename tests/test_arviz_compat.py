@@ -127,3 +127,16 @@ def test_group_attrs_can_be_set_on_every_group():
     for group in _arviz.group_names(idata):
         idata[group].attrs["cell_key"] = "abc"
     assert all(idata[g].attrs["cell_key"] == "abc" for g in _arviz.group_names(idata))
+
+
+@pytest.mark.parametrize("name", ["result_arviz_0.23.nc", "result_arviz_1.3.nc"])
+def test_a_file_written_under_either_arviz_reads_under_this_one(name):
+    """tests/data holds one small result written by each ArviZ (draws from default_rng(3))."""
+    from pathlib import Path
+
+    back = _arviz.from_netcdf(Path(__file__).parent / "data" / name)
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(back.posterior["theta_proj"].values, rng.standard_normal((2, 4, 2)))
+    np.testing.assert_array_equal(back.sample_stats["accept_prob"].values, rng.uniform(size=(2, 4)))
+    assert float(back.attrs["noise_std"]) == 0.1 and str(back.attrs["sampler"]) == "nuts"
+    assert _arviz.group_names(back) == ["posterior", "sample_stats"]

@@ -18,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pytest
 
+from reprior._arviz import from_dict
 from reprior import _checks, cli, interrupts, preflight
 from reprior import diagnostics as dg
 from reprior import report as report_mod
@@ -389,11 +389,11 @@ SETTINGS = {"arch": "mlp", "depth": 1, "width": 3, "activation": "relu", "datase
 
 def fake_idata(num_chains=2, num_draws=6, seed=0):
     rng = np.random.default_rng(seed)
-    return az.from_dict(
-        posterior={"theta_proj": rng.standard_normal((num_chains, num_draws, 4))},
-        posterior_predictive={"f_test": rng.standard_normal((num_chains, num_draws, 4, 1))},
-        sample_stats={"accept_prob": rng.uniform(0.5, 1, (num_chains, num_draws)),
-                      "diverging": np.zeros((num_chains, num_draws), bool)})
+    return from_dict({
+        "posterior": {"theta_proj": rng.standard_normal((num_chains, num_draws, 4))},
+        "posterior_predictive": {"f_test": rng.standard_normal((num_chains, num_draws, 4, 1))},
+        "sample_stats": {"accept_prob": rng.uniform(0.5, 1, (num_chains, num_draws)),
+                         "diverging": np.zeros((num_chains, num_draws), bool)}})
 
 
 def fake_metrics(**overrides):

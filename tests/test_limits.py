@@ -362,16 +362,15 @@ def test_limits_section_writes_its_plots(tmp_path):
 
 def test_limit_metrics_without_stored_hidden_draws_use_the_smc_particles(rng):
     """keep != "all": E_post[log L] and the kernel distance come from the evidence summary."""
-    import arviz as az
-
+    from reprior._arviz import from_dict
     from reprior.diagnostics import limit_metrics
     from reprior.limits import LimitInputs
 
     ref = _reference(rng)
     mean = np.broadcast_to(ref.mean, (1, 2) + ref.mean.shape)
     var = np.broadcast_to(ref.var, (1, 2, 4))
-    idata = az.from_dict(posterior_predictive={"f_test_rb_mean": mean, "f_test_rb_var": var},
-                         attrs={"noise_std": 0.1})
+    idata = from_dict({"posterior_predictive": {"f_test_rb_mean": mean, "f_test_rb_var": var}},
+                      attrs={"noise_std": 0.1})
     evidence = {"log_evidence": -5.0, "posterior_mean_loglik": -4.0, "is_ess": 10.0, "num_temperatures": 3,
                 "num_particles": 64, "kernel_dist": 0.2}
     limits = LimitInputs(BNN(MLP(width=4), 0.1), np.zeros((3, 2)), np.zeros((3, 2)), ref, evidence)

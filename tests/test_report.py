@@ -5,10 +5,10 @@ import math
 import re
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pytest
 
+from reprior._arviz import from_dict
 from reprior import diagnostics as dg
 from reprior import report, report_accuracy
 
@@ -140,9 +140,9 @@ def test_write_report_trace_and_rank_for_extreme_widths(tmp_path):
     cells = {}
     for row in rows:
         if row["seed"] == 0 and row["parameterisation"] == "standard":
-            idata = az.from_dict(posterior={"theta_proj": rng.standard_normal((2, 20, 3))},
-                                 posterior_predictive={"f_test": rng.standard_normal((2, 20, 4, 1))},
-                                 dims={"theta_proj": ["projection"], "f_test": ["test", "output"]})
+            idata = from_dict({"posterior": {"theta_proj": rng.standard_normal((2, 20, 3))},
+                               "posterior_predictive": {"f_test": rng.standard_normal((2, 20, 4, 1))}},
+                              dims={"theta_proj": ["projection"], "f_test": ["test", "output"]})
             cells[row["cell"]] = tmp_path / f"{row['cell']}.nc"
             idata.to_netcdf(str(cells[row["cell"]]))
     files = report.write_report(tmp_path / "report", rows, command="cmd", cells_idata=cells)

@@ -164,7 +164,9 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
                    sampler_options=s["sampler_options"] or None, thinning=s["thinning"], keep=keep,
                    num_projections=s["num_projections"])
     wall = time.perf_counter() - start
-    for group in idata.groups():
+    from .. import _arviz
+
+    for group in _arviz.group_names(idata):
         idata[group].attrs["cell_key"] = cell.key
         idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
     limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
@@ -407,7 +409,7 @@ def current_metrics(store: CellStore, key: str, record: dict, data_cache: dict |
     metrics = record["metrics"]
     if set(metric_names()) <= set(metrics):
         return metrics
-    import arviz as az
+    from .. import _arviz
 
     settings = record["settings"]
     data_key = json.dumps([settings.get(k) for k in ("dataset", "data_path", "dataset_options", "n_train", "n_test",
@@ -416,7 +418,7 @@ def current_metrics(store: CellStore, key: str, record: dict, data_cache: dict |
     if data_key not in cache:
         cache[data_key] = load_cell_data(settings)
     data = cache[data_key]
-    idata = az.from_netcdf(str(store.idata_path(key)))
+    idata = _arviz.from_netcdf(store.idata_path(key))
     # Recomputed figures only fill the gaps: the limit metrics need the cell's NNGP reference and
     # evidence, which the recomputation lacks (it would give NaN), so the stored values stay.
     return {**cell_metrics(idata, y_test=data.y_test if data.n_test > 0 else None), **metrics}
