@@ -117,7 +117,7 @@ def predictive_moments(idata, var: str = "f_test"):
     """Mean and sd over draws of ``var`` (output 0), their Monte Carlo standard errors, bulk ESS and R-hat (ArviZ)."""
     import arviz as az
 
-    f = idata.posterior_predictive[[var]].sel(output=0).astype(np.float64)
+    f = idata.posterior_predictive[var].sel(output=0).astype(np.float64).to_dataset()  # a Dataset on any ArviZ
     return {
         "mean": f[var].mean(("chain", "draw")).values,
         "sd": f[var].std(("chain", "draw")).values,
