@@ -203,3 +203,14 @@ def test_next_attempt_asks_for_enough_draws_at_the_rate_measured():
     assert next_num_samples(500, {}, 8000) == 1000  # nothing measured: twice as many
     assert next_num_samples(500, {"kernels": kernels}, 2000) == 2000  # capped at the budget's most
     assert next_num_samples(2000, {"kernels": kernels}, 2000) is None  # the budget is spent
+
+
+def test_the_plan_counts_the_references_to_build():
+    from reprior.runner import grid, sweep
+
+    options = grid.validate(grid.merge(grid.load_config("experiments/quick.toml"), {"widths": [8, 16]}))
+    _, cells = sweep.plan(options, dtype="float64")
+    assert len(cells) == 4  # two widths, two parameterisations: two settings
+    line = sweep._plan_line(cells, cells, [], cells, None, "runs/q", "auto")
+    assert "plus the reference posteriors of up to 2 settings, each built once under runs/q/references" in line
+    assert "reference" not in sweep._plan_line(cells, cells, [], cells, None, "runs/q", "off")

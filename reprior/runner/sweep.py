@@ -250,13 +250,23 @@ def _summary_line(metrics: dict, wall: float, *, num_chains: int | None = None) 
             + (f"; FAILED ({why})" if why else ""))
 
 
-def _plan_line(all_cells, cells, skipped, todo, shard, root) -> str:
+#: Cell settings that do not change a cell's reference posterior (the sampler and its chains).
+_NOT_REFERENCE_SETTINGS = frozenset({"parameterisation", "readout", "sampler", "sampler_options", "seed", "num_chains",
+                                     "num_warmup", "num_samples", "thinning", "chain_method", "keep",
+                                     "num_projections"})
+
+
+def _plan_line(all_cells, cells, skipped, todo, shard, root, reference: str = "off") -> str:
     where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
     iterations = sum(grid_mod.iterations(c.settings) for c in todo)
     grads = sum(grid_mod.estimate_grad_evals(c.settings) for c in todo)
+    settings = len({json.dumps({k: v for k, v in c.settings.items() if k not in _NOT_REFERENCE_SETTINGS},
+                               sort_keys=True, default=str) for c in todo})
+    extra = (f"; plus the reference posteriors of up to {settings} settings, each built once under "
+             f"{Path(root) / references.REFERENCES_DIR} unless already there" if reference == "auto" and todo else "")
     return (f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
             f"{len(skipped)} already finished, {len(todo)} to run ({iterations:,} iterations, about "
-            f"{grads:,} gradient evaluations); output in {root}")
+            f"{grads:,} gradient evaluations{extra}); output in {root}")
 
 
 def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
@@ -299,7 +309,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
             if state.state == "broken":
                 result.redone[cell.key] = state.reason
             todo.append(cell)
-    _say(console, _plan_line(all_cells, cells, result.skipped, todo, shard, store.root))
+    _say(console, _plan_line(all_cells, cells, result.skipped, todo, shard, store.root, options["reference"]))
     for key, reason in result.redone.items():
         _say(console, f"redoing broken cell {key}: {reason}", style="yellow")
 
