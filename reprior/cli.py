@@ -402,10 +402,12 @@ def _sweep(args, argv) -> int:
     all_cells, cells = sweep.plan(options, dtype=dtype, shard=args.shard)
     datasets = preflight.check_sweep(options, cells, force=args.force)  # all checked before anything is written
     interrupts.checkpoint()
-    ownership.claim(options["out"], "out (--out)", force=args.force)  # the marker, first
-    if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
+    if args.executor != "inline":
         from .runner import executors
 
+        executors.check_available(executors.settings_from_args(args))  # before the folder is made
+    ownership.claim(options["out"], "out (--out)", force=args.force)  # the marker, first
+    if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
         return executors.submit_sweep(options, cells, dtype=dtype, settings=executors.settings_from_args(args),
                                       command=" ".join([PROG, shlex.join(argv)])).exit_code
     result = sweep.run_sweep(options, dtype=dtype, shard=args.shard, quiet=args.quiet,

@@ -153,6 +153,15 @@ class SubmitResult:
 # ---------------------------------------------------------------------------
 
 
+def check_available(settings: ExecutorSettings) -> None:
+    """Refuse ``--executor slurm`` on a machine without SLURM (no ``srun``) before anything is written."""
+    import shutil
+
+    if settings.name == "slurm" and shutil.which("srun") is None:
+        raise ValueError("--executor: expected slurm on a SLURM login or compute node, received a machine "
+                         "without SLURM (no srun on PATH); use --executor local here")
+
+
 def make_executor(settings: ExecutorSettings, out: str | Path, num_cells: int):
     """The submitit executor of ``settings`` writing under ``out/submitit`` (logs per job)."""
     import submitit

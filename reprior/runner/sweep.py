@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,12 +158,14 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     keep = resolve_keep(s, bnn, data.x_train.shape, data.out_dim)
     has_test = data.n_test > 0
     start = time.perf_counter()
-    idata = sample(bnn, data.x_train, data.y_train, x_test=data.x_test if has_test else None,
-                   parameterisation=parameterisation, readout=readout, sampler=s["sampler"],
-                   num_warmup=s["num_warmup"], num_samples=s["num_samples"], num_chains=s["num_chains"],
-                   seed=s["seed"], progress_bar=progress_bar, chain_method=s["chain_method"], dtype=s["dtype"],
-                   sampler_options=s["sampler_options"] or None, thinning=s["thinning"], keep=keep,
-                   num_projections=s["num_projections"])
+    with warnings.catch_warnings():  # failed chains: recorded in idata.attrs and said in the cell's line
+        warnings.filterwarnings("ignore", message="reprior.sample: the chains", category=RuntimeWarning)
+        idata = sample(bnn, data.x_train, data.y_train, x_test=data.x_test if has_test else None,
+                       parameterisation=parameterisation, readout=readout, sampler=s["sampler"],
+                       num_warmup=s["num_warmup"], num_samples=s["num_samples"], num_chains=s["num_chains"],
+                       seed=s["seed"], progress_bar=progress_bar, chain_method=s["chain_method"], dtype=s["dtype"],
+                       sampler_options=s["sampler_options"] or None, thinning=s["thinning"], keep=keep,
+                       num_projections=s["num_projections"])
     wall = time.perf_counter() - start
     from .. import _arviz
 
