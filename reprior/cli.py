@@ -217,6 +217,8 @@ def _add_sweep(subparsers) -> None:
     _add_grid_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="list the cells (and which are finished); run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-cell lines")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when a cell finishes with failed chains (R-hat, divergences, ...)")
     p.add_argument("--yes", action="store_true",
                    help="run the built-in default grid (hours on a laptop) without a config file or --widths")
     from .runner import executors
@@ -412,7 +414,7 @@ def _sweep(args, argv) -> int:
                                       command=" ".join([PROG, shlex.join(argv)])).exit_code
     result = sweep.run_sweep(options, dtype=dtype, shard=args.shard, quiet=args.quiet,
                              command=" ".join([PROG, shlex.join(argv)]), datasets=datasets,
-                             checkpoint_every=args.checkpoint_every)
+                             checkpoint_every=args.checkpoint_every, strict=args.strict)
     return result.exit_code
 
 

@@ -571,3 +571,36 @@ def test_an_uncertified_reference_is_refused_and_the_sweep_goes_on(capsys, tmp_p
     assert len(rows) == 2 and {r["reference_failure"] for r in rows} == {"reference off"}
     assert {r["b2_reached"] for r in rows} == {"False"}
     assert not (off / "references").exists()
+
+
+def test_strict_counts_failed_chains_and_warnings_go_to_the_cell_log(capsys, tmp_path, monkeypatch):
+    """A cell's warnings land in cells/<key>/warnings.txt, not on the console; a cell whose chains
+    failed is counted in the final line, and --strict makes that exit status 1."""
+    import warnings
+
+    from reprior import health
+    from reprior.runner import sweep as sweep_mod
+
+    monkeypatch.setattr(health, "chain_failure", lambda metrics: "R-hat 1.5 > 1.1")  # every cell: failed chains
+    run_cell = sweep_mod.run_cell
+
+    def noisy(*args, **kwargs):
+        warnings.warn("a dependency's notice", UserWarning)
+        return run_cell(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_cell", noisy)
+    out = tmp_path / "out"
+    loud = [a for a in TINY if a != "--quiet"]
+    code, stdout, err = run(capsys, "sweep", "--dataset", "synthetic", "--widths", "3", "--parameterisations",
+                            "reprior", *loud, "--no-report", "--strict", "--out", out)
+    assert code == 1, stdout + err
+    [log] = (out / "cells").glob("*/warnings.txt")
+    assert "UserWarning: a dependency's notice" in log.read_text()
+    assert "a dependency's notice" not in stdout + err
+    assert f"FAILED (R-hat 1.5 > 1.1); 1 warning in {log}" in stdout
+    assert "done: 1 cells run (1 with failed chains), 0 skipped, 0 failed" in stdout
+    assert "--strict: 1 cells finished with failed chains: " in stdout
+    # without --strict the same sweep (finished: skipped now) exits 0; a fresh one says the count
+    code, stdout, err = run(capsys, "sweep", "--dataset", "synthetic", "--widths", "3", "--parameterisations",
+                            "reprior", *loud, "--no-report", "--out", tmp_path / "again")
+    assert code == 0 and "(1 with failed chains)" in stdout

@@ -44,6 +44,9 @@ CHECKPOINT_DIR = "checkpoint"
 ACCURACY_CURVE_FILE = "accuracy.csv"
 """A cell's running error against its reference, one row per recorded draw (:mod:`reprior.accuracy`)."""
 
+WARNINGS_FILE = "warnings.txt"
+"""The warnings a cell raised (its own and its dependencies'), one per line; absent when none."""
+
 KEEP_BUDGET_BYTES = 64 * 2**20
 """``keep="auto"``: the largest per-cell size of stored parameter draws."""
 
@@ -60,6 +63,8 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)
     busy: dict[str, str] = field(default_factory=dict)
     redone: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # finished, but its chains failed (the health rule)
+    strict: bool = False  # broken chains make the exit status 1
     interrupted: bool = False
     signum: int = 2
     report: dict | None = None
@@ -69,7 +74,7 @@ class SweepResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return 128 + self.signum
-        return 1 if self.failed or self.report_error else 0
+        return 1 if self.failed or self.report_error or (self.strict and self.broken) else 0
 
 
 def plan(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None):
@@ -274,8 +279,12 @@ def _plan_line(all_cells, cells, skipped, todo, shard, root, reference: str = "o
 
 def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
               quiet: bool = False, report: bool | None = None, datasets: dict | None = None,
-              keys=None, checkpoint_every: float = checkpoint.DEFAULT_EVERY, force: bool = False) -> SweepResult:
+              keys=None, checkpoint_every: float = checkpoint.DEFAULT_EVERY, force: bool = False,
+              strict: bool = False) -> SweepResult:
     """Run the (shard of the) grid of validated ``options``; skip finished cells.
+
+    ``strict``: a cell that finished with failed chains (:func:`reprior.health.chain_failure`)
+    makes the exit status 1; either way they are counted in the final line.
 
     ``keys``: run only these cells (an executor's job runs one cell so).
     ``checkpoint_every``: seconds between checkpoints of a cell's chains, in
@@ -302,7 +311,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     all_cells, cells = plan(options, dtype=dtype, shard=shard)
     if keys is not None:
         cells = [cell for cell in cells if cell.key in set(keys)]
-    result = SweepResult(cells=cells)
+    result = SweepResult(cells=cells, strict=strict)
     todo = []
     for cell in cells:
         state = store.state(cell.key, cell.settings)
@@ -349,9 +358,13 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     if result.failed:
         _say(console, f"{len(result.failed)} cells failed (tracebacks in {store.cells_dir}/<key>/error.txt): "
              + ", ".join(result.failed), style="red")
-    _say(console, f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, "
+    broken = f" ({len(result.broken)} with failed chains)" if result.broken else ""
+    _say(console, f"done: {len(result.finished)} cells run{broken}, {len(result.skipped)} skipped, "
                   f"{len(result.failed)} failed" + (f", {len(result.busy)} left to another process"
                                                     if result.busy else ""))
+    if result.broken and strict:
+        _say(console, f"--strict: {len(result.broken)} cells finished with failed chains: "
+                      + ", ".join(result.broken), style="red")
     if report if report is not None else options["report"]:
         interrupts.checkpoint()  # a Ctrl-C after the last cell: skip the report (`reprior report` redoes it)
         try:
@@ -365,6 +378,16 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
             _say(console, f"        {result.report['report_html']}")
             _say(console, f"        {result.report['summary_csv']}")
     return result
+
+
+def _write_warnings(path: Path, caught) -> Path | None:
+    """The warnings a cell raised, one line each (category, message, where), in ``path``; None when none."""
+    if not caught:
+        return None
+    from .._files import atomic_write_text
+
+    lines = [f"{w.category.__name__}: {' '.join(str(w.message).split())} ({w.filename}:{w.lineno})" for w in caught]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _run_one(cell, data, store, result, command, progress, quiet, reference_options):
@@ -383,10 +406,13 @@ def _run_one(cell, data, store, result, command, progress, quiet, reference_opti
 def _run_locked(cell, data, store, result, command, progress, quiet, reference_options):
     store.start(cell.key, cell.settings, command)
     try:
-        idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
-                                        limits_dir=store.root / "limits", reference_options=reference_options,
-                                        out_root=store.root,
-                                        say=None if quiet else (lambda text: _say(progress.console, text)))
+        with warnings.catch_warnings(record=True) as caught:  # to the cell's log, not between the console lines
+            warnings.simplefilter("always")
+            idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
+                                            limits_dir=store.root / "limits", reference_options=reference_options,
+                                            out_root=store.root,
+                                            say=None if quiet else (lambda text: _say(progress.console, text)))
+        log = _write_warnings(store.cell_dir(cell.key) / WARNINGS_FILE, caught)
         info["command"] = command
         curve = info.pop("accuracy_curve")
         if curve is not None:
@@ -403,8 +429,15 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
         store.remove_leftovers(cell.key)
         raise
     result.finished.append(cell.key)
+    from ..health import chain_failure
+
+    why = chain_failure({**metrics, "num_chains": cell.settings["num_chains"]})
+    if why:
+        result.broken[cell.key] = why
     if not quiet:
         line = _summary_line(metrics, info["wall_seconds"], num_chains=cell.settings["num_chains"])
+        if log is not None:
+            line += f"; {len(caught)} warning{'s' if len(caught) != 1 else ''} in {log}"
         _say(progress.console, f"done {cell.key} {cell.label()}: {line}")
 
 
