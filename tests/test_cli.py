@@ -596,6 +596,7 @@ def test_strict_counts_failed_chains_and_warnings_go_to_the_cell_log(capsys, tmp
     assert code == 1, stdout + err
     [log] = (out / "cells").glob("*/warnings.txt")
     assert "UserWarning: a dependency's notice" in log.read_text()
+    assert json.loads((log.parent / "metrics.json").read_text())["info"]["warnings"] == 1
     assert "a dependency's notice" not in stdout + err
     assert f"FAILED (R-hat 1.5 > 1.1); 1 warning in {log}" in stdout
     assert "done: 1 cells run (1 with failed chains), 0 skipped, 0 failed" in stdout

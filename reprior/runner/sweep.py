@@ -413,6 +413,7 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
                                             out_root=store.root,
                                             say=None if quiet else (lambda text: _say(progress.console, text)))
         log = _write_warnings(store.cell_dir(cell.key) / WARNINGS_FILE, caught)
+        info["warnings"] = len(caught)  # a summary.csv column: how many lines warnings.txt holds
         info["command"] = command
         curve = info.pop("accuracy_curve")
         if curve is not None:
