@@ -46,8 +46,7 @@ from .driver import run_chains
 from .health import failure_reasons, finite_reduce
 from .models import flatten_params
 from .progress import progress_display
-from .projections import DEFAULT_BLOCK_SIZE, project_tree
-from .projections import _project_unscaled, _words  # offsets and hash words: see _projections
+from .projections import project_leaves, project_tree, projection_words
 from .samplers.registry import check_options, get_kernel, kernel_names, make_kernel
 from .target import PARAMETERISATIONS, READOUTS, Target, build_target
 
@@ -131,36 +130,11 @@ MAX_PROJECTION_WORDS_BYTES = 2**28
 
 
 def _projection_words(num_params: int, num: int, seed: int):
-    """The hash words of the directions of :func:`reprior.projections.project_tree`, ``(num_params,
-    ceil(num / 32))`` uint32, computed once per run (4 bytes per weight for up to 32 directions), or
-    ``None`` above :data:`MAX_PROJECTION_WORDS_BYTES`."""
-    num_words = -(-num // 32)
-    if num == 0 or 4 * num_params * num_words > MAX_PROJECTION_WORDS_BYTES:
+    """:func:`reprior.projections.projection_words` of a run, built once (4 bytes per weight for up to
+    32 directions), or ``None`` without projections or above :data:`MAX_PROJECTION_WORDS_BYTES`."""
+    if num == 0 or 4 * num_params * -(-num // 32) > MAX_PROJECTION_WORDS_BYTES:
         return None
-    return _words(np.arange(num_params, dtype=np.uint32), np.arange(num_words, dtype=np.uint32), seed, np)
-
-
-def _signed_sum(values, words, num: int):
-    """``sum_i values[i] * s_ij`` for ``values: (rows,)`` and their hash words ``(rows, num_words)``."""
-    j = np.arange(num)
-    bits = (words[:, j // 32] >> jnp.asarray(j % 32, jnp.uint32)) & jnp.uint32(1)  # (rows, num)
-    return jnp.sum(jnp.where(bits == 1, -values[:, None], values[:, None]), axis=0)
-
-
-def _unscaled_from_words(values, words, num: int, block_size: int = DEFAULT_BLOCK_SIZE):
-    """:func:`_signed_sum` block by block (memory ``block_size * num``), as ``project`` generates its signs."""
-    n = values.shape[0]
-    if n <= block_size:
-        return _signed_sum(values, words, num)
-    num_blocks = -(-n // block_size)
-    pad = num_blocks * block_size - n
-    values = jnp.pad(values, (0, pad)).reshape(num_blocks, block_size)
-    words = jnp.pad(words, ((0, pad), (0, 0))).reshape(num_blocks, block_size, words.shape[1])
-
-    def step(total, xs):
-        return total + _signed_sum(*xs, num), None
-
-    return jax.lax.scan(step, jnp.zeros((num,), values.dtype), (values, words))[0]
+    return projection_words(num_params, num, seed)
 
 
 def _projections(theta, phi, num: int, seed: int, words=None) -> dict:
@@ -175,22 +149,13 @@ def _projections(theta, phi, num: int, seed: int, words=None) -> dict:
         return {"theta_proj": project_tree(theta, num, seed),
                 **({} if phi is None else {"phi_proj": project_tree(phi, num, seed)})}
 
-    def unscaled(leaves, start, total):
-        for leaf in leaves:
-            flat = leaf.reshape(-1)
-            if words is None:
-                total = total + _project_unscaled(flat, start, num, seed, DEFAULT_BLOCK_SIZE)
-            else:
-                total = total + _unscaled_from_words(flat, words[start:start + flat.shape[0]], num)
-            start += leaf.size
-        return total, start
-
-    zeros = jnp.zeros((num,), jax.tree_util.tree_leaves(theta)[0].dtype)
-    shared, offset = unscaled(jax.tree_util.tree_leaves(theta["hidden"]), 0, zeros)
-    theta_sum, dim = unscaled(jax.tree_util.tree_leaves(theta["readout"]), offset, shared)
-    out = {"theta_proj": theta_sum / math.sqrt(dim)}
+    leaves = jax.tree_util.tree_leaves
+    shared, offset = project_leaves(leaves(theta["hidden"]), num, seed, words=words)
+    readout, dim = project_leaves(leaves(theta["readout"]), num, seed, offset=offset, words=words)
+    out = {"theta_proj": (shared + readout) / math.sqrt(dim)}
     if phi is not None:
-        out["phi_proj"] = unscaled(jax.tree_util.tree_leaves(phi["readout"]), offset, shared)[0] / math.sqrt(dim)
+        out["phi_proj"] = (shared + project_leaves(leaves(phi["readout"]), num, seed, offset=offset,
+                                                   words=words)[0]) / math.sqrt(dim)
     return out
 
 

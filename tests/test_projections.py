@@ -141,3 +141,19 @@ def test_project_tree_rejects_empty_or_integer_trees():
         project_tree({}, 3)
     with pytest.raises(ValueError, match="floating leaves"):
         project_tree({"a": np.ones(3, np.int32)}, 3)
+
+
+def test_project_leaves_with_or_without_the_words_table_is_project_tree():
+    from reprior.projections import project_leaves, project_tree, projection_words
+
+    rng = np.random.default_rng(5)
+    tree = {"a": jnp.asarray(rng.normal(size=(7, 3))), "b": jnp.asarray(rng.normal(size=(40,)))}
+    leaves = jax.tree_util.tree_leaves(tree)
+    words = projection_words(61, 40, 3)  # 40 directions: two words per weight
+    assert words.shape == (61, 2) and words.dtype == np.uint32
+    for table in (None, words):
+        head, offset = project_leaves(leaves[:1], 40, 3, words=table, block_size=8)  # scanned in blocks
+        tail, end = project_leaves(leaves[1:], 40, 3, offset=offset, words=table, block_size=8)
+        assert (offset, end) == (21, 61)
+        # float32 (x64 off here): equal to its rounding of a sum of 61 terms
+        np.testing.assert_allclose((head + tail) / math.sqrt(61), project_tree(tree, 40, 3), rtol=1e-5, atol=1e-6)
