@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _checks
 
-__all__ = ["ACCURACY_COLUMNS", "CURVE_COLUMNS", "DEFAULT_THRESHOLD", "check_threshold", "cost_to_accuracy",
+__all__ = ["ACCURACY_COLUMNS", "CURVE_COLUMNS", "CURVE_FILE", "DEFAULT_THRESHOLD", "check_threshold", "cost_to_accuracy",
            "crossing_index", "error_curve"]
 
 DEFAULT_THRESHOLD = 0.01
@@ -63,6 +63,9 @@ ACCURACY_COLUMNS = ("b2_pred_mean", "b2_pred_second", "b2_rb_mean", "b2_threshol
                     "evals_to_b2", "seconds_to_b2", "budget_grads", "budget_evals", "budget_seconds", "reference_id",
                     "b2_rb_reached", "grads_to_b2_rb", "evals_to_b2_rb", "seconds_to_b2_rb")
 """Keys of :func:`cost_to_accuracy` (and columns of a sweep's ``summary.csv``)."""
+
+CURVE_FILE = "accuracy.csv"
+"""A sweep cell's error curve (:func:`error_curve`), under ``OUT/cells/<cell>/``."""
 
 CURVE_COLUMNS = ("draw", "grads", "evals", "seconds", "b2_mean", "b2_second", "b2_rb_mean")
 """Columns of :func:`error_curve` (a cell's ``accuracy.csv``): one row per recorded draw."""

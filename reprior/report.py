@@ -58,9 +58,6 @@ SAMPLER_COLUMNS = [
     ("ess_per_eval_theta", "ESS theta/eval"), ("vs_reference_ess_per_eval_theta", "vs std NUTS theta /eval"),
     ("chains", "chains"),
 ]
-#: A cell's error curve, under ``cells/<cell>/`` of the sweep directory
-#: (:func:`reprior.report_accuracy.read_curve`).
-ACCURACY_CURVE_FILE = "accuracy.csv"
 _SAMPLER_METRICS = ["num_draws", "logdensity_evals", "ess_bulk_pred_median", "ess_per_eval_pred",
                     "ess_per_second_pred", "rhat_max", "accept_mean", "ess_bulk_theta_median", "ess_per_eval_theta"]
 

@@ -25,7 +25,8 @@ from . import diagnostics as dg
 from . import health
 from ._checks import fail
 from .accuracy import CURVE_COLUMNS, DEFAULT_THRESHOLD
-from .report import ACCURACY_CURVE_FILE, _slug, format_number
+from .accuracy import CURVE_FILE as ACCURACY_CURVE_FILE
+from .report import _slug, format_number
 
 #: The measures of the verdict: the row key of the crossing, the suffix of its cost keys
 #: (``<unit>_to_b2<suffix>``), the heading and the error's name in sentences.

@@ -17,6 +17,8 @@ import pytest
 import reprior
 from reprior import cli
 
+from cli_helpers import one_line_error, run  # tests/cli_helpers.py
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 REQUIRED_COLUMNS = ["arch", "depth", "width", "parameterisation", "readout", "sampler", "seed", "num_chains",
@@ -28,19 +30,8 @@ TINY = ["--n-train", "8", "--n-test", "4", "--num-warmup", "10", "--num-samples"
         "--sampler", "hmc", "--sampler-option", "num_steps=3", "--quiet"]
 
 
-def run(capsys, *argv):
-    """``(exit status, stdout, stderr)`` of ``reprior ARGV`` run in this process."""
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def assert_one_line_error(code, err):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("reprior: error: ")
-    assert "Traceback" not in err
+    one_line_error(code, err)
 
 
 # ---------------------------------------------------------------------------

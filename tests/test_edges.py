@@ -27,23 +27,10 @@ from reprior.runner import ownership
 from reprior.runner.store import CellStore
 from reprior.runner.sweep import write_sweep_report
 
+from cli_helpers import one_line_error, run  # tests/cli_helpers.py
+
 ROOT = Path(__file__).resolve().parents[1]
 SYN = ["--dataset", "synthetic", "--widths", "4", "--n-train", "8", "--n-test", "4"]
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("reprior: error: "), err
-    assert "Traceback" not in err and _files.TMP_MARK not in err, err
-    return lines[0].removeprefix("reprior: error: ")
 
 
 def tree(path: Path) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from reprior._arviz import from_dict
-from reprior import _checks, cli, interrupts, preflight
+from reprior import _checks, interrupts, preflight
 from reprior import diagnostics as dg
 from reprior import report as report_mod
 from reprior.data import load_dataset
@@ -30,23 +30,9 @@ from reprior.runner import grid
 from reprior.runner.store import CellBusy, CellStore
 from reprior.runner.sweep import write_sweep_report
 
+from cli_helpers import one_line_error, run  # tests/cli_helpers.py
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err) -> str:
-    """The message of a one-line CLI error (exit 2, no traceback)."""
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("reprior: error: "), err
-    assert "Traceback" not in err
-    return lines[0].removeprefix("reprior: error: ")
 
 
 def tree(path: Path) -> dict:

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import checkpoint, interrupts
 from ..comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
+from ..accuracy import CURVE_FILE as ACCURACY_CURVE_FILE  # a cell's running error, one row per draw
 from ..accuracy import DEFAULT_THRESHOLD
 from . import grid as grid_mod
 from . import ownership, references
@@ -41,8 +42,6 @@ __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", 
 CHECKPOINT_DIR = "checkpoint"
 """A cell's chain checkpoints, under its directory (removed when the cell is finished)."""
 
-ACCURACY_CURVE_FILE = "accuracy.csv"
-"""A cell's running error against its reference, one row per recorded draw (:mod:`reprior.accuracy`)."""
 
 WARNINGS_FILE = "warnings.txt"
 """The warnings a cell raised (its own and its dependencies'), one per line; absent when none."""
