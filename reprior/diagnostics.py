@@ -162,6 +162,13 @@ def group_metrics(values: np.ndarray | None, group: str, *, grad_evals=None, sam
     ], strict=True))
 
 
+def rhat_max(idata) -> float:
+    """The largest R-hat over the groups of :data:`GROUPS`, as :func:`cell_metrics` gives ``rhat_max``,
+    without their ESS; NaN with one chain or when no R-hat is defined."""
+    return _reduce(np.max, [_reduce(np.max, _arviz_stat("rhat", series)) for series in group_series(idata).values()
+                            if series is not None and series.shape[0] > 1])
+
+
 # -- run-level figures -----------------------------------------------------------------
 def _attr(idata, name: str, default=math.nan):
     value = idata.attrs.get(name, None) if hasattr(idata, "attrs") else None

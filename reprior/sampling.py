@@ -43,7 +43,7 @@ from .architectures import readout_matrix
 from .bnn import BNN
 from .choices import CHAIN_METHODS, DTYPES, default_dtype
 from .driver import run_chains
-from .health import failure_reasons, finite_reduce
+from .health import failure_reasons
 from .models import flatten_params
 from .progress import progress_display
 from .projections import project_leaves, project_tree, projection_words
@@ -268,7 +268,9 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                          chain_method=opts["chain_method"], progress=progress)
     attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
     idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
-    rhat_max = _rhat_max(idata) if opts["num_chains"] >= 2 else math.nan
+    from .diagnostics import rhat_max as largest_rhat  # ArviZ: off the import path of the maths
+
+    rhat_max = largest_rhat(idata) if opts["num_chains"] >= 2 else math.nan
     failure = failure_report(run.stats, run.draws, rhat_max=rhat_max)
     idata.attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
                         "rhat_max": rhat_max, "failed": ", ".join(failure["reasons"])})
@@ -280,15 +282,6 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                       f"noise_std={bnn.noise_std!r} failed: {', '.join(failure['reasons'])}{hint} "
                       f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
     return idata
-
-
-def _rhat_max(idata) -> float:
-    """The largest R-hat over the groups of :mod:`reprior.diagnostics` (theta, phi, pred, rb, points),
-    computed as :func:`reprior.diagnostics.cell_metrics` computes ``rhat_max``; NaN if none is defined."""
-    from .diagnostics import GROUPS, group_metrics, group_series  # ArviZ: off the import path of the maths
-
-    series = group_series(idata)
-    return finite_reduce(np.max, [group_metrics(series[g], g)[f"rhat_{g}_max"] for g in GROUPS])
 
 
 def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
