@@ -55,6 +55,7 @@ import dataclasses
 import functools
 import math
 import numbers
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -287,6 +288,133 @@ def _registered_kernel_parts(arch: Architecture, x1, x2, method: str, quadrature
     dual activation of ``arch.activation`` computed by ``method`` (no validation)."""
     expect = functools.partial(_expectation, arch.activation, method=method, quadrature_nodes=quadrature_nodes)
     return spec_of(arch).nngp_kernel_parts(arch, x1, x2, expect)
+
+
+def has_closed_form_kernel(arch) -> bool:
+    """Whether :func:`nngp_kernel` computes ``arch``'s limit: its architecture is registered with an
+    NNGP recursion (:class:`~reprior.architectures.registry.ArchitectureSpec` ``nngp_kernel_parts``).
+    Otherwise :func:`monte_carlo_nngp_kernel` estimates it."""
+    spec = spec_of(arch)
+    return isinstance(arch, Architecture) and spec is not None and spec.nngp_kernel_parts is not None
+
+
+class MonteCarloKernel(NamedTuple):
+    """Result of :func:`monte_carlo_nngp_kernel`; unpacks as ``kernel, stderr = ...``.
+
+    ``kernel: (n1, n2)`` is the mean of :math:`\\Psi(x_1)\\Psi(x_2)^\\top` over the prior
+    draws, ``stderr: (n1, n2)`` its Monte Carlo standard error per entry.
+    """
+
+    kernel: jax.Array
+    stderr: jax.Array
+
+
+def monte_carlo_nngp_kernel(arch: Architecture, x1, x2=None, *, rng_key, num_draws: int = 256,
+                            batch_size: int = 16) -> MonteCarloKernel:
+    """Monte Carlo estimate of the NNGP kernel of any architecture, with its standard error.
+
+    The NNGP kernel is the prior mean of the empirical kernel (see :func:`nngp_kernel`),
+
+    .. math::
+
+        K_d(x, x') = \\mathbb E_{\\theta_{\\mathrm{hidden}} \\sim \\mathcal N(0, I)}
+            \\big[\\Psi(x)\\,\\Psi(x')^\\top\\big],
+        \\qquad
+        \\Psi = \\big[\\sigma_{w,\\mathrm{out}}\\, h(x) / \\sqrt{d},\\; \\sigma_{b,\\mathrm{out}}\\big],
+
+    the readout scales and the bias column included, exactly the matrix whose limit
+    :func:`nngp_kernel` computes.  From ``S = num_draws`` i.i.d. prior draws
+    :math:`\\theta^{(s)}` of ``arch.init`` and :math:`K^{(s)} = \\Psi^{(s)}(x_1)\\Psi^{(s)}(x_2)^\\top`,
+
+    .. math::
+
+        \\hat K = \\frac1S \\sum_s K^{(s)}, \\qquad
+        \\widehat{\\mathrm{se}} = \\Big(\\frac{1}{S(S - 1)} \\sum_s \\big(K^{(s)} - \\hat K\\big)^2\\Big)^{1/2}
+        \\quad\\text{(entrywise)},
+
+    unbiased for :math:`K_d` with the usual i.i.d. standard error (the draws are
+    independent, so the ESS is ``S``); the per-batch moments are combined by Chan,
+    Golub & LeVeque's (1979) pairwise update, so no cancellation.  The standard error
+    falls as :math:`(S d)^{-1/2}`: :math:`K^{(s)}` averages ``d`` units of the last layer.
+
+    **Which width.**  The estimate is of the prior mean at the width of ``arch`` (pass
+    ``dataclasses.replace(arch, width=...)``, or an architecture built at the width you
+    want).  With one nonlinear layer below the readout (a depth-1 MLP), the last
+    pre-activations are exactly Gaussian at every width, so :math:`K_d = K_\\infty`
+    exactly; deeper, the pre-activations are Gaussian only conditionally on the layer
+    below and :math:`K_d = K_\\infty + O(1/d)` (Yaida 2020; Hanin 2023), a bias
+    smaller than a single draw's fluctuation :math:`O(d^{-1/2})` by a factor
+    :math:`d^{-1/2}`: use the widest width at hand.
+
+    Cost: ``S`` forward passes of ``arch`` on ``n1 + n2`` inputs and ``S`` products
+    ``(n1, p) @ (p, n2)``; memory ``batch_size`` draws of features ``(n1 + n2, p)`` (and
+    the activations of one forward pass each) plus two ``(n1, n2)`` accumulators.
+
+    Args:
+        arch: any :class:`~reprior.architectures.Architecture` (hashable: it is static
+            under ``jit``).
+        x1: inputs ``(n1, ...)`` of ``arch``.
+        x2: inputs ``(n2, ...)`` shaped like ``x1``; None means ``x1`` (the estimate
+            and its standard error are then symmetrised exactly).
+        rng_key: a JAX PRNG key (split into one key per draw).
+        num_draws: ``S >= 2`` prior draws.
+        batch_size: draws evaluated at once (vectorised), at most ``num_draws``.
+
+    Returns:
+        :class:`MonteCarloKernel` ``(kernel, stderr)``, both ``(n1, n2)`` in the
+        floating dtype of the inputs.
+
+    See Also:
+        :func:`nngp_kernel` (the closed form, where one is registered),
+        :func:`has_closed_form_kernel`.
+    """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"argument `arch`: expected a reprior architecture, received {arch!r}")
+    num_draws = _checks.positive_int("num_draws", num_draws)
+    if num_draws < 2:
+        raise _checks.fail("num_draws", "at least 2 draws (for a standard error)", num_draws)
+    batch_size = min(_checks.positive_int("batch_size", batch_size), num_draws)
+    x1, x2_or_none = _check_pair(arch, x1, x2)
+    symmetric = x2_or_none is None
+    x2 = x1 if symmetric else x2_or_none
+    kernel, stderr = _monte_carlo_kernel(arch, x1, x2, rng_key, num_draws, batch_size)
+    if symmetric:
+        kernel, stderr = (kernel + kernel.T) / 2, (stderr + stderr.T) / 2
+    return MonteCarloKernel(kernel, stderr)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _monte_carlo_kernel(arch: Architecture, x1, x2, rng_key, num_draws: int, batch_size: int):
+    """Streaming mean and standard error of ``Psi(x1) Psi(x2)^T`` over ``num_draws`` prior draws,
+    ``batch_size`` at a time (the last batch masked), moments merged pairwise (no validation)."""
+    num_batches = -(-num_draws // batch_size)
+    keys = jax.random.split(rng_key, num_batches * batch_size)
+    keys = keys.reshape((num_batches, batch_size) + keys.shape[1:])  # raw or typed keys
+    x_both = jnp.concatenate([x1, x2])
+    n1, dtype = x1.shape[0], x1.dtype
+
+    def one_kernel(key):
+        psi = arch.features({"hidden": arch.init(key, x_both, 1)["hidden"]}, x_both).astype(dtype)
+        return psi[:n1] @ psi[n1:].T
+
+    def step(carry, batch):
+        count, mean, m2 = carry
+        index, batch_keys = batch
+        mask = (index * batch_size + jnp.arange(batch_size) < num_draws).astype(dtype)  # (B,)
+        kernels = jax.vmap(one_kernel)(batch_keys)  # (B, n1, n2)
+        b_count = jnp.sum(mask)
+        b_mean = jnp.tensordot(mask, kernels, axes=1) / b_count
+        b_m2 = jnp.tensordot(mask, (kernels - b_mean) ** 2, axes=1)
+        total = count + b_count
+        delta = b_mean - mean
+        mean = mean + delta * (b_count / total)
+        m2 = m2 + b_m2 + delta**2 * (count * b_count / total)
+        return (total, mean, m2), None
+
+    zeros = jnp.zeros((n1, x2.shape[0]), dtype)
+    (count, mean, m2), _ = jax.lax.scan(step, (jnp.zeros((), dtype), zeros, zeros),
+                                        (jnp.arange(num_batches), keys))
+    return mean, jnp.sqrt(m2 / (count - 1) / count)
 
 
 # -- posterior -----------------------------------------------------------------------
