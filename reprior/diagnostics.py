@@ -404,11 +404,12 @@ def _site_name(path) -> str:
     return "_".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
-def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_DRAWS):
+def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_DRAWS, *, by_chain: bool = False):
     """The stored hidden weights as a ``params["hidden"]`` pytree with a leading draw axis, or None.
 
     Needs the run's ``keep="all"``; chains are concatenated and at most ``max_draws``
-    evenly spaced draws are kept.
+    evenly spaced draws are kept.  ``by_chain``: leading axes ``(chain, draw)`` instead,
+    at most ``max_draws // chains`` evenly spaced draws per chain (for an ESS).
     """
     import jax
 
@@ -419,7 +420,12 @@ def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_D
         values = _variable(idata, "posterior", _site_name(path))
         if values is None or values.shape[2:] != tuple(shape.shape):
             return None
-        leaves.append(values.reshape((-1,) + values.shape[2:]))
+        leaves.append(values if by_chain else values.reshape((-1,) + values.shape[2:]))
+    if by_chain:
+        per_chain = leaves[0].shape[1]
+        pick = np.unique(np.linspace(0, per_chain - 1, min(per_chain, max(1, max_draws // leaves[0].shape[0])))
+                         .round().astype(int))
+        return jax.tree_util.tree_unflatten(treedef, [leaf[:, pick] for leaf in leaves])["hidden"]
     total = leaves[0].shape[0]
     pick = np.unique(np.linspace(0, total - 1, min(total, max_draws)).round().astype(int))
     return jax.tree_util.tree_unflatten(treedef, [leaf[pick] for leaf in leaves])["hidden"]
@@ -442,6 +448,12 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
     - ``kl_to_prior_smc``, ``nngp_kernel_dist_smc``: the same from the SMC particles alone,
       whatever the cell kept: a reference independent of the cell's sampler (short or
       poorly mixed chains pull the draws' figures towards their initial, prior, values).
+    - ``nngp_kernel_estimated`` (1 or 0), ``nngp_kernel_mc_stderr``: whether ``limits.reference``
+      is a Monte Carlo estimate of the NNGP kernel, and its relative standard error
+      (:attr:`reprior.limits.NNGPReference.relative_stderr`, 0 for a closed form);
+    - ``kl_to_prior_bound``, ``kl_to_prior_bound_mcse``: the log-Sobolev upper bound on
+      ``kl_to_prior`` (:func:`reprior.kl_bound.log_sobolev_bound`), from gradients recomputed at the
+      stored hidden draws (``keep="all"``; NaN otherwise), and its Monte Carlo standard error.
 
     ``limits`` is a :class:`reprior.limits.LimitInputs` (None: NaN except ``test_nll``).
     """
@@ -457,6 +469,8 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
     ref, evidence = limits.reference, limits.evidence
     if ref is not None:
         out["nngp_log_evidence"] = float(ref.log_evidence)
+        out["nngp_kernel_estimated"] = float(ref.estimated)
+        out["nngp_kernel_mc_stderr"] = ref.relative_stderr
         if mean is not None and np.size(ref.mean):
             out.update(lm.predictive_limit_metrics(mean, var, ref))
     post_loglik, kernel_dist = math.nan, math.nan
@@ -482,7 +496,28 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
             post_loglik = _reduce(np.mean, recorded)
     out["nngp_kernel_dist"] = kernel_dist if ref is not None else math.nan
     out["kl_to_prior"] = post_loglik - out["log_evidence"]
+    out.update(_kl_bound_metrics(idata, limits, y_train))
     return out
+
+
+def _kl_bound_metrics(idata, limits, y_train) -> dict[str, float]:
+    """``kl_to_prior_bound`` and its MCSE from the stored hidden draws, chain by chain (empty without them)."""
+    import jax
+
+    from . import kl_bound
+    from . import limits as lm
+
+    draws = hidden_draws(idata, limits.bnn, np.shape(limits.x_train), y_train.reshape(len(y_train), -1).shape[1],
+                         by_chain=True)
+    if draws is None:
+        return {}
+    leaves = jax.tree_util.tree_leaves(draws)
+    shape = leaves[0].shape[:2]
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), draws)
+    with jax.enable_x64(leaves[0].dtype == np.float64):
+        sq = lm.hidden_score_sq_norms(limits.bnn, flat, limits.x_train, y_train)
+    est = kl_bound.log_sobolev_bound(sq.reshape(shape))
+    return {"kl_to_prior_bound": est.bound, "kl_to_prior_bound_mcse": est.mcse}
 
 
 def run_info(idata) -> dict[str, str]:

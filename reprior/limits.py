@@ -54,6 +54,26 @@ with dimension (Cotter et al. 2013).  The reliability figures are the Kish ESS o
 plain importance sampling (``kl_is_ess``, out of ``num_particles``) and the number
 of temperatures (``kl_num_temperatures``, 1 = plain importance sampling).
 
+**A certified upper bound on the KL** (:func:`hidden_score_sq_norms`,
+:func:`reprior.kl_bound.log_sobolev_bound`).  The hidden posterior is
+:math:`p(\\phi_{\\mathrm{hidden}} \\mid Y) \\propto e^{l}\\, \\mathcal N(0, I)` with
+:math:`l = \\log L`, and the standard Gaussian satisfies the log-Sobolev inequality
+(Gross 1975) :math:`\\mathrm{KL}(\\mu \\,\\|\\, \\mathcal N(0, I)) \\le \\tfrac12 \\mathbb E_\\mu
+|\\nabla \\log (d\\mu / d\\mathcal N)|^2`, so
+
+.. math::
+
+    \\mathrm{KL}\\big(p(\\phi \\mid Y) \\,\\|\\, \\mathcal N(0, I)\\big)
+        \\le \\tfrac12\\, \\mathbb E_{p(\\phi \\mid Y)}\\big[|\\nabla_{\\phi_{\\mathrm{hidden}}} \\log L|^2\\big]
+        \\quad (\\texttt{kl\\_to\\_prior\\_bound}),
+
+a bound that needs no evidence: a posterior mean only, estimated from posterior draws
+with an honest Monte Carlo error.
+
+**The NNGP kernel of an architecture without a closed form** is estimated by
+:func:`reprior.nngp.monte_carlo_nngp_kernel` (:func:`nngp_reference`), and the metrics
+against it say so (``nngp_kernel_estimated``, ``nngp_kernel_mc_stderr``).
+
 **Predictive distance.**  Draws ``s`` of the Rao-Blackwellised predictive
 :math:`f_* \\mid \\phi^{(s)}_{\\mathrm{hidden}} \\sim \\mathcal N(\\mu_s, v_s)` make a
 mixture with mean :math:`\\bar\\mu = \\frac1S\\sum_s \\mu_s` and variance (law of total
@@ -92,7 +112,8 @@ from . import repriorise as rp
 #: Metric names of :func:`reprior.diagnostics.limit_metrics` (columns of ``summary.csv``).
 LIMIT_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_is_ess",
                  "kl_num_temperatures", "log_evidence", "nngp_log_evidence", "test_nll", "kl_to_prior_smc",
-                 "nngp_kernel_dist_smc")
+                 "nngp_kernel_dist_smc", "nngp_kernel_estimated", "nngp_kernel_mc_stderr", "kl_to_prior_bound",
+                 "kl_to_prior_bound_mcse")
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -138,37 +159,77 @@ class NNGPReference(NamedTuple):
 
     ``kernel: (n, n)`` is :math:`K_\\infty(X, X)`; ``mean: (m, k)`` and ``var: (m,)`` the NNGP
     posterior predictive of ``f`` at the test inputs (empty with no test inputs);
-    ``log_evidence`` the GP marginal likelihood :func:`gp_log_evidence`.
+    ``log_evidence`` the GP marginal likelihood :func:`gp_log_evidence`;
+    ``kernel_stderr: (n, n)`` the Monte Carlo standard error per entry where the kernel is
+    a Monte Carlo estimate (:func:`reprior.nngp.monte_carlo_nngp_kernel`), None where it is
+    a closed form.
     """
 
     kernel: np.ndarray
     mean: np.ndarray
     var: np.ndarray
     log_evidence: float
+    kernel_stderr: np.ndarray | None = None
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the kernel is a Monte Carlo estimate (``nngp_kernel_estimated``)."""
+        return self.kernel_stderr is not None
+
+    @property
+    def relative_stderr(self) -> float:
+        """:math:`\\lVert \\widehat{\\mathrm{se}} \\rVert_F / \\lVert \\hat K \\rVert_F` (``nngp_kernel_mc_stderr``;
+        0 for a closed form): the Monte Carlo error in the units of ``nngp_kernel_dist``."""
+        if self.kernel_stderr is None:
+            return 0.0
+        return float(np.linalg.norm(self.kernel_stderr) / np.linalg.norm(self.kernel))
 
 
-def nngp_reference(arch, x_train, y_train, x_test, noise_std) -> NNGPReference:
-    """Compute :class:`NNGPReference` with :func:`reprior.nngp.nngp_kernel` (float64).
+#: Prior draws of the Monte Carlo NNGP kernel of :func:`nngp_reference` by default.
+MC_NUM_DRAWS = 256
+
+
+def nngp_reference(arch, x_train, y_train, x_test, noise_std, *, mc_arch=None, mc_num_draws: int = MC_NUM_DRAWS,
+                   mc_seed: int = 0, mc_batch_size: int = 16) -> NNGPReference:
+    """Compute :class:`NNGPReference` with :func:`reprior.nngp.nngp_kernel` (float64), or its
+    Monte Carlo estimate where ``arch`` has no closed form.
 
     The posterior is :math:`\\mu_\\infty = K_*^\\top (K + \\sigma^2 I)^{-1} Y` and
     :math:`v_\\infty = \\mathrm{diag}(K_{**} - K_*^\\top (K + \\sigma^2 I)^{-1} K_*)`, solved
     here from one kernel over ``[x_train; x_test]`` (the same formula as
     :func:`reprior.nngp.nngp_posterior`, which a test compares with).
 
+    Where no NNGP recursion is registered for ``arch``
+    (:func:`reprior.nngp.has_closed_form_kernel`), the kernel over ``[x_train; x_test]`` is
+    :func:`reprior.nngp.monte_carlo_nngp_kernel` of ``mc_arch`` (default ``arch``; pass
+    the network at the widest width of a sweep: the estimate is the prior mean at that
+    width) with ``mc_num_draws`` draws, key ``jax.random.key(mc_seed)``; the posterior is
+    the plug-in one, and ``kernel_stderr`` holds the standard error of the training block.
+
     Args:
-        arch: a :class:`~reprior.architectures.MLP` or ``ResNet`` (its width plays no part).
+        arch: a :class:`~reprior.architectures.MLP`, ``ResNet`` (its width plays no part)
+            or any architecture.
         x_train: ``(n, ...)``; y_train: ``(n,)`` or ``(n, k)``; x_test: ``(m, ...)`` or None.
         noise_std: :math:`\\sigma > 0`.
+        mc_arch, mc_num_draws, mc_seed, mc_batch_size: the Monte Carlo estimate (unused
+            with a closed form).
     """
     noise_std = _checks.positive_float("noise_std", noise_std)
     y = _checks.finite_array("y_train", y_train, ndim=(1, 2)).astype(np.float64)
     y = y[:, None] if y.ndim == 1 else y
     n = y.shape[0]
+    stderr = None
     with jax.enable_x64(True):
         x_all = np.asarray(x_train, np.float64)
         if x_test is not None and len(x_test):
             x_all = np.concatenate([x_all, np.asarray(x_test, np.float64)])
-        k_all = np.asarray(_nngp.nngp_kernel(arch, jnp.asarray(x_all)), np.float64)
+        if _nngp.has_closed_form_kernel(arch):
+            k_all = np.asarray(_nngp.nngp_kernel(arch, jnp.asarray(x_all)), np.float64)
+        else:
+            est = _nngp.monte_carlo_nngp_kernel(arch if mc_arch is None else mc_arch, jnp.asarray(x_all),
+                                                rng_key=jax.random.key(_checks.seed("mc_seed", mc_seed)),
+                                                num_draws=mc_num_draws, batch_size=mc_batch_size)
+            k_all, stderr = np.asarray(est.kernel, np.float64), np.asarray(est.stderr, np.float64)[:n, :n]
     if k_all.shape[0] < n:
         raise _checks.fail("y_train", f"{k_all.shape[0]} rows to match `x_train`", f"array of shape {y.shape}")
     k_train, k_cross, k_test = k_all[:n, :n], k_all[:n, n:], np.diag(k_all)[n:]
@@ -176,7 +237,7 @@ def nngp_reference(arch, x_train, y_train, x_test, noise_std) -> NNGPReference:
     a = np.linalg.solve(chol, k_cross)
     mean = a.T @ np.linalg.solve(chol, y)
     var = np.clip(k_test - np.sum(a**2, axis=0), 0, None)
-    return NNGPReference(k_train, mean, var, gp_log_evidence(k_train, y, noise_std))
+    return NNGPReference(k_train, mean, var, gp_log_evidence(k_train, y, noise_std), stderr)
 
 
 # -- the predictive --------------------------------------------------------------------
@@ -272,6 +333,54 @@ def hidden_draw_statistics(bnn, hidden_draws, x, y, kernel_ref=None, *, batch_si
 
     ll, dist = jax.jit(lambda h: jax.lax.map(one, h, batch_size=batch_size))(hidden_draws)
     return np.asarray(ll, np.float64), np.asarray(dist, np.float64)
+
+
+def score_sq_norms(loglik_fn, draws, *, batch_size: int = 16) -> np.ndarray:
+    """:math:`|\\nabla l(z_s)|^2` at each draw ``z_s`` (a pytree with a leading draw axis ``S``).
+
+    The squared Euclidean norm of the gradient of ``loglik_fn`` (``z -> l(z)``, a scalar,
+    for one draw) over every leaf, by reverse-mode differentiation at the given draws,
+    ``batch_size`` at a time.  Returns ``(S,)`` float64 NumPy (NaN where ``l`` or its
+    gradient is not finite).
+    """
+    batch_size = _checks.positive_int("batch_size", batch_size)
+
+    def one(z):
+        value, grad = jax.value_and_grad(loglik_fn)(z)
+        sq = sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grad))
+        return jnp.where(jnp.isfinite(value) & jnp.isfinite(sq), sq, jnp.nan)
+
+    return np.asarray(jax.jit(lambda zs: jax.lax.map(one, zs, batch_size=batch_size))(draws), np.float64)
+
+
+def hidden_score_sq_norms(bnn, hidden_draws, x, y, *, batch_size: int = 16) -> np.ndarray:
+    """:math:`|\\nabla_{\\phi_{\\mathrm{hidden}}} \\log L|^2` per draw of the hidden weights, the integrand
+    of ``kl_to_prior_bound`` (module docstring; :func:`reprior.kl_bound.log_sobolev_bound`).
+
+    :math:`l = \\log L` (:func:`hidden_log_likelihood_fn`) is the log likelihood of the
+    repriorised target's sampled variables: with :math:`\\theta_{\\mathrm{out}} = T(\\phi)`,
+
+    .. math::
+
+        l(\\phi) = \\log p(Y \\mid \\phi_{\\mathrm{hidden}}, T(\\phi))
+            + \\log\\mathcal N(T(\\phi); 0, I) - \\log \\mathcal N(\\phi_{\\mathrm{out}}; 0, I)
+            + k \\log|\\det \\sigma R| = \\log L(\\phi_{\\mathrm{hidden}}),
+
+    the log likelihood plus the log prior ratio and the log-Jacobian, which do not depend on
+    :math:`\\phi_{\\mathrm{out}}` (the factorisation of :mod:`reprior.repriorise`), so
+    :math:`p(\\phi \\mid Y) \\propto e^{l(\\phi)}\\, \\mathcal N(\\phi; 0, I)` and the gradient in
+    :math:`\\phi_{\\mathrm{out}}` is zero.  The hidden posterior is the same in standard
+    coordinates, so the figure is defined for every cell (in standard coordinates the
+    KL of the full :math:`\\theta` posterior is larger, and is not this one).
+
+    Args:
+        bnn: the :class:`~reprior.BNN`; hidden_draws: ``params["hidden"]`` with a leading
+            draw axis ``S``; x, y: training data ``(n, ...)``, ``(n, k)``.
+
+    Returns:
+        ``(S,)`` float64 NumPy array.
+    """
+    return score_sq_norms(hidden_log_likelihood_fn(bnn, x, y), hidden_draws, batch_size=batch_size)
 
 
 # -- the evidence ------------------------------------------------------------------------
@@ -527,11 +636,13 @@ def cached_nngp_reference(cache_dir, description: dict, compute_fn) -> NNGPRefer
 
     def load(file):  # from bytes: NumPy leaves the file open when a truncated archive fails to parse
         with np.load(io.BytesIO(Path(file).read_bytes()), allow_pickle=False) as f:
-            return NNGPReference(f["kernel"], f["mean"], f["var"], float(f["log_evidence"]))
+            return NNGPReference(f["kernel"], f["mean"], f["var"], float(f["log_evidence"]),
+                                 f["kernel_stderr"] if "kernel_stderr" in f.files else None)
 
     def write(tmp, ref):
+        extra = {} if ref.kernel_stderr is None else {"kernel_stderr": ref.kernel_stderr}
         with open(tmp, "wb") as handle:  # a file object: np.savez adds no suffix
-            np.savez(handle, kernel=ref.kernel, mean=ref.mean, var=ref.var, log_evidence=ref.log_evidence)
+            np.savez(handle, kernel=ref.kernel, mean=ref.mean, var=ref.var, log_evidence=ref.log_evidence, **extra)
 
     built = []
 
@@ -603,8 +714,8 @@ class LimitInputs(NamedTuple):
 
 
 def limit_inputs(bnn, x_train, y_train, x_test=None, *, cache_dir=None, data_description=None, seed: int = 0,
-                 num_particles: int = 64, dtype: str = "float64", evidence: bool = True,
-                 **smc_options) -> LimitInputs:
+                 num_particles: int = 64, dtype: str = "float64", evidence: bool = True, mc_arch=None,
+                 mc_num_draws: int = MC_NUM_DRAWS, **smc_options) -> LimitInputs:
     """Build :class:`LimitInputs` for one cell, reusing what ``cache_dir`` already holds.
 
     The NNGP side (:func:`nngp_reference`) depends on (data, architecture family, noise)
@@ -622,22 +733,28 @@ def limit_inputs(bnn, x_train, y_train, x_test=None, *, cache_dir=None, data_des
         num_particles, smc_options: see :func:`bnn_log_evidence`.
         dtype: ``"float64"`` or ``"float32"``, the precision of the evidence computation.
         evidence: False skips the evidence (``LimitInputs.evidence`` is None).
+        mc_arch, mc_num_draws: where ``bnn.arch`` has no closed-form NNGP kernel, the
+            network (default ``bnn.arch``; a sweep passes its widest) and the number of
+            prior draws of the Monte Carlo kernel (:func:`nngp_reference`), cached once per
+            (data, ``mc_arch``, draws, noise) and shared by every width.
     """
-    import dataclasses
-
     _checks.one_of("dtype", dtype, ("float64", "float32"))
     if cache_dir is not None and data_description is None:
         raise _checks.fail("data_description", "a JSON-able description of the data with `cache_dir`", None)
     y = _checks.finite_array("y_train", y_train, ndim=(1, 2))
     y = y[:, None] if y.ndim == 1 else y
-    family = {"data": data_description, "arch": repr(dataclasses.replace(bnn.arch, width=1)),
-              "noise_std": bnn.noise_std}
+    family = {"data": data_description, "arch": repr(_nngp._unit_width(bnn.arch)), "noise_std": bnn.noise_std}
+    closed_form = _nngp.has_closed_form_kernel(bnn.arch)
+    mc_arch = bnn.arch if mc_arch is None else mc_arch
+    mc_num_draws = _checks.positive_int("mc_num_draws", mc_num_draws)
+    # A Monte Carlo kernel depends on the width it is drawn at: its description names it and the draws.
+    reference_key = family if closed_form else {**family, "mc_arch": repr(mc_arch), "mc_num_draws": mc_num_draws}
 
     def compute_reference():
-        return nngp_reference(bnn.arch, x_train, y, x_test, bnn.noise_std)
+        return nngp_reference(bnn.arch, x_train, y, x_test, bnn.noise_std, mc_arch=mc_arch, mc_num_draws=mc_num_draws)
 
     reference = (compute_reference() if cache_dir is None
-                 else cached_nngp_reference(cache_dir, family, compute_reference))
+                 else cached_nngp_reference(cache_dir, reference_key, compute_reference))
     summary = None
     if evidence:
         def compute_evidence():

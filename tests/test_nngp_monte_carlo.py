@@ -120,6 +120,7 @@ def test_deeper_mlp_within_its_standard_error_at_a_width_where_the_bias_is_below
         assert np.max(np.abs(z)) < Z_MAX
 
 
+@pytest.mark.slow  # 25 s on one core, mostly compiling the ResNet
 def test_resnet_within_its_standard_error():
     """ResNet (depth 8, 4x4x1 images): measured relative bias 0.019 at width 8 (400 draws), so ~0.01
     at width 16, against a relative standard error ~0.04 with 96 draws (docs/nngp.md)."""
