@@ -33,19 +33,24 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "BNN": ".bnn",
+    "FeatureArchitecture": ".architectures",
     "MLP": ".architectures",
     "ReferencePosterior": ".reference",
     "ReferenceNotCertified": ".reference",
     "ResNet": ".architectures",
     "blas_threads": ".blas",
     "bnn_model": ".models",
+    "build_target": ".target",
     "cost_to_accuracy": ".accuracy",
+    "from_equinox": ".architectures",
+    "from_flax": ".architectures",
     "reference_posterior": ".reference",
     "sample": ".sampling",
 }
 
-__all__ = ["BNN", "MLP", "ReferenceNotCertified", "ReferencePosterior", "blas_threads", "ResNet", "bnn_model",
-           "cost_to_accuracy", "reference_posterior", "sample", "__version__"]
+__all__ = ["BNN", "FeatureArchitecture", "MLP", "ReferenceNotCertified", "ReferencePosterior", "blas_threads",
+           "ResNet", "bnn_model", "build_target", "cost_to_accuracy", "from_equinox", "from_flax",
+           "reference_posterior", "sample", "__version__"]
 
 
 def _load(module: str):

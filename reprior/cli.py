@@ -151,12 +151,21 @@ _SWEEP_FLAGS = [
 ]
 
 
+class _ArchChoices(tuple):
+    """The registered names, and any ``MODULE:CALLABLE`` (checked when the options are validated)."""
+
+    def __contains__(self, value):
+        return tuple.__contains__(self, value) or (isinstance(value, str) and ":" in value)
+
+
 def _arch_flag(kwargs: dict) -> dict:
     """``--arch``: the architectures registered now (:mod:`reprior.architectures.registry`) as choices."""
     from .architectures.registry import architecture_names
 
     names = architecture_names()
-    return dict(kwargs, choices=names, help=f"architectures: {', '.join(names)} (default: mlp)")
+    return dict(kwargs, choices=_ArchChoices(names),
+                help=f"architectures: {', '.join(names)}, or MODULE:CALLABLE / FILE.py:CALLABLE returning "
+                     "one (see docs/your_model.md) (default: mlp)")
 
 
 def _add_grid_arguments(p) -> None:

@@ -11,6 +11,8 @@ received; the CLI prints it as ``reprior: error: ...`` with exit status 2.
   (:func:`reprior.kernels.make_kernel`), so whatever the kernels validate
   (names, types, ranges) fails now, not in every cell at run time;
 * data: every data setting is loaded (a bad file fails now);
+* architectures: every cell's network is built and its features' shape read, and the feature
+  dimension grows with the width (:func:`check_architectures`);
 * numbers: noise, inputs and targets that the cell's dtype can carry
   (:func:`reprior._checks.numbers_fit`);
 * memory: a rough estimate of a cell's peak memory against the job's limit, the smallest
@@ -49,6 +51,7 @@ def check_sweep(options: dict, cells, *, force: bool = False) -> dict:
     check_samplers(cells)
     check_chain_method(options)
     datasets = load_all_data(cells)
+    check_architectures(cells, datasets)
     check_numbers(cells, datasets)
     check_memory(cells, datasets)
     check_references(options, cells, datasets)
@@ -68,6 +71,29 @@ def check_references(options: dict, cells, datasets) -> None:
         data = datasets[cell.data_settings()]
         if data.n_test:
             reference_file(path, cell_reference_id(cell.settings, build_bnn(cell.settings), data))
+
+
+def check_architectures(cells, datasets) -> None:
+    """Every cell's network builds and takes its data, and its feature dimension grows with the width
+    (:mod:`reprior.architectures.loading`); a ConfigError naming ``--arch`` otherwise."""
+    from .architectures.loading import check_widths
+    from .runner.sweep import build_bnn
+
+    builds = {}
+    try:
+        for cell in cells:
+            s = cell.settings
+            arch = build_bnn(s).arch
+            d = arch.feature_dim(datasets[cell.data_settings()].x_train.shape)
+            group = json.dumps({k: v for k, v in s.items() if k not in ("width", "parameterisation", "readout",
+                                                                       "sampler", "seed")}, sort_keys=True)
+            builds.setdefault(group, {})[s["width"]] = (s["arch"], d)
+        check_widths(builds)
+    except ValueError as err:
+        expected, received = getattr(err, "expected", None), getattr(err, "received", None)
+        message = (f"expected {expected}, received {received!r}" if received is not None
+                   else str(err).removeprefix("argument "))
+        raise ConfigError(f"arch (--arch): {message}") from None
 
 
 # -- paths -------------------------------------------------------------------------------

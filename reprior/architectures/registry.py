@@ -11,6 +11,12 @@ and from then on it is a choice of ``--arch`` and of the ``archs`` option of a
 sweep (:mod:`reprior.runner.grid`), the sweep builds it from a cell's settings
 (:func:`reprior.runner.sweep.build_bnn`), and :func:`reprior.nngp.nngp_kernel`
 computes its infinite-width limit.  Pure Python: nothing here imports JAX.
+
+Architectures from outside the package (:mod:`reprior.architectures.loading`)
+are found here too: ``get_architecture("mypackage.module:make_arch")`` imports
+the user's callable, and the names of the ``reprior.architectures`` entry
+points of installed packages are listed by :func:`architecture_names` and
+registered when first used.
 """
 
 from __future__ import annotations
@@ -73,24 +79,40 @@ def register_architecture(spec: ArchitectureSpec) -> ArchitectureSpec:
 
 
 def architecture_names() -> tuple[str, ...]:
-    """The registered names, in registration order (``("mlp", "resnet", ...)``)."""
+    """The registered names, in registration order (``("mlp", "resnet", ...)``), then the entry points'."""
+    from . import loading
+
     _load()
-    return tuple(_REGISTRY)
+    return tuple(_REGISTRY) + tuple(n for n in loading.entry_point_names() if n not in _REGISTRY)
 
 
 def get_architecture(name: str) -> ArchitectureSpec:
-    """The spec registered under ``name`` (ValueError naming the choices otherwise)."""
+    """The spec registered under ``name``, of an entry point or of a ``MODULE:CALLABLE`` reference
+    (:mod:`reprior.architectures.loading`); a ValueError naming the choices otherwise."""
+    from . import loading
+
     _load()
-    if name not in _REGISTRY:
-        raise ValueError(f"argument `arch`: expected one of {', '.join(map(repr, _REGISTRY))}, received {name!r}")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if loading.is_reference(name):
+        return loading.load_reference(name)
+    if isinstance(name, str) and name in loading.entry_point_names():
+        spec = loading.load_entry_point(name)
+        return _REGISTRY[name] if name in _REGISTRY else register_architecture(spec)  # (or its module did)
+    names = ", ".join(map(repr, architecture_names()))
+    error = ValueError(f"argument `arch`: expected one of {names} or MODULE:CALLABLE, received {name!r}")
+    error.expected, error.received = f"one of {names} or MODULE:CALLABLE", name
+    raise error
 
 
 def spec_of(arch) -> ArchitectureSpec | None:
     """The spec of an architecture instance (the most derived registered class), or None."""
+    from . import loading
+
     _load()
+    specs = [*_REGISTRY.values(), *(s for s in loading._LOADED.values() if s.nngp_kernel_parts is not None)]
     for cls in type(arch).__mro__:
-        for spec in _REGISTRY.values():
+        for spec in specs:
             if spec.cls is cls:
                 return spec
     return None

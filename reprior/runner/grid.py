@@ -107,7 +107,8 @@ class _Option:
 
 #: Every sweep option: name (as in the TOML file; the flag is ``--name-with-dashes``) -> spec.
 OPTIONS: dict[str, _Option] = {
-    "archs": _Option(["mlp"], "architectures (reprior.architectures.architecture_names()): mlp, resnet, ...",
+    "archs": _Option(["mlp"], "architectures (reprior.architectures.architecture_names()): mlp, resnet, ..., "
+                              "or MODULE:CALLABLE",
                      axis=True, aliases=("arch",)),
     "depths": _Option(None, "MLP: hidden layers (default 1); ResNet: 6k+2 (default 8); else the architecture's",
                       axis=True,
@@ -262,6 +263,20 @@ def _choice(name, value, choices):
     return value
 
 
+def _arch(value, names):
+    """A registered name, or a ``MODULE:CALLABLE`` reference that imports (:mod:`reprior.architectures.loading`),
+    stored as the cell's ``arch`` (a file's path made absolute)."""
+    from ..architectures import loading
+
+    if not loading.is_reference(value):
+        return _choice("arch", value, names)
+    try:
+        return architecture_spec(value).name
+    except ValueError as err:
+        raise _bad("arch", getattr(err, "expected", "an importable MODULE:CALLABLE"),
+                   getattr(err, "received", value)) from None
+
+
 def _axis_values(name, value) -> list:
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if not values:
@@ -321,7 +336,7 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     o = dict(options)
     out = {name: o[name] for name in ("name", "description")}
     arch_names, get_arch = _architectures()
-    out["archs"] = [_choice("arch", a, arch_names) for a in _axis_values("arch", o["archs"])]
+    out["archs"] = [_arch(a, arch_names) for a in _axis_values("arch", o["archs"])]
     out["widths"] = [_int("widths", w, 1) for w in _axis_values("widths", o["widths"])]
     out["activations"] = [_choice("activation", a, tuple(activations))
                           for a in _axis_values("activation", o["activations"])]
