@@ -13,6 +13,13 @@ the table gives the mean over seeds and its standard error
 standard error of that seed's slope).  Theory: the kernel fluctuates as
 :math:`d^{-1/2}`, so ``nngp_kernel_dist`` should have slope -1/2; the KL to the prior
 and the predictive distances are expected to fall at least as fast.
+
+**The KL bound.**  ``kl_to_prior_bound`` (:mod:`reprior.kl_bound`) is a certified upper
+bound on ``kl_to_prior``; one figure draws both against width, and the text lists the
+cells whose estimate lies above the bound by more than twice the bound's Monte Carlo
+error (:func:`flagged_cells`): there the SMC estimate (its log evidence) is wrong.
+Where the NNGP kernel is a Monte Carlo estimate (``nngp_kernel_estimated``), the text
+says so with its relative standard error.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ LIMIT_PLOTS = (
     ("test_rmse", "test RMSE", False, None),
 )
 #: Metrics whose slope against width the section tabulates.
-SLOPE_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_to_prior_smc")
+SLOPE_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_to_prior_smc",
+                 "kl_to_prior_bound")
+#: KL estimates that the log-Sobolev bound checks, with their names in the report.
+BOUNDED_ESTIMATES = (("kl_to_prior", "estimate"), ("kl_to_prior_smc", "SMC particles"))
 
 
 def _line_key(row: dict) -> tuple:
@@ -121,6 +131,69 @@ def _references(rows: list[dict], column: str | None) -> list[tuple[str, float]]
     return [(f"NNGP, {group_title(k)}" if len(out) > 1 else "NNGP", v) for k, v in out.items()]
 
 
+def flagged_cells(rows: list[dict], sigmas: float = 2.0) -> list[dict]:
+    """Rows whose KL estimate (:data:`BOUNDED_ESTIMATES`) exceeds ``kl_to_prior_bound`` by more than
+    ``sigmas`` times ``kl_to_prior_bound_mcse``: ``{"row", "metric", "estimate", "bound", "mcse"}`` each."""
+    out = []
+    for row in rows:
+        bound, mcse = dg.as_number(row.get("kl_to_prior_bound")), dg.as_number(row.get("kl_to_prior_bound_mcse"))
+        if not np.isfinite(bound):
+            continue
+        slack = sigmas * mcse if np.isfinite(mcse) else 0.0
+        for metric, _ in BOUNDED_ESTIMATES:
+            value = dg.as_number(row.get(metric))
+            if np.isfinite(value) and value > bound + slack:
+                out.append({"row": row, "metric": metric, "estimate": value, "bound": bound, "mcse": mcse})
+    return out
+
+
+def _bound_lines(rows: list[dict]) -> list[dict]:
+    """The KL estimate and its bound as lines of one figure (the bound's lines unstyled: their own colours)."""
+    lines = []
+    for metric, name in (("kl_to_prior", "estimate"), ("kl_to_prior_bound", "log-Sobolev bound")):
+        for line in _lines(rows, metric):
+            line = {**line, "label": f"{name}, {line['label']}"}
+            if metric == "kl_to_prior_bound":
+                line["parameterisation"] = None
+            lines.append(line)
+    return lines
+
+
+def _add_bound_text(doc, rows: list[dict]) -> None:
+    if not any(np.isfinite(dg.as_number(r.get("kl_to_prior_bound"))) for r in rows):
+        return
+    doc.para("`kl_to_prior_bound` is a certified upper bound on the KL of the hidden posterior to its N(0, I) "
+             "prior (Gaussian log-Sobolev inequality: KL <= E_post|grad log L|^2 / 2), estimated from gradients "
+             "at the stored hidden draws with its Monte Carlo error `kl_to_prior_bound_mcse` (ArviZ's MCSE). "
+             "It needs no evidence, so it checks the SMC estimate: an estimate above the bound is wrong. "
+             "The bound is loose where the posterior is narrower than the prior.")
+    flagged = flagged_cells(rows)
+    if not flagged:
+        doc.para("No cell's KL estimate lies above its bound (by more than 2 MCSE).")
+        return
+    doc.para(f"Flagged: {len(flagged)} KL estimate(s) above the bound by more than 2 MCSE; their log evidence "
+             "is too low (rerun with more SMC particles):")
+    doc.table(["cell", "width", "parameterisation", "estimate", "value", "bound", "+-"],
+              [[str(next((f["row"][c] for c in ("key", "cell_key", "cell") if f["row"].get(c)), "-")), str(f["row"].get("width")),
+                str(f["row"].get("parameterisation")), dict(BOUNDED_ESTIMATES)[f["metric"]], f"{f['estimate']:.3g}",
+                f"{f['bound']:.3g}", "-" if not np.isfinite(f["mcse"]) else f"{f['mcse']:.2g}"] for f in flagged])
+
+
+def _add_estimated_kernel_text(doc, rows: list[dict]) -> None:
+    from .plots import group_title
+
+    groups: dict[tuple, float] = {}
+    for row in rows:
+        if dg.as_number(row.get("nngp_kernel_estimated")) == 1:
+            groups.setdefault(comparison.comparison_key(row), dg.as_number(row.get("nngp_kernel_mc_stderr")))
+    if groups:
+        doc.para("Estimated NNGP kernel (no closed form registered): the limit of "
+                 + "; ".join(f"{group_title(k)} (relative standard error {v:.2g})" for k, v in groups.items())
+                 + " is a Monte Carlo estimate, the prior mean of Psi Psi^T from prior draws "
+                 "(`nngp_kernel_estimated` = 1 in `summary.csv`); kernel distances below its relative standard "
+                 "error `nngp_kernel_mc_stderr` are Monte Carlo noise.")
+
+
 def add_limits_section(doc, rows: list[dict], plot_dir) -> dict[str, Path]:
     """Append the section to the report document ``doc`` (``reprior.report._Doc``) and write its
     plots under ``plot_dir``; returns ``{name: path}`` of the plots.  Nothing when no cell has
@@ -155,4 +228,11 @@ def add_limits_section(doc, rows: list[dict], plot_dir) -> dict[str, Path]:
         files[name] = plots.plot_width_lines(lines, plot_dir / f"{name}.png", ylabel=label, logy=logy,
                                              references=_references(rows, reference))
         doc.image(f"plots/{files[name].name}", f"{metric} vs width")
+    _add_estimated_kernel_text(doc, rows)
+    _add_bound_text(doc, rows)
+    lines = _bound_lines(rows)
+    if any(line["label"].startswith("log-Sobolev") for line in lines):
+        files["limit_kl_bound"] = plots.plot_width_lines(lines, plot_dir / "limit_kl_bound.png",
+                                                         ylabel="KL to the prior [nats]: estimate and bound")
+        doc.image(f"plots/{files['limit_kl_bound'].name}", "KL estimate and its log-Sobolev bound vs width")
     return files

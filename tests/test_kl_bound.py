@@ -108,3 +108,84 @@ def test_small_bnn_bound_from_exact_posterior_draws_is_above_the_kl_estimates():
         kl_smc = bnn_log_evidence(bnn, x, y, jax.random.key(2), num_particles=128).kl_to_prior
         assert 0 < kl_exact_draws < est.bound - 3 * est.mcse
         assert 0 < kl_smc < est.bound - 3 * est.mcse
+
+
+# -- the limit metrics and the report ---------------------------------------------------------------
+def _idata_with_hidden_draws(bnn, x, num_chains=2, num_draws=6, seed=0):
+    """An InferenceData holding prior draws of the hidden weights as the posterior (names as reprior.sample)."""
+    from reprior._arviz import from_dict
+    from reprior.diagnostics import _site_name
+
+    keys = jax.random.split(jax.random.key(seed), num_chains * num_draws)
+    hidden = jax.vmap(lambda k: bnn.init(k, jnp.asarray(x), 1)["hidden"])(keys)
+    paths = jax.tree_util.tree_flatten_with_path({"hidden": hidden})[0]
+    posterior = {_site_name(path): np.asarray(leaf).reshape((num_chains, num_draws) + leaf.shape[1:])
+                 for path, leaf in paths}
+    return from_dict({"posterior": posterior}, attrs={"noise_std": bnn.noise_std}), hidden
+
+
+def test_limit_metrics_report_the_bound_from_the_stored_draws_chain_by_chain():
+    from reprior.diagnostics import limit_metrics
+    from reprior.limits import LimitInputs
+
+    with jax.enable_x64(True):
+        x = np.linspace(-1, 1, 5)[:, None]
+        y = np.cos(x)
+        bnn = BNN(MLP(width=4), 0.3)
+        idata, hidden = _idata_with_hidden_draws(bnn, x)
+        out = limit_metrics(idata, LimitInputs(bnn, x, y, None, None))
+        expected = kl_bound.log_sobolev_bound(hidden_score_sq_norms(bnn, hidden, x, y).reshape(2, 6))
+        assert out["kl_to_prior_bound"] == pytest.approx(expected.bound, rel=1e-12)
+        assert out["kl_to_prior_bound_mcse"] == pytest.approx(expected.mcse, rel=1e-12)
+        assert math.isnan(out["nngp_kernel_estimated"])  # no reference given
+
+
+def test_limit_inputs_estimate_the_kernel_of_an_architecture_without_a_closed_form(tmp_path):
+    from test_nngp_monte_carlo import RandomFourier
+
+    from reprior.diagnostics import limit_metrics
+    from reprior.limits import limit_inputs
+
+    with jax.enable_x64(True):
+        x = np.random.default_rng(0).standard_normal((6, 2))
+        y = np.sin(x[:, :1])
+        bnn = BNN(RandomFourier(width=8), 0.3)
+        kwargs = dict(cache_dir=tmp_path, data_description={"name": "toy"}, evidence=False, mc_num_draws=200,
+                      mc_arch=RandomFourier(width=64))
+        first = limit_inputs(bnn, x, y, x[:2], **kwargs)
+        ref = first.reference
+        assert ref.estimated and ref.kernel_stderr.shape == (6, 6) and 0 < ref.relative_stderr < 0.1
+        z = (ref.kernel - RandomFourier(width=64).limit(x, x)) / ref.kernel_stderr
+        assert np.max(np.abs(z)) < 5  # 200 i.i.d. draws, 21 distinct entries: the union bound of the MC tests
+        again = limit_inputs(bnn, x, y, x[:2], **kwargs)  # from the cache, the standard error with it
+        np.testing.assert_array_equal(again.reference.kernel_stderr, ref.kernel_stderr)
+        assert len(list(tmp_path.glob("nngp-*.npz"))) == 1
+        idata, _ = _idata_with_hidden_draws(bnn, x)
+        out = limit_metrics(idata, first)
+        assert out["nngp_kernel_estimated"] == 1.0 and out["nngp_kernel_mc_stderr"] == ref.relative_stderr
+        assert np.isfinite(out["nngp_kernel_dist"]) and np.isfinite(out["kl_to_prior_bound"])
+        closed = limit_inputs(BNN(MLP(width=8), 0.3), x, y, None, evidence=False).reference
+        assert not closed.estimated and closed.relative_stderr == 0.0
+
+
+def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it(tmp_path):
+    from reprior.report import _Doc
+    from reprior.report_limits import add_limits_section, flagged_cells
+
+    rows = []
+    for w in (64, 256, 1024):
+        for param in ("standard", "reprior"):
+            rows.append({"key": f"c{w}{param[0]}", "arch": "mlp", "depth": 1, "width": w, "parameterisation": param,
+                         "seed": 0, "kl_to_prior": 100.0 / w, "kl_to_prior_smc": 90.0 / w,
+                         "kl_to_prior_bound": 300.0 / w if w > 64 else 1.0, "kl_to_prior_bound_mcse": 0.01,
+                         "nngp_kernel_estimated": 1.0, "nngp_kernel_mc_stderr": 0.004})
+    flagged = flagged_cells(rows)
+    # width 64: estimate 1.5625 and SMC 1.40625 above the bound 1 + 2 * 0.01, for both parameterisations
+    assert sorted((f["row"]["key"], f["metric"]) for f in flagged) == sorted(
+        (f"c64{p}", m) for p in "sr" for m in ("kl_to_prior", "kl_to_prior_smc"))
+    doc = _Doc()
+    files = add_limits_section(doc, rows, tmp_path)
+    text = doc.markdown()
+    assert "limit_kl_bound" in files and files["limit_kl_bound"].stat().st_size > 1000
+    assert "Flagged: 4 KL estimate(s) above the bound" in text and "c64s" in text
+    assert "Estimated NNGP kernel" in text and "0.004" in text
