@@ -13,6 +13,9 @@ group names                 ``idata.groups()``                  ``DataTree.child
 read NetCDF                 ``az.from_netcdf``                  ``xarray.open_datatree``
 ESS, R-hat, MCSE            ``arviz.stats``                     ``arviz_stats`` (same estimators)
 trace and rank plots        ``az.plot_trace``/``az.plot_rank``  drawn here with matplotlib
+a group of reprior's own    ``InferenceData.add_groups``        a child ``DataTree`` node
+PSIS-LOO, model comparison  ``az.loo``, ``az.compare``          ``az.loo``, ``az.compare`` (arviz_stats)
+posterior predictive check  ``az.plot_ppc``                     ``az.plot_ppc_dist`` (arviz_plots)
 ==========================  ==================================  =====================================
 
 Tail ESS asks for the 5% and 95% quantiles explicitly (Vehtari et al. 2021):
@@ -82,6 +85,24 @@ def library_version(idata) -> str:
     return str(attrs.get("arviz_version", attrs.get("creation_library_version", "")))
 
 
+def add_group(idata, name: str, dataset) -> None:
+    """Add the ``xarray.Dataset`` ``dataset`` to ``idata`` as its group ``name`` (any dims), in place."""
+    if ARVIZ_1:
+        import xarray as xr
+
+        idata[name] = xr.DataTree(dataset)
+    else:
+        idata.add_groups({name: dataset})
+
+
+def get_dataset(idata, name: str):
+    """The group ``name`` of ``idata`` as an ``xarray.Dataset``, or ``None`` when it has none."""
+    if name not in group_names(idata):
+        return None
+    group = idata[name]
+    return group.to_dataset() if hasattr(group, "to_dataset") else group
+
+
 def convert_to_dataset(data: dict, *, dims: dict | None = None):
     """``{name: (chain, draw, ...) array}`` as an ``xarray.Dataset`` (ArviZ's conventions)."""
     return az.convert_to_dataset(data, dims=dims)
@@ -115,6 +136,39 @@ def rhat(values):
 def mcse(values, *, method: str = "mean"):
     """Monte Carlo standard error of each scalar of a ``(chain, draw, ...)`` array."""
     return _stat(az.mcse, values, method=method)
+
+
+# -- the ArviZ workflow: PSIS-LOO, comparison, predictive checks -----------------------------
+def loo(idata, **kwargs):
+    """``az.loo`` of the pointwise log likelihood ``log_likelihood["y"]`` (one term per training target)."""
+    with warnings.catch_warnings():  # short runs: ArviZ warns of large Pareto k and says so in the result
+        warnings.simplefilter("ignore", UserWarning)
+        return az.loo(idata, var_name="y", **kwargs)
+
+
+def elpd(result) -> float:
+    """The expected log pointwise predictive density of a :func:`loo` result (``elpd_loo`` on 0.2x)."""
+    return float(result["elpd"] if ARVIZ_1 else result["elpd_loo"])
+
+
+def compare(results: dict, **kwargs):
+    """``az.compare`` of ``{name: result}`` by PSIS-LOO on ``log_likelihood["y"]``: a ``pandas.DataFrame``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.compare(results, var_name="y", **kwargs)
+
+
+def plot_ppc(idata, **kwargs):
+    """Posterior predictive check of ``y``: ``az.plot_ppc`` (0.2x) or ``az.plot_ppc_dist`` (1.x, matplotlib).
+
+    Draws the observed training targets ``observed_data["y"]`` against the predictive
+    draws ``posterior_predictive["y"]``; returns what the ArviZ function returns.
+    """
+    if ARVIZ_1:
+        kwargs.setdefault("backend", "matplotlib")
+        return az.plot_ppc_dist(idata, var_names=["y"], **kwargs)
+    kwargs.setdefault("show", False)
+    return az.plot_ppc(idata, var_names=["y"], **kwargs)
 
 
 # -- plots -----------------------------------------------------------------------------

@@ -9,6 +9,9 @@ differs (see :mod:`reprior.repriorise`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +38,24 @@ class BNN:
 
     def __repr__(self) -> str:
         return f"BNN({self.arch!r}, noise_std={self.noise_std})"
+
+    @classmethod
+    def from_idata(cls, idata) -> BNN:
+        """The network of a result of :func:`reprior.sample` (or :func:`reprior.from_chains`),
+        saved or not: its architecture with every hyperparameter, and ``noise_std``.
+
+        Reads ``idata.attrs["arch_class"]``, ``["arch_settings"]`` (JSON) and ``["noise_std"]``;
+        the architecture class must be loaded (reprior's own are; import your own first).
+        Raises ValueError naming ``idata`` when they are missing.
+        """
+        attrs = getattr(idata, "attrs", None)
+        if attrs is None:
+            raise _checks.fail("idata", "a result of reprior.sample (arviz.InferenceData or xarray.DataTree)",
+                               type(idata).__name__)
+        arch = arch_from_attrs(attrs, "idata")
+        if "noise_std" not in attrs:
+            raise _checks.fail("idata", "a result of reprior.sample that records noise_std", f"attrs {sorted(attrs)}")
+        return cls(arch, float(attrs["noise_std"]))
 
     # -- input checks -------------------------------------------------------------
     def check_data(self, x, y=None):
@@ -169,3 +190,41 @@ class BNN:
         want = jax.tree_util.tree_map(lambda s: s.shape, expected)
         if got != want:
             raise _checks.fail("params", f"the layout {want}", f"{got}")
+
+
+# -- the network ----------------------------------------------------------------------------
+def describe_arch(arch) -> dict:
+    """``{"arch_class": "module.QualName", "arch_settings": JSON of every hyperparameter}`` of ``arch``."""
+    settings = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)}
+    return {"arch_class": f"{type(arch).__module__}.{type(arch).__qualname__}",
+            "arch_settings": json.dumps(settings, sort_keys=True)}
+
+
+def _architecture_classes() -> dict:
+    """``{"module.QualName": class}`` of every loaded :class:`~reprior.architectures.Architecture` subclass."""
+    found, todo = {}, list(Architecture.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def arch_from_attrs(attrs, name: str = "idata"):
+    """The architecture described by ``attrs`` (:func:`describe_arch`); ValueError naming ``name`` otherwise.
+
+    The class must be loaded already (reprior's own always are; import the module of your
+    own architecture first): nothing is imported on the word of a file.
+    """
+    if "arch_class" not in attrs or "arch_settings" not in attrs:
+        raise _checks.fail(name, "a result of reprior.sample that records its network (attrs arch_class "
+                                 "and arch_settings)", f"attrs {sorted(attrs)}")
+    classes = _architecture_classes()
+    cls = classes.get(str(attrs["arch_class"]))
+    if cls is None:
+        raise _checks.fail(name, f"a network of a loaded architecture class ({', '.join(sorted(classes))}; "
+                                 "import the module of your own first)", str(attrs["arch_class"]))
+    try:
+        return cls(**json.loads(str(attrs["arch_settings"])))
+    except (TypeError, ValueError) as error:
+        raise _checks.fail(name, f"settings of {cls.__name__}", f"{attrs['arch_settings']} ({error})") from None

@@ -16,7 +16,10 @@ transitions and the adaptation; this module only drives them, so that
   under ``vmap`` it stays a branch and costs nothing);
 * with a :class:`~reprior.checkpoint.Checkpoint`, the run saves its kernel
   states (adaptation included) and draws at chunk boundaries and when it is
-  interrupted, and a rerun continues from the last save.
+  interrupted, and a rerun continues from the last save;
+* a finished run's last kernel states (:attr:`ChainRun.final_state`) start
+  another (:class:`Start`), which then continues the same chains: with the same
+  ``rng_key`` it records the draws that a longer run would have recorded next.
 
 Chain methods: ``"sequential"`` runs one unbatched chain at a time;
 ``"vectorized"`` runs all chains as one ``vmap`` batch; ``"parallel"`` runs the
@@ -50,6 +53,9 @@ class ChainRun:
     """Output of :func:`run_chains`; arrays have leading ``(chain, draw)`` axes.
 
     ``num_resumed``: iterations (all chains) restored from a checkpoint rather than run.
+    ``final_state``: the kernel state of every chain after its last iteration (adaptation
+    included), a pytree with a leading ``(num_chains,)`` axis; None when the run resumed from a
+    checkpoint past the end of some chain (whose last state the checkpoint does not keep).
     """
 
     draws: dict
@@ -58,6 +64,26 @@ class ChainRun:
     timings: dict = field(default_factory=dict)
     num_traces: int = 0
     num_resumed: int = 0
+    final_state: object = None
+
+
+@dataclass
+class Start:
+    """Where continued chains start: the final kernel states of an earlier run.
+
+    Attributes:
+        arrays, spec: the states, as :func:`reprior.checkpoint.flatten_tree` gives them for
+            :attr:`ChainRun.final_state` (every leaf with a leading ``(num_chains,)`` axis).
+        kernel_warmup: the ``num_warmup`` the kernel's ``init`` is called with (the warm-up
+            schedule that the states went through; their adaptation is finished).
+        num_draws: draws already recorded per chain; the next one is draw ``num_draws``
+            (its key is ``fold_in(chain key, num_draws)``, as in one longer run).
+    """
+
+    arrays: list
+    spec: dict
+    kernel_warmup: int
+    num_draws: int
 
 
 def _chunk_size(total: int, target_chunks: int = 20) -> int:
@@ -73,10 +99,12 @@ def _num_chunks(total: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, trace_counter):
+def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, trace_counter,
+                     draw_offset: int = 0):
     """Two pure functions over one chain: ``warmup(state, start) -> (state, stats)`` and
     ``draw(state, consts, key, start) -> (state, (outputs, stats))``, each a chunk of
-    iterations from index ``start``; iterations at or past the end leave the state alone."""
+    iterations from index ``start``; iterations at or past the end leave the state alone.
+    Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)``."""
     warmup_len, sample_len = _chunk_size(num_warmup), _chunk_size(num_samples)
 
     def step(state):
@@ -105,7 +133,7 @@ def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thin
             stats["num_grad_evals"] = jnp.sum(grads)
             stats["num_logdensity_evals"] = jnp.sum(evals)
             sample = getattr(carry, kernel.sample_field)
-            return carry, (collect_fn(consts, jax.random.fold_in(key, index), sample), stats)
+            return carry, (collect_fn(consts, jax.random.fold_in(key, draw_offset + index), sample), stats)
 
         def skip(carry, index):
             shapes = jax.eval_shape(record, carry, index)[1]
@@ -270,7 +298,7 @@ def _concat(chunks, keep: int, axis: int):
 @deferring  # Ctrl-C/SIGTERM stop between chunks, never inside XLA (reprior.interrupts)
 def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(), num_warmup: int,
                num_samples: int, num_chains: int, thinning: int = 1, chain_method: str = "sequential",
-               progress=None, checkpoint: _ckpt.Checkpoint | None = None) -> ChainRun:
+               progress=None, checkpoint: _ckpt.Checkpoint | None = None, start: Start | None = None) -> ChainRun:
     """Warm up and sample ``num_chains`` chains of ``kernel``.
 
     Args:
@@ -287,12 +315,21 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
             :func:`reprior.checkpoint.checkpointing` (if any).  If its file exists, the run
             continues from it; the file is kept when the run returns (the caller removes it
             with ``checkpoint.clear()`` once the results are stored).
+        start: continue the chains of an earlier run from their final states (a :class:`Start`);
+            ``init_params`` then only build the kernel, ``num_warmup`` must be 0, and with the
+            earlier run's ``rng_key`` the draws are those one longer run records next.  A state
+            of another structure raises :class:`reprior.checkpoint.CheckpointMismatch`.
     """
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"argument `chain_method`: expected one of {CHAIN_METHODS}, received {chain_method!r}")
+    if start is not None and num_warmup:
+        raise ValueError(f"argument `num_warmup`: expected 0 when continuing chains, received {num_warmup!r}")
     ckpt = checkpoint if checkpoint is not None else _ckpt.current()
     traces: list[str] = []
-    warmup_fn, draw_fn = _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, traces)
+    draw_offset = 0 if start is None else start.num_draws
+    kernel_warmup = num_warmup if start is None else start.kernel_warmup
+    warmup_fn, draw_fn = _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, traces,
+                                          draw_offset)
     init_key, collect_key = jax.random.split(rng_key)
     init_keys = jax.random.split(init_key, num_chains)
     collect_keys = jax.random.split(collect_key, num_chains)
@@ -301,22 +338,31 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 
     def init_state(idx):
         params, keys = layout.select(init_params, idx), layout.select(init_keys, idx)
-        init = lambda k, p: kernel.init(k, num_warmup, p, (), {})  # noqa: E731
+        init = lambda k, p: kernel.init(k, kernel_warmup, p, (), {})  # noqa: E731
         state = jax.vmap(init)(keys, params) if layout.batched else init(keys, params)
         return layout.place(state, consts)[0]
 
     if progress:
         progress(0, "compiling")
-    start = time.perf_counter()
-    first_state = init_state(layout.groups[0])
+    compile_begin = time.perf_counter()
+    first_state = init_state(layout.groups[0])  # builds the kernel (NumPyro's keeps its schedule in closures)
+    if start is not None:  # every chain starts from the earlier run's state instead
+        start_states = _start_states(start, first_state, layout, num_chains)
+
+        def init_state(idx):
+            return layout.place(layout.select(start_states, idx), ())[0]
+
+        first_state = init_state(layout.groups[0])
     shared = layout.place((), consts)[1]
     compiled = {"warmup": layout.jit(warmup_fn, (0, None)).lower(first_state, 0).compile() if num_warmup else None,
                 "draw": layout.jit(draw_fn, (0, None, 0, None)).lower(
                     first_state, shared, layout.place(layout.select(collect_keys, layout.groups[0]), ())[0],
                     0).compile()}
-    timings["compile_seconds"] = time.perf_counter() - start
+    timings["compile_seconds"] = time.perf_counter() - compile_begin
 
     fingerprint = _fingerprint(rng_key, chain_method, num_chains, num_warmup, num_samples, thinning)
+    if start is not None:
+        fingerprint["draw_offset"] = draw_offset
     record = _Progress(len(layout.groups))
     position, resumed_state, done, seconds = (0, 0, 0), None, 0, {}
     if ckpt is not None and ckpt.exists():
@@ -329,6 +375,7 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 
     phases = [("warmup", compiled["warmup"], _num_chunks(num_warmup), _chunk_size(num_warmup), num_warmup),
               ("sampling", compiled["draw"], _num_chunks(num_samples), _chunk_size(num_samples), num_samples)]
+    finals = {}  # group -> its last state (groups finished before a checkpoint have none here)
     with _ckpt.active(save):
         try:
             for g in range(position[0], len(layout.groups)):
@@ -352,13 +399,36 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
                             progress(done, phase)
                     jax.block_until_ready(state)
                     timings[_SECONDS[phase]] += time.perf_counter() - begin
+                finals[g] = state
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM (reprior.interrupts): keep the last chunk boundary
             save()
             raise
-    return _assemble(record, layout, num_chains, num_warmup, num_samples, timings, len(traces), num_resumed)
+    run = _assemble(record, layout, num_chains, num_warmup, num_samples, timings, len(traces), num_resumed)
+    if len(finals) == len(layout.groups):
+        run.final_state = _final_state([finals[g] for g in range(len(layout.groups))], layout, num_chains)
+    return run
 
 
 _SECONDS = {"warmup": "warmup_seconds", "sampling": "sample_seconds"}
+
+
+def _start_states(start: Start, first_state, layout: _Layout, num_chains: int):
+    """The states of ``start`` as a tree like the run's own (checked against ``first_state``),
+    with a leading ``(num_chains,)`` axis."""
+    template = _unpad(first_state, layout, num_chains) if layout.batched else jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a)[None], first_state)
+    states = _ckpt.unflatten_tree(start.arrays, start.spec, template, what="start state", batch_ndim=1)
+    sizes = {int(np.shape(a)[0]) for a in jax.tree_util.tree_leaves(states)}
+    if sizes != {num_chains}:
+        raise _ckpt.CheckpointMismatch(f"start state: expected {num_chains} chains, received {sorted(sizes)}")
+    return states
+
+
+def _final_state(states, layout: _Layout, num_chains: int):
+    """The last states of every group as one tree with a leading ``(num_chains,)`` axis."""
+    if layout.batched:
+        return jax.tree_util.tree_map(lambda a: a[:num_chains], states[0])
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
 
 
 def _run_chunk(phase, fn, state, shared, keys, start, part):

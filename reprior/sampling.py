@@ -40,9 +40,10 @@ from . import _checks, _memory
 from . import blas as _blas
 from . import repriorise as rp
 from .architectures import readout_matrix
-from .bnn import BNN
+from .bnn import BNN, describe_arch
 from .choices import CHAIN_METHODS, DTYPES, default_dtype
-from .driver import run_chains
+from .checkpoint import CheckpointMismatch
+from .driver import ChainRun, Start, run_chains
 from .health import failure_reasons
 from .models import flatten_params
 from .progress import progress_display
@@ -86,22 +87,43 @@ def _validate(bnn, x, y, x_test, opts):
     return x, y, x_test
 
 
-def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int):
-    """Per recorded draw: theta (and phi), projections, test predictions, pointwise log likelihood.
+def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+                     pointwise: bool = True):
+    """Per recorded draw: theta (and phi), projections, predictions, pointwise log likelihood.
 
     The draw's work is the features at the training (and test) inputs, one
     eigendecomposition (:meth:`Target.readout_posterior`) shared by the readout
     draw, ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, and
     one pass over the projection directions for theta and phi together, their
     hash words read from ``consts["projection_words"]`` when the run built them.
+    The draw's key is split into the exact readout draw's and the predictive noise's.
+    """
+    record = _make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
+
+    def collect(consts, key, z):
+        readout_key, noise_key = jax.random.split(key)
+        psi = target.features(z)
+        posterior = target.readout_posterior(z, psi)
+        theta, phi = target.to_params(z, readout_key, psi, posterior)
+        return record(consts, noise_key, theta, phi, psi, posterior)
+
+    return collect
+
+
+def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+                    pointwise: bool = True):
+    """``record(consts, noise_key, theta, phi, psi, posterior) -> dict``: what is stored of one draw
+    in network coordinates (``phi`` None for the standard parameterisation), shared by
+    :func:`reprior.sample` and :func:`reprior.from_chains`.
+
+    With ``pointwise``: ``log_likelihood`` (``(n, k)``, :math:`\\log\\mathcal N(y_{ij}; f_{ij}, \\sigma^2)`)
+    and ``y`` (``(n, k)``, a draw of :math:`f(X) + \\sigma\\varepsilon`), from the ``f(X)`` the
+    draw computes anyway; with ``x_test``, ``y_test`` the same at the test inputs.
     """
     y, noise_std = target.y, target.noise_std
 
-    def collect(consts, key, z):
+    def record(consts, noise_key, theta, phi, psi, posterior):
         out = {}
-        psi = target.features(z)
-        posterior = target.readout_posterior(z, psi)
-        theta, phi = target.to_params(z, key, psi, posterior)
         if keep == "all":
             out.update(flatten_params(theta))
         elif keep == "readout":
@@ -114,15 +136,20 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
         theta_out = readout_matrix(theta)
         # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
         out["log_marginal_likelihood"] = posterior.log_marginal_likelihood(y)
-        out["log_likelihood"] = -0.5 * (
-            (y - psi @ theta_out) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
+        train_key, test_key = jax.random.split(noise_key)
+        if pointwise:
+            f = psi @ theta_out
+            out["log_likelihood"] = -0.5 * ((y - f) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
+            out["y"] = f + noise_std * jax.random.normal(train_key, f.shape, f.dtype)
         if x_test is not None:
-            psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
+            psi_test = target.arch.features({"hidden": theta["hidden"]}, x_test)
             out["f_test"] = psi_test @ theta_out
+            out["y_test"] = out["f_test"] + noise_std * jax.random.normal(test_key, out["f_test"].shape,
+                                                                          out["f_test"].dtype)
             out["f_test_rb_mean"], out["f_test_rb_var"] = posterior.predictive(psi_test)
         return out
 
-    return collect
+    return record
 
 
 #: Largest table of projection hash words precomputed per run (bytes); above it, each draw hashes.
@@ -177,19 +204,22 @@ def _blas_settings() -> dict:
 
 
 def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", readout: str = "exact",
-           sampler: str = "nuts", num_warmup: int = 500, num_samples: int = 500, num_chains: int = 4,
+           sampler: str = "nuts", num_warmup: int | None = None, num_samples: int = 500, num_chains: int = 4,
            seed: int = 0, progress_bar: bool = True, chain_method: str = "sequential",
            dtype: str | None = None, sampler_options: dict | None = None, thinning: int = 1,
            keep: str = "all", num_projections: int = 10, projection_seed: int = 0,
-           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0, check_memory: bool = True):
+           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0, check_memory: bool = True,
+           pointwise: bool = True, init=None):
     """Sample the posterior of ``bnn`` given data ``(x, y)``; return ``arviz.InferenceData``.
 
     Args:
         bnn: the :class:`~reprior.BNN`.
         x: training inputs, ``(n, in_dim)`` for an MLP or ``(n, H, W, C)`` for a ResNet.
         y: training targets ``(n,)`` or ``(n, out_dim)``.
-        x_test: optional test inputs; adds ``f_test`` and the Rao-Blackwellised
-            ``f_test_rb_mean``/``f_test_rb_var`` to ``posterior_predictive``.
+        x_test: optional test inputs; adds ``f_test``, a predictive draw ``y_test`` and the
+            Rao-Blackwellised ``f_test_rb_mean``/``f_test_rb_var`` to ``posterior_predictive``.
+        num_warmup: warm-up iterations per chain; ``None``: 500, or with ``init`` none (the
+            continued chains are adapted already; an explicit value must be the earlier run's).
         parameterisation: ``"standard"`` (sample theta) or ``"reprior"`` (sample phi).
         readout: for ``"reprior"``: ``"exact"`` (phi_out drawn i.i.d. exactly,
             only hidden weights sampled) or ``"sampled"`` (phi_out sampled jointly).
@@ -212,21 +242,40 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
             repriorised likelihood (float32 at small noise); the default 0 is exact.
         check_memory: refuse (ValueError naming the width) a run whose rough memory estimate exceeds
             the job's limit (:func:`reprior._memory.check_sample_memory`); False skips the estimate.
+        pointwise: record, per draw and training target, the log likelihood (group
+            ``log_likelihood``, for ``az.loo``) and a predictive draw of ``y`` (in
+            ``posterior_predictive``, for ``az.plot_ppc``); each is ``(chain, draw, n, k)``,
+            so ``False`` saves that memory at very large ``n``.
+        init: a result of an earlier ``reprior.sample`` call (in memory or read back from
+            NetCDF) to continue: its chains go on from their final kernel states, adaptation
+            and PRNG keys included, for ``num_samples`` more draws each, and the result is the
+            whole run, earlier draws first, equal (to round-off, on CPU) to one call with
+            ``num_samples`` the sum.  Every argument that defines the run (network, data,
+            ``x_test``, ``parameterisation``, ``readout``, ``sampler``, ``sampler_options``,
+            ``num_chains``, ``thinning``, ``seed``, ``keep``, ``num_projections``,
+            ``projection_seed``, ``form``, ``dtype``, ``jitter``, ``pointwise``) must be the
+            earlier call's: another is a ValueError naming ``init``.
 
     Returns:
-        ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (if
-        ``x_test``), ``log_likelihood``, ``sample_stats``, ``warmup_sample_stats``,
-        ``observed_data`` and ``constant_data``; timings, cost counts and failure
-        counts (``nonfinite``, ``divergences``) in ``attrs``.
+        ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (``y`` and, with
+        ``x_test``, the test predictions), ``log_likelihood``, ``sample_stats``,
+        ``warmup_sample_stats``, ``observed_data``, ``constant_data`` and ``sampler_state``
+        (the chains' final kernel states, which ``init`` continues); timings, cost counts,
+        failure counts (``nonfinite``, ``divergences``) and the network
+        (:meth:`reprior.BNN.from_idata`) in ``attrs``.
 
     Warns:
         RuntimeWarning: once, when the chains failed (see :func:`failure_report`).
     """
-    opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler, num_warmup=num_warmup,
+    pointwise = _checks.flag("pointwise", pointwise)
+    if init is not None:
+        num_warmup = _continued_warmup(init, num_warmup)
+    opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler,
+                num_warmup=500 if num_warmup is None else num_warmup,
                 num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method,
                 dtype=dtype, sampler_options=sampler_options, thinning=thinning, keep=keep,
                 num_projections=num_projections, form=form, jitter=jitter,
-                blas_threads="default" if blas_threads is None else blas_threads)
+                blas_threads="default" if blas_threads is None else blas_threads, pointwise=int(pointwise))
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
     _checks.seed("seed", seed)  # numbers the dtype can carry, judged before the work:
     _checks.numbers_fit(bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
@@ -239,11 +288,12 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:
         raise _checks.fail("projection_seed", "an integer in [0, 2**32)", projection_seed)
     dtype = dtype or default_dtype()
+    previous = None if init is None else _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed)
     with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
-        return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed)
+        return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous)
 
 
-def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
+def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous=None):
     from .inference_data import to_inference_data  # keeps ArviZ out of the import path of the maths
 
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
@@ -252,7 +302,8 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                           jitter=opts["jitter"])
     kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
     stats_fn = _make_stats_fn(get_kernel(opts["sampler"]).stats_fn, target)
-    collect_fn = _make_collect_fn(target, jx_test, opts["keep"], opts["num_projections"], projection_seed)
+    collect_fn = _make_collect_fn(target, jx_test, opts["keep"], opts["num_projections"], projection_seed,
+                                  pointwise=bool(opts["pointwise"]))
 
     init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
     init = target.initial_positions(init_key, opts["num_chains"])
@@ -260,12 +311,22 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
     words = _projection_words(target.num_params, opts["num_projections"], projection_seed)
     consts = {} if words is None else {"projection_words": words}  # read by every draw, built once
 
-    total = opts["num_chains"] * (opts["num_warmup"] + opts["num_samples"])
+    start = None if previous is None else _start(previous, kernel, opts)
+    num_warmup = 0 if previous is not None else opts["num_warmup"]
+    total = opts["num_chains"] * (num_warmup + opts["num_samples"])
     with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:
-        run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
-                         num_warmup=opts["num_warmup"], num_samples=opts["num_samples"],
-                         num_chains=opts["num_chains"], thinning=opts["thinning"],
-                         chain_method=opts["chain_method"], progress=progress)
+        try:
+            run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
+                             num_warmup=num_warmup, num_samples=opts["num_samples"],
+                             num_chains=opts["num_chains"], thinning=opts["thinning"],
+                             chain_method=opts["chain_method"], progress=progress, start=start)
+        except CheckpointMismatch as error:
+            if start is None or "start state" not in str(error):
+                raise
+            raise _checks.fail("init", "a result whose sampler_state fits this sampler and network",
+                               str(error)) from None
+    if previous is not None:  # the whole run: the earlier draws, then these
+        run, opts = _joined(previous, run), {**opts, "num_samples": previous["num_samples"] + opts["num_samples"]}
     attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
     idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
     from .diagnostics import rhat_max as largest_rhat  # ArviZ: off the import path of the maths
@@ -282,6 +343,101 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed):
                       f"noise_std={bnn.noise_std!r} failed: {', '.join(failure['reasons'])}{hint} "
                       f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
     return idata
+
+
+# -- continuing a run (``init=``) ---------------------------------------------------------
+#: The arguments of :func:`sample` that define a run (attrs of the same names): a continued run keeps them.
+RUN_SETTINGS = ("parameterisation", "readout", "sampler", "sampler_options", "num_chains", "thinning", "seed",
+                "keep", "num_projections", "projection_seed", "form", "jitter", "dtype", "pointwise")
+
+
+def _init_attrs(init) -> dict:
+    attrs = getattr(init, "attrs", None)
+    if attrs is None or "num_warmup" not in attrs:
+        raise _checks.fail("init", "a result of reprior.sample (arviz.InferenceData or xarray.DataTree) to continue",
+                           type(init).__name__)
+    return attrs
+
+
+def _continued_warmup(init, num_warmup) -> int:
+    """The warm-up of a continued run: the earlier run's (``num_warmup`` None or equal to it)."""
+    earlier = int(_init_attrs(init)["num_warmup"])
+    if num_warmup is not None and num_warmup != earlier:
+        raise _checks.fail("num_warmup", f"None or {earlier}, the warm-up of the run that `init` continues "
+                                         "(continued chains do not warm up again)", num_warmup)
+    return earlier
+
+
+def _setting(value):
+    """A setting as the attrs hold it (None and an empty dict as "", a dict as its text)."""
+    if value is None or (isinstance(value, dict) and not value):
+        return ""
+    return str(value) if isinstance(value, dict) else value
+
+
+def _differs(stored, value) -> bool:
+    stored = "" if isinstance(stored, str) and stored == "{}" else stored
+    if isinstance(value, str) or isinstance(stored, str):
+        return str(stored) != str(value)
+    return bool(np.asarray(stored != value).any())
+
+
+def _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed) -> dict:
+    """What continuing ``init`` needs, after checking that it is a run of this network, data and
+    settings (ValueError naming ``init`` otherwise): its draws, statistics, final states and attrs."""
+    from .inference_data import group_arrays, read_state, recorded
+
+    attrs = _init_attrs(init)
+    mine = {**describe_arch(bnn.arch), "noise_std": bnn.noise_std, "projection_seed": projection_seed,
+            **{k: _setting(opts[k]) for k in RUN_SETTINGS if k not in ("dtype", "projection_seed")},
+            "dtype": dtype}
+    for name, value in mine.items():
+        if name not in attrs or _differs(attrs[name], value):
+            raise _checks.fail("init", f"a run of this call's network and settings to continue ({name}={value!r})",
+                               f"a run with {name}={attrs.get(name, 'unrecorded')!r}")
+    constant, observed = group_arrays(init, "constant_data"), group_arrays(init, "observed_data")
+    data = {"x": (np.asarray(x), constant.get("x")), "y": (np.asarray(y), observed.get("y")),
+            "x_test": (None if x_test is None else np.asarray(x_test), constant.get("x_test"))}
+    for name, (value, stored) in data.items():
+        same = (value is None and stored is None) or (
+            value is not None and stored is not None and value.shape == stored.shape and np.array_equal(value, stored))
+        if not same:
+            received = "none" if stored is None else f"array of shape {stored.shape}"
+            raise _checks.fail("init", f"a run on this call's data to continue (`{name}` differs)",
+                               f"a run whose {name} is {received}{'' if stored is None else ' with other values'}")
+    state = read_state(init)
+    if state is None:
+        raise _checks.fail("init", "a result that holds its chains' final states (group sampler_state)",
+                           "one without them")
+    draws, stats, warmup = recorded(init)
+    return {"attrs": dict(attrs), "draws": draws, "stats": stats, "warmup": warmup, "state": state,
+            "num_samples": int(attrs["num_samples"]), "num_warmup": int(attrs["num_warmup"])}
+
+
+def _start(previous: dict, kernel, opts) -> Start:
+    """Where the continued chains start.  An adapted kernel's state carries its warm-up length, so its
+    ``init`` needs none (a one-shot tuner is not rerun); NumPyro's kernels keep it in closures."""
+    from .samplers.adapter import AdaptedKernel
+
+    arrays, spec = previous["state"]
+    kernel_warmup = 0 if isinstance(kernel, AdaptedKernel) else previous["num_warmup"]
+    return Start(arrays, spec, kernel_warmup, previous["num_samples"])
+
+
+def _joined(previous: dict, run: ChainRun) -> ChainRun:
+    """The earlier run's draws and statistics followed by ``run``'s; timings and counts summed."""
+    def join(before, after):
+        if set(before) != set(after):
+            raise _checks.fail("init", f"a run that recorded {sorted(after)}", sorted(before))
+        return {k: np.concatenate([np.asarray(before[k]).astype(np.asarray(after[k]).dtype), np.asarray(after[k])],
+                                  axis=1) for k in after}
+
+    attrs = previous["attrs"]
+    timings = {k: float(attrs.get(k, 0.0)) + v for k, v in run.timings.items()}
+    return ChainRun(draws=join(previous["draws"], run.draws), stats=join(previous["stats"], run.stats),
+                    warmup_stats=previous["warmup"], timings=timings,
+                    num_traces=int(attrs.get("num_traces", 0)) + run.num_traces, num_resumed=run.num_resumed,
+                    final_state=run.final_state)
 
 
 def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
@@ -328,6 +484,7 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         "machine": f"{platform.machine()} {platform.system()} {os.cpu_count()} cpus, {jax.default_backend()}",
         "arch": type(arch).__name__.lower(),
         "arch_repr": repr(arch),
+        **describe_arch(arch),
         "width": int(getattr(arch, "width", 0)),
         "depth": int(getattr(arch, "depth", 0)),
         "num_params": dim,
