@@ -42,6 +42,7 @@ _EXPORTS = {
     "bnn_model": ".models",
     "build_target": ".target",
     "cost_to_accuracy": ".accuracy",
+    "from_chains": ".chains",
     "from_equinox": ".architectures",
     "from_flax": ".architectures",
     "reference_posterior": ".reference",
@@ -49,7 +50,7 @@ _EXPORTS = {
 }
 
 __all__ = ["BNN", "FeatureArchitecture", "MLP", "ReferenceNotCertified", "ReferencePosterior", "blas_threads",
-           "ResNet", "bnn_model", "build_target", "cost_to_accuracy", "from_equinox", "from_flax",
+           "ResNet", "bnn_model", "build_target", "cost_to_accuracy", "from_chains", "from_equinox", "from_flax",
            "reference_posterior", "sample", "__version__"]
 
 

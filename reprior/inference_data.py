@@ -60,10 +60,9 @@ def to_inference_data(run, *, x, y, x_test, attrs: dict):
     if x_test is not None:
         dims["x_test"] = ["test"] + [f"x_dim_{i}" for i in range(x.ndim - 1)]
     kwargs = dict(dims=dims, attrs=attrs, coords={"projection": np.arange(attrs.get("num_projections", 0))})
-    if not predictive:
-        del groups["posterior_predictive"]
     if loglik is None:
         del groups["log_likelihood"]
+    groups = {name: group for name, group in groups.items() if group}  # no predictions, no statistics: no group
     if run.warmup_stats:
         groups["warmup_sample_stats"] = dict(run.warmup_stats)
     idata = _arviz.from_dict(groups, **kwargs)
