@@ -259,3 +259,33 @@ def test_status_of_a_missing_directory_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"reprior: error: DIR: expected a sweep's output directory, received '{tmp_path / 'nope'}', " \
                   "which does not exist\n"
+
+
+def test_a_job_reports_failed_chains_and_strict_makes_the_executor_exit_1(tmp_path, monkeypatch):
+    """The child of an executor says whether its finished cell's chains failed; the parent counts them
+    in its final line, and with ``--strict`` (``submit_sweep(strict=True)``) exits 1, as the inline sweep does."""
+    from reprior import health
+    from reprior.runner import sweep as sweep_module
+    from reprior.runner.jobs import CellJob
+
+    monkeypatch.setattr(health, "chain_failure", lambda metrics: "R-hat 1.5 > 1.1")  # every cell: failed chains
+    out = tmp_path / "out"
+    args = cli.build_parser().parse_args([*TINY, "--widths", "3", "--out", str(out)])
+    options = cli._sweep_options(args)
+    [cell] = sweep_module.plan(options, dtype="float64")[1]
+    outcome = CellJob()(options, "float64", cell.key, "", 60.0)
+    assert outcome == {"key": cell.key, "outcome": "finished", "message": "R-hat 1.5 > 1.1", "broken": True}
+
+    class Done:  # a finished submitit job, as _collect sees it
+        job_id = "1"
+
+        def result(self):
+            return outcome
+
+    lines = []
+    for strict, code in ((False, 0), (True, 1)):
+        result = executors.SubmitResult(strict=strict)
+        executors._collect([(cell, Done())], result, lines.append)
+        assert result.finished == [cell.key] and result.broken == {cell.key: "R-hat 1.5 > 1.1"}
+        assert result.exit_code == code
+    assert lines[-1].endswith("(job 1): failed chains (R-hat 1.5 > 1.1)")

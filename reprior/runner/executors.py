@@ -136,6 +136,8 @@ class SubmitResult:
     skipped: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # finished, but its chains failed (the health rule)
+    strict: bool = False  # broken chains make the exit status 1 (``reprior sweep --strict``)
     waited: bool = False
     interrupted: bool = False
     signum: int = 2
@@ -145,7 +147,7 @@ class SubmitResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return 128 + self.signum
-        return 1 if self.failed else 0
+        return 1 if self.failed or (self.strict and self.broken) else 0
 
 
 # ---------------------------------------------------------------------------
@@ -190,16 +192,19 @@ def make_executor(settings: ExecutorSettings, out: str | Path, num_cells: int):
 
 
 def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: ExecutorSettings, command: str = "",
-                 say=print) -> SubmitResult:
+                 say=print, strict: bool = False) -> SubmitResult:
     """Submit the unfinished ``cells`` with the ``local`` or ``slurm`` executor.
 
     ``local`` waits for every job (``settings.jobs`` at a time) and writes the
     report; ``slurm`` returns once the array is submitted, unless ``settings.wait``.
+    ``strict``: as for :func:`~reprior.runner.sweep.run_sweep`, a cell whose chains
+    failed makes the exit status 1 (once the jobs are waited for); either way the
+    final line counts them.
     """
     from .store import CellStore  # NumPy: loaded when a cell runs, not when the command line starts
 
     store = CellStore(options["out"])
-    result = SubmitResult()
+    result = SubmitResult(strict=strict)
     todo = []
     for cell in cells:
         if store.state(cell.key, cell.settings).finished:
@@ -237,7 +242,10 @@ def submit_sweep(options: dict[str, Any], cells, *, dtype: str, settings: Execut
         with contextlib.suppress(OSError):  # submitit makes the folder pattern itself; jobs have their own
             (store.root / SUBMITIT_DIR / "%j").rmdir()
     result.waited = True
-    say(f"done: {len(result.finished)} cells run, {len(result.skipped)} skipped, {len(result.failed)} failed")
+    broken = f" ({len(result.broken)} with failed chains)" if result.broken else ""
+    say(f"done: {len(result.finished)} cells run{broken}, {len(result.skipped)} skipped, {len(result.failed)} failed")
+    if result.broken and strict:
+        say(f"--strict: {len(result.broken)} cells finished with failed chains: " + ", ".join(result.broken))
     if options.get("report") and (result.finished or result.skipped):
         result.report = _report(store.root, command, say)
     return result
@@ -319,7 +327,11 @@ def _collect(pairs, result: SubmitResult, say) -> None:
             outcome = {"key": cell.key, "outcome": "failed", "message": message}
         if outcome["outcome"] == "finished":
             result.finished.append(cell.key)
-            say(f"done {cell.key} {cell.label()} (job {job.job_id})")
+            failed_chains = ""
+            if outcome.get("broken"):
+                result.broken[cell.key] = outcome["message"]
+                failed_chains = f": failed chains ({outcome['message']})" if outcome["message"] else ": failed chains"
+            say(f"done {cell.key} {cell.label()} (job {job.job_id}){failed_chains}")
         elif outcome["outcome"] == "failed":
             result.failed[cell.key] = outcome["message"]
             say(f"failed {cell.key} {cell.label()} (job {job.job_id}): {outcome['message']}")

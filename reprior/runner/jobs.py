@@ -17,7 +17,8 @@ __all__ = ["CellJob"]
 class CellJob(submitit.helpers.Checkpointable):
     """One cell, run by :func:`~reprior.runner.sweep.run_sweep` in a job's process.
 
-    Returns ``{"key", "outcome", "message"}`` with outcome ``finished``,
+    Returns ``{"key", "outcome", "message"}`` (and ``"broken"``: whether a finished
+    cell's chains failed, the message then saying how) with outcome ``finished``,
     ``skipped`` (finished before), ``busy`` (another process holds it) or
     ``failed`` (the traceback is in the cell's ``error.txt``).  On SLURM's
     pre-emption or time-limit signal, submitit calls :meth:`checkpoint`, which
@@ -33,8 +34,9 @@ class CellJob(submitit.helpers.Checkpointable):
         with jax.enable_x64(dtype == "float64"):
             result = run_sweep(options, dtype=dtype, keys=[key], command=command, quiet=True, report=False,
                                checkpoint_every=checkpoint_every)
-        if key in result.finished:
-            return {"key": key, "outcome": "finished", "message": ""}
+        if key in result.finished:  # "broken": finished, but its chains failed (reprior.health's rule)
+            return {"key": key, "outcome": "finished", "message": result.broken.get(key, ""),
+                    "broken": key in result.broken}
         if key in result.failed:
             return {"key": key, "outcome": "failed", "message": result.failed[key]}
         if key in getattr(result, "busy", {}):
