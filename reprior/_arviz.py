@@ -30,6 +30,7 @@ notice never lands in the middle of the command line's output.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 from ._arviz_version import check_version
@@ -139,10 +140,19 @@ def mcse(values, *, method: str = "mean"):
 
 
 # -- the ArviZ workflow: PSIS-LOO, comparison, predictive checks -----------------------------
+@contextlib.contextmanager
+def _quiet():
+    """Warnings off for one ArviZ call: its Pareto-k notices (the result says so too) and the
+    deprecation notices that ArviZ 0.23's use of pandas and matplotlib raises."""
+    with warnings.catch_warnings():
+        for category in (UserWarning, DeprecationWarning, FutureWarning):
+            warnings.simplefilter("ignore", category)
+        yield
+
+
 def loo(idata, **kwargs):
     """``az.loo`` of the pointwise log likelihood ``log_likelihood["y"]`` (one term per training target)."""
-    with warnings.catch_warnings():  # short runs: ArviZ warns of large Pareto k and says so in the result
-        warnings.simplefilter("ignore", UserWarning)
+    with _quiet():
         return az.loo(idata, var_name="y", **kwargs)
 
 
@@ -153,8 +163,7 @@ def elpd(result) -> float:
 
 def compare(results: dict, **kwargs):
     """``az.compare`` of ``{name: result}`` by PSIS-LOO on ``log_likelihood["y"]``: a ``pandas.DataFrame``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with _quiet():
         return az.compare(results, var_name="y", **kwargs)
 
 
@@ -164,11 +173,12 @@ def plot_ppc(idata, **kwargs):
     Draws the observed training targets ``observed_data["y"]`` against the predictive
     draws ``posterior_predictive["y"]``; returns what the ArviZ function returns.
     """
-    if ARVIZ_1:
-        kwargs.setdefault("backend", "matplotlib")
-        return az.plot_ppc_dist(idata, var_names=["y"], **kwargs)
-    kwargs.setdefault("show", False)
-    return az.plot_ppc(idata, var_names=["y"], **kwargs)
+    with _quiet():
+        if ARVIZ_1:
+            kwargs.setdefault("backend", "matplotlib")
+            return az.plot_ppc_dist(idata, var_names=["y"], **kwargs)
+        kwargs.setdefault("show", False)
+        return az.plot_ppc(idata, var_names=["y"], **kwargs)
 
 
 # -- plots -----------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def from_chains(bnn: BNN, x, y, *, theta=None, phi=None, x_test=None, sample_sta
         (no ``sampler_state``: there is no kernel to continue).  The dtype is the draws'.
     """
     from .inference_data import to_inference_data
-    from .sampling import KEEP, _make_record_fn, _projection_words
+    from .sampling import KEEP
 
     if not isinstance(bnn, BNN):
         raise _checks.fail("bnn", "a reprior.BNN", bnn)
@@ -130,10 +130,12 @@ def from_chains(bnn: BNN, x, y, *, theta=None, phi=None, x_test=None, sample_sta
     collapsed = name == "phi" and isinstance(draws, dict) and (
         set(draws) == {"hidden"} or not any(k == "readout" or k.startswith("readout_") for k in draws))
     tree, (num_chains, num_draws) = _as_tree(draws, name, {"hidden": template["hidden"]} if collapsed else template)
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(tree)).name
+    dtype = np.result_type(*jax.tree_util.tree_leaves(tree)).name
+    if dtype not in ("float32", "float64"):
+        raise _checks.fail(name, "float32 or float64 draws", dtype)
     with jax.enable_x64(dtype == "float64"):
         outputs = _record_all(bnn, x, y, x_test, tree, name, collapsed, dtype, keep, num_projections, projection_seed,
-                              form, seed, pointwise, _projection_words)
+                              form, seed, pointwise)
         run_attrs = {
             "reprior_version": __import__("reprior").__version__, "source": "reprior.from_chains",
             "arch": type(bnn.arch).__name__.lower(), "arch_repr": repr(bnn.arch), **describe_arch(bnn.arch),
@@ -166,14 +168,16 @@ def _stats(stats, name: str, num_chains: int, num_draws):
 
 
 def _record_all(bnn, x, y, x_test, tree, name, collapsed, dtype, keep, num_projections, projection_seed, form,
-                seed, pointwise, projection_words):
+                seed, pointwise):
     """Every draw through :func:`reprior.sampling._make_record_fn`, chain by chain (one compiled
     ``lax.map`` over the draws of a chain): ``{name: (chains, draws, ...) array}``."""
+    from .sampling import _make_record_fn, _projection_words
+
     target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype), parameterisation="reprior",
                           readout="exact" if collapsed else "sampled", form=form)
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
     record = _make_record_fn(target, jx_test, keep, num_projections, projection_seed, pointwise=pointwise)
-    words = projection_words(target.num_params, num_projections, projection_seed)
+    words = _projection_words(target.num_params, num_projections, projection_seed)
     consts = {} if words is None else {"projection_words": words}
     standard = name == "theta"
 
