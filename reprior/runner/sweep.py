@@ -142,7 +142,7 @@ def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: i
 
 
 def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, reference_options: dict | None = None,
-             out_root=None, say=None):
+             out_root=None, say=None, nngp_width: int | None = None):
     """Sample one cell; return ``(idata, metrics, info)``.
 
     ``limits_dir``: the folder caching the cell's infinite-width limit (NNGP reference and
@@ -152,7 +152,9 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     under ``out_root/references`` (:mod:`reprior.runner.references`) and the cell is scored
     against it (:func:`reprior.accuracy.cost_to_accuracy`); the error curve is returned
     in ``info["accuracy_curve"]``.  ``say``: where a reference build tells its progress (one line
-    per attempt; None: silent)."""
+    per attempt; None: silent).  ``nngp_width``: the width at which the NNGP kernel of an
+    architecture without a closed form is estimated (:func:`reprior.limits.nngp_reference`; a sweep
+    passes its widest; None: the cell's own)."""
     from ..diagnostics import cell_metrics, run_info
     from ..sampling import sample
 
@@ -176,7 +178,7 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     for group in _arviz.group_names(idata):
         idata[group].attrs["cell_key"] = cell.key
         idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
-    limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir)
+    limits, limits_info = _cell_limits(s, bnn, data, cell, limits_dir, nngp_width)
     metrics = cell_metrics(idata, y_test=data.y_test if has_test else None, limits=limits)
     options = reference_options or {"reference": "off", "b2_threshold": DEFAULT_THRESHOLD}
     reference, failure, reference_seconds, rid = references.cell_reference(s, bnn, data, options, out_root, say=say)
@@ -188,18 +190,22 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     return idata, metrics, info
 
 
-def _cell_limits(s, bnn, data, cell, limits_dir):
+def _cell_limits(s, bnn, data, cell, limits_dir, nngp_width=None):
     """``(LimitInputs or None, info)``: the limit of the cell, cached under ``limits_dir`` (issue 11).
     A failure leaves the limit metrics NaN and is reported in ``info["limits_error"]``."""
     if limits_dir is None:
         return None, {}
     from ..limits import limit_inputs
+    from ..nngp import has_closed_form_kernel
 
     start = time.perf_counter()
     try:
+        mc_arch = None  # an architecture without a closed-form kernel: estimated at the sweep's widest width
+        if nngp_width is not None and not has_closed_form_kernel(bnn.arch):
+            mc_arch = build_bnn({**s, "width": nngp_width}).arch
         limits = limit_inputs(bnn, data.x_train, data.y_train, data.x_test if data.n_test > 0 else None,
                               cache_dir=limits_dir, data_description=list(cell.data_settings()), seed=s["seed"],
-                              dtype=s["dtype"])
+                              dtype=s["dtype"], mc_arch=mc_arch)
     except Exception as err:  # the samples are good whatever the limit does
         return None, {"limits_error": f"{type(err).__name__}: {err}"}
     return limits, {"limits_seconds": time.perf_counter() - start}
@@ -329,6 +335,9 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
 
     ownership.claim(store.root, "out", force=force)  # the marker, before any cell
     reference_options = {k: v for k, v in options.items() if k.startswith("reference") or k == "b2_threshold"}
+    widest: dict[str, int] = {}  # per architecture, over the whole plan: the width of a Monte Carlo NNGP kernel
+    for c in all_cells:
+        widest[c.settings["arch"]] = max(widest.get(c.settings["arch"], 0), c.settings["width"])
     progress = _cell_progress(console, enabled=not quiet and bool(todo) and console.is_terminal)
     lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
     try:
@@ -341,7 +350,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                     _say(console, f"start {number}/{len(todo)} {cell.key} {cell.label()}")
                 with checkpoint.checkpointing(store.cell_dir(cell.key) / CHECKPOINT_DIR, checkpoint_every):
                     _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet,
-                             reference_options)
+                             reference_options, widest[cell.settings["arch"]])
                 progress.advance(task)
     except KeyboardInterrupt as err:
         result.interrupted = True
@@ -389,20 +398,20 @@ def _write_warnings(path: Path, caught) -> Path | None:
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _run_one(cell, data, store, result, command, progress, quiet, reference_options):
+def _run_one(cell, data, store, result, command, progress, quiet, reference_options, nngp_width=None):
     try:
         with store.lock(cell.key):
             if store.is_finished(cell.key, cell.settings):  # another process finished it meanwhile
                 result.skipped.append(cell.key)
                 return
-            _run_locked(cell, data, store, result, command, progress, quiet, reference_options)
+            _run_locked(cell, data, store, result, command, progress, quiet, reference_options, nngp_width)
     except CellBusy as busy:
         result.busy[cell.key] = str(busy)
         if not quiet:
             _say(progress.console, f"skipped {cell.key} {cell.label()}: {busy}", style="yellow")
 
 
-def _run_locked(cell, data, store, result, command, progress, quiet, reference_options):
+def _run_locked(cell, data, store, result, command, progress, quiet, reference_options, nngp_width=None):
     store.start(cell.key, cell.settings, command)
     try:
         with warnings.catch_warnings(record=True) as caught:  # to the cell's log, not between the console lines
@@ -410,7 +419,8 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
             idata, metrics, info = run_cell(cell, data, progress_bar=not quiet and progress.console.is_terminal,
                                             limits_dir=store.root / "limits", reference_options=reference_options,
                                             out_root=store.root,
-                                            say=None if quiet else (lambda text: _say(progress.console, text)))
+                                            say=None if quiet else (lambda text: _say(progress.console, text)),
+                                            nngp_width=nngp_width)
         log = _write_warnings(store.cell_dir(cell.key) / WARNINGS_FILE, caught)
         info["warnings"] = len(caught)  # a summary.csv column: how many lines warnings.txt holds
         info["command"] = command
