@@ -224,7 +224,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         readout: for ``"reprior"``: ``"exact"`` (phi_out drawn i.i.d. exactly,
             only hidden weights sampled) or ``"sampled"`` (phi_out sampled jointly).
         sampler: a registered kernel name (:func:`reprior.kernels.kernel_names`).
-        num_warmup, num_samples, num_chains, thinning: chain lengths (per chain).
+        num_samples, num_chains, thinning: recorded draws per chain, chains, transitions per draw.
         seed: seed of the sampler's PRNG key.
         progress_bar: show a progress bar with ETA.
         chain_method: ``"sequential"``, ``"vectorized"`` or ``"parallel"`` (chains sharded over local devices).
