@@ -453,7 +453,8 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
       (:attr:`reprior.limits.NNGPReference.relative_stderr`, 0 for a closed form);
     - ``kl_to_prior_bound``, ``kl_to_prior_bound_mcse``: the log-Sobolev upper bound on
       ``kl_to_prior`` (:func:`reprior.kl_bound.log_sobolev_bound`), from gradients recomputed at the
-      stored hidden draws (``keep="all"``; NaN otherwise), and its Monte Carlo standard error.
+      stored hidden draws (``keep="all"``), else at the weighted SMC particles of ``limits.evidence``
+      (``score_sq_mean``, ``score_sq_se``), and its Monte Carlo standard error.
 
     ``limits`` is a :class:`reprior.limits.LimitInputs` (None: NaN except ``test_nll``).
     """
@@ -496,7 +497,11 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
             post_loglik = _reduce(np.mean, recorded)
     out["nngp_kernel_dist"] = kernel_dist if ref is not None else math.nan
     out["kl_to_prior"] = post_loglik - out["log_evidence"]
-    out.update(_kl_bound_metrics(idata, limits, y_train))
+    bound = _kl_bound_metrics(idata, limits, y_train)
+    if not bound and evidence is not None and "score_sq_mean" in evidence:  # no stored draws: the particles
+        bound = {"kl_to_prior_bound": 0.5 * evidence["score_sq_mean"],
+                 "kl_to_prior_bound_mcse": 0.5 * evidence["score_sq_se"]}
+    out.update(bound)
     return out
 
 

@@ -656,15 +656,20 @@ def cached_nngp_reference(cache_dir, description: dict, compute_fn) -> NNGPRefer
     return ref
 
 
-def evidence_summary(estimate: EvidenceEstimate, bnn=None, x=None, kernel_ref=None) -> dict[str, float]:
+def evidence_summary(estimate: EvidenceEstimate, bnn=None, x=None, kernel_ref=None, y=None) -> dict[str, float]:
     """The JSON-able scalars of ``estimate`` that a cell needs (and that are cached).
 
     Keys ``log_evidence``, ``posterior_mean_loglik``, ``is_ess``, ``num_temperatures``,
     ``num_particles`` and ``kernel_dist``: the weighted mean over the final particles of
     the distance of their kernel from ``kernel_ref`` (NaN without ``bnn, x, kernel_ref``),
-    an estimate of the posterior mean of ``nngp_kernel_dist`` that needs no stored draws.
+    an estimate of the posterior mean of ``nngp_kernel_dist`` that needs no stored draws;
+    with ``bnn, x, y``, also ``score_sq_mean`` and ``score_sq_se``: the weighted mean over the
+    final particles of :func:`hidden_score_sq_norms` and its standard error
+    :math:`(\\sum_i W_i^2 (g_i - \\bar g)^2)^{1/2}` (independent particles assumed; resampling
+    correlates them, so it is optimistic), for ``kl_to_prior_bound`` without stored draws.
     """
     kernel_dist = math.nan
+    weights = np.exp(estimate.log_weights)
     if bnn is not None and kernel_ref is not None:
         xj = jnp.asarray(x)
         ref = jnp.asarray(kernel_ref, xj.dtype)
@@ -674,10 +679,18 @@ def evidence_summary(estimate: EvidenceEstimate, bnn=None, x=None, kernel_ref=No
             return jnp.linalg.norm(psi @ psi.T - ref) / jnp.linalg.norm(ref)
 
         dist = np.asarray(jax.jit(lambda h: jax.lax.map(one, h, batch_size=16))(estimate.particles), np.float64)
-        kernel_dist = float(np.sum(np.exp(estimate.log_weights) * dist))
-    return {"log_evidence": estimate.log_evidence, "posterior_mean_loglik": estimate.posterior_mean_loglik,
-            "is_ess": estimate.is_ess, "num_temperatures": estimate.num_temperatures,
-            "num_particles": estimate.num_particles, "kernel_dist": kernel_dist}
+        kernel_dist = float(np.sum(weights * dist))
+    out = {"log_evidence": estimate.log_evidence, "posterior_mean_loglik": estimate.posterior_mean_loglik,
+           "is_ess": estimate.is_ess, "num_temperatures": estimate.num_temperatures,
+           "num_particles": estimate.num_particles, "kernel_dist": kernel_dist}
+    if bnn is not None and y is not None:
+        sq = hidden_score_sq_norms(bnn, estimate.particles, x, jnp.asarray(y, jnp.asarray(x).dtype))
+        ok = np.isfinite(sq) & (weights > 0)
+        w = weights[ok] / np.sum(weights[ok]) if ok.any() else weights[ok]
+        mean = float(np.sum(w * sq[ok])) if ok.any() else math.nan
+        out.update(score_sq_mean=mean, score_sq_se=float(np.sqrt(np.sum(w**2 * (sq[ok] - mean) ** 2)))
+                   if ok.any() else math.nan)
+    return out
 
 
 def cached_json(cache_dir, prefix: str, description: dict, compute_fn) -> dict:
@@ -761,7 +774,8 @@ def limit_inputs(bnn, x_train, y_train, x_test=None, *, cache_dir=None, data_des
             with jax.enable_x64(dtype == "float64"):
                 est = bnn_log_evidence(bnn, x_train, y, jax.random.key(seed), num_particles=num_particles,
                                        **smc_options)
-                return evidence_summary(est, bnn, jnp.asarray(x_train, jnp.result_type(float)), reference.kernel)
+                return evidence_summary(est, bnn, jnp.asarray(x_train, jnp.result_type(float)), reference.kernel,
+                                        y=y)
 
         description = {**family, "arch": repr(bnn.arch), "seed": seed, "num_particles": num_particles,
                        "dtype": dtype, "smc_options": smc_options}

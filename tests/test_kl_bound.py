@@ -189,3 +189,29 @@ def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it
     assert "limit_kl_bound" in files and files["limit_kl_bound"].stat().st_size > 1000
     assert "Flagged: 4 KL estimate(s) above the bound" in text and "c64s" in text
     assert "Estimated NNGP kernel" in text and "0.004" in text
+
+
+def test_without_stored_draws_the_bound_comes_from_the_weighted_smc_particles():
+    from reprior._arviz import from_dict
+    from reprior.diagnostics import limit_metrics
+    from reprior.limits import EvidenceEstimate, LimitInputs, evidence_summary
+
+    with jax.enable_x64(True):
+        x = np.linspace(-1, 1, 5)[:, None]
+        y = np.cos(x)
+        bnn = BNN(MLP(width=4), 0.3)
+        _, particles = _idata_with_hidden_draws(bnn, x, num_chains=1, num_draws=8)
+        log_w = np.log(np.arange(1.0, 9.0) / 36.0)  # normalised weights 1/36, ..., 8/36
+        est = EvidenceEstimate(-3.0, -2.0, 5.0, 2, np.array([0.0, 0.5, 1.0]), 8, particles, log_w, np.zeros(8),
+                               np.array([0.3, np.nan]))
+        summary = evidence_summary(est, bnn, x, None, y=y)
+        sq = hidden_score_sq_norms(bnn, particles, x, y)
+        w = np.exp(log_w)
+        assert summary["score_sq_mean"] == pytest.approx(np.sum(w * sq), rel=1e-12)
+        assert summary["score_sq_se"] == pytest.approx(np.sqrt(np.sum(w**2 * (sq - np.sum(w * sq)) ** 2)), rel=1e-12)
+        idata = from_dict({"posterior": {"other": np.zeros((1, 3))}}, attrs={"noise_std": 0.3})
+        out = limit_metrics(idata, LimitInputs(bnn, x, y, None, summary))
+        assert out["kl_to_prior_bound"] == 0.5 * summary["score_sq_mean"]
+        assert out["kl_to_prior_bound_mcse"] == 0.5 * summary["score_sq_se"]
+        old = {k: v for k, v in summary.items() if not k.startswith("score_sq")}  # a cache entry from before
+        assert math.isnan(limit_metrics(idata, LimitInputs(bnn, x, y, None, old))["kl_to_prior_bound"])
