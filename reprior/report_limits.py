@@ -173,9 +173,11 @@ def _add_bound_text(doc, rows: list[dict]) -> None:
         return
     doc.para(f"Flagged: {len(flagged)} KL estimate(s) above the bound by more than 2 MCSE; their log evidence "
              "is too low (rerun with more SMC particles):")
+    def cell(row):
+        return str(next((row[c] for c in ("key", "cell_key", "cell") if row.get(c)), "-"))
+
     doc.table(["cell", "width", "parameterisation", "estimate", "value", "bound", "+-"],
-              [[str(next((f["row"][c] for c in ("key", "cell_key", "cell") if f["row"].get(c)), "-")), str(f["row"].get("width")),
-                str(f["row"].get("parameterisation")), dict(BOUNDED_ESTIMATES)[f["metric"]], f"{f['estimate']:.3g}",
+              [[cell(f["row"]), str(f["row"].get("width")), str(f["row"].get("parameterisation")), dict(BOUNDED_ESTIMATES)[f["metric"]], f"{f['estimate']:.3g}",
                 f"{f['bound']:.3g}", "-" if not np.isfinite(f["mcse"]) else f"{f['mcse']:.2g}"] for f in flagged])
 
 
