@@ -38,6 +38,7 @@ LIBRARY = {
     "sbc": ABOVE_CORE + NO_ARVIZ,
     "sbc.statistics": ABOVE_CORE + NO_ARVIZ,
     "sampling": ABOVE_CORE,
+    "kl_bound": ABOVE_CORE + ["reprior.sampling"],  # ArviZ's MCSE of |grad l|^2, nothing of the chains
 }
 
 SCRIPT = """
