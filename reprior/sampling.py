@@ -13,7 +13,11 @@ setting                sampled variables                log density
 =====================  ===============================  ===================================
 
 With ``readout="exact"`` each recorded draw gets an i.i.d. exact draw of
-``phi_out ~ N(0, I)``, hence of ``theta_out`` given the hidden weights.
+``phi_out ~ N(0, I)``, hence of ``theta_out`` given the hidden weights.  Each
+recorded draw also gets predictive draws of ``y`` (``f + sigma * eps``, at the
+training inputs and at ``x_test``) from the ``f`` it computes anyway, and the
+result keeps the chains' final kernel states, so that ``init=`` continues them
+exactly (:class:`reprior.driver.Start`).
 
 Failure policy: a proposal whose log likelihood is not finite (a Cholesky
 factorisation that fails in float32 at small noise) is rejected and counted in
