@@ -44,7 +44,7 @@ def ess_per_gradient(bnn, data, parameterisation: str, args) -> dict:
     """Median bulk ESS per gradient evaluation: theta's projections and the test predictions."""
     idata = reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test, parameterisation=parameterisation,
                            num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
-                           seed=args.seed, progress_bar=False)
+                           seed=args.seed, progress_bar=False, sampler_options={"max_tree_depth": args.max_tree_depth})
     metrics = reprior.diagnostics.cell_metrics(idata)
     return {group: metrics[f"ess_per_grad_{group}"] for group in ("theta", "pred")}
 
@@ -57,9 +57,9 @@ def main(argv=None):
     parser.add_argument("--num-warmup", type=int, default=200)
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--num-chains", type=int, default=2)
+    parser.add_argument("--max-tree-depth", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
     data = reprior.data.load_dataset("digits", n_train=args.n_train, n_test=args.n_test)  # images (n, 8, 8, 1)
     for width in args.widths:
         bnn = reprior.BNN(make_arch(width), noise_std=0.1)
@@ -70,4 +70,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)  # float64 on CPU, as reprior's command line
     main()
