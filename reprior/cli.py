@@ -69,6 +69,20 @@ _positive_float = _number_type(float, lambda v: 0 < v < float("inf"), "a positiv
 _probability = _number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
+def _size_type(minimum: int, expected: str):
+    """An argparse ``type`` for ``--n-train``/``--n-test``: ``all`` or an integer of at least ``minimum``."""
+    number = _number_type(int, lambda v: v >= minimum, expected)
+
+    def parse(text: str):
+        return "all" if text == "all" else number(text)
+
+    return parse
+
+
+_train_size = _size_type(1, "a positive integer or all")
+_test_size = _size_type(0, "a non-negative integer or all")
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         return grid.parse_shard(text)
@@ -97,9 +111,11 @@ _SWEEP_FLAGS = [
     (("--dataset",), "datasets", dict(nargs="+", metavar="NAME",
                                       help="data set(s), see `reprior datasets` (default: digits)")),
     (("--data-path",), "data_path", dict(metavar="PATH", help="file or directory for cifar10, npz and csv")),
-    (("--n-train",), "n_train", dict(nargs="+", type=_positive_int, metavar="N",
-                                     help="training points (default: 128)")),
-    (("--n-test",), "n_test", dict(type=_nonnegative_int, metavar="N", help="test points (default: 64)")),
+    (("--n-train",), "n_train", dict(nargs="+", type=_train_size, metavar="N",
+                                     help="training points, or all (every point the test set leaves) "
+                                          "(default: the data set's own, see `reprior datasets`)")),
+    (("--n-test",), "n_test", dict(type=_test_size, metavar="N",
+                                   help="test points (0: none), or all (default: the data set's own)")),
     (("--data-seed",), "data_seed", dict(type=_seed, metavar="S",
                                          help="seed of the data subset (default: 0)")),
     (("--noise-std",), "noise_std", dict(nargs="+", type=_positive_float, metavar="SIGMA",
@@ -176,7 +192,9 @@ def _add_grid_arguments(p) -> None:
     p.add_argument("--dataset-option", dest="dataset_options", action="append", type=key_value, default=None,
                    metavar="KEY=VALUE", help="loader option, repeatable (e.g. target_columns='[\"y\"]')")
     p.add_argument("--sampler-option", dest="sampler_options", action="append", type=key_value, default=None,
-                   metavar="KEY=VALUE", help="sampler setting, repeatable (e.g. max_tree_depth=8)")
+                   metavar="[SAMPLER:]KEY=VALUE",
+                   help="sampler setting, repeatable: KEY=VALUE for every sampler of the sweep that takes KEY "
+                        "(e.g. max_tree_depth=8), SAMPLER:KEY=VALUE for one (e.g. nuts:max_tree_depth=6)")
     p.add_argument("--shard", type=_shard, metavar="I/K", help="run only shard I of K (0 <= I < K)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out that reprior did not make (default: refuse it)")
@@ -430,7 +448,7 @@ def _sweep(args, argv) -> int:
 def _dry_run(options, dtype, shard, force=False) -> int:
     """List the cells, check them and load their data (so a bad path or option shows now); sample nothing."""
     from . import preflight
-    from .runner.grid import estimate_grad_evals, iterations
+    from .runner.grid import describe_grad_evals, iterations
     from .runner.store import CellStore
     from .runner.sweep import plan
 
@@ -439,15 +457,18 @@ def _dry_run(options, dtype, shard, force=False) -> int:
     store = CellStore(options["out"])
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"{len(all_cells)} cells in the grid, {len(cells)} selected{where} "
-          f"({sum(iterations(c.settings) for c in cells):,} iterations, about "
-          f"{sum(estimate_grad_evals(c.settings) for c in cells):,} gradient evaluations); output in {store.root}")
+          f"({sum(iterations(c.settings) for c in cells):,} iterations, "
+          f"{describe_grad_evals(c.settings for c in cells)}); output in {store.root}")
     for data in datasets.values():
         print(f"data {data.name}: x_train {data.x_train.shape}, y_train {data.y_train.shape}, "
               f"x_test {data.x_test.shape}, y_test {data.y_test.shape}")
     for cell in cells:
         state = store.state(cell.key, cell.settings).state
         state = state if state in ("finished", "broken", "running") else "todo"
-        print(f"{cell.key}  {state:8s}  {cell.label()}  {cell.settings['dataset']} n_train={cell.settings['n_train']}")
+        data = datasets.get(cell.data_settings())
+        sizes = f"n_train={data.n_train} n_test={data.n_test}" if data is not None else \
+            f"n_train={cell.settings['n_train']}"
+        print(f"{cell.key}  {state:8s}  {cell.label()}  {cell.settings['dataset']} {sizes}")
     return 0
 
 

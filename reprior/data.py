@@ -213,8 +213,8 @@ class _Spec(NamedTuple):
 def load_dataset(
     name: str,
     *,
-    n_train: int | None = None,
-    n_test: int | None = None,
+    n_train: int | str | None = None,
+    n_test: int | str | None = None,
     seed: int = 0,
     path: str | Path | None = None,
     flatten: bool | None = None,
@@ -233,7 +233,11 @@ def load_dataset(
         with test arrays) they are drawn from the respective parts; otherwise
         from one seeded permutation of all rows, training points from its
         front and test points from its back, so they are disjoint and the test
-        set does not depend on ``n_train``.  None: the data set's default.
+        set does not depend on ``n_train``.  None: the data set's default
+        (:func:`list_datasets`).  ``"all"``: every point available: for
+        ``n_train``, all rows the test set leaves (or the whole official
+        training part); for ``n_test``, all rows the training set leaves (or
+        the whole official test part); not both, and not for ``"synthetic"``.
         ``n_test=0`` gives an empty test set.
     seed:
         Non-negative integer seeding the split (and, for ``"synthetic"``, the
@@ -265,10 +269,10 @@ def load_dataset(
     name = _checks.one_of("name", name, tuple(_REGISTRY))
     spec = _REGISTRY[name]
     seed = _checks.nonnegative_int("seed", seed)
-    if n_train is not None:
-        n_train = _checks.positive_int("n_train", n_train)
-    if n_test is not None:
-        n_test = _checks.nonnegative_int("n_test", n_test)
+    n_train = _size("n_train", n_train, minimum=1)
+    n_test = _size("n_test", n_test, minimum=0)
+    if n_train == ALL and n_test == ALL:
+        raise _checks.fail("n_test", "a number or None (the data set's default) with n_train='all'", "all")
     if flatten is not None and not isinstance(flatten, bool):
         raise _checks.fail("flatten", "None, True or False", flatten)
     unknown = sorted(set(options) - set(spec.options))
@@ -293,6 +297,20 @@ def load_dataset(
         if data.image_shape is None:
             raise _checks.fail("flatten", f"None or True: data set {name!r} has no image inputs", False)
     return data
+
+
+ALL = "all"
+"""``n_train="all"`` / ``n_test="all"``: every point available (see :func:`load_dataset`)."""
+
+
+def _size(name: str, value, *, minimum: int):
+    """``None`` (the data set's default), ``"all"``, or an integer of at least ``minimum``."""
+    if value is None or value == ALL:
+        return value
+    if isinstance(value, str):
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise _checks.fail(name, f"{kind} integer, 'all' or None (the data set's default)", value)
+    return _checks.positive_int(name, value) if minimum == 1 else _checks.nonnegative_int(name, value)
 
 
 def list_datasets() -> list[dict[str, Any]]:
@@ -340,8 +358,28 @@ def _permutation_split(num_rows: int, n_train, n_test, *, seed: int, default_n_t
     what is available; with no default, ``n_test`` is a fifth of the rows (at
     least one when there are two or more) and ``n_train`` the rest.
     """
+    if n_train == ALL:  # every row the test set leaves
+        n_test = _permutation_test_size(num_rows, None, n_test, default_n_test, source)
+        n_train = num_rows - n_test
+    if n_test == ALL:  # every row the training set leaves
+        if n_train is None and default_n_train is None:  # both would take every row
+            raise _checks.fail("n_test", f"a number with n_train left to {source}'s default (every row the "
+                                         "test set leaves)", ALL)
+        if n_train is None:
+            n_train = min(default_n_train, num_rows - 1)
+        n_test = num_rows - min(n_train, num_rows)
     if n_train is not None and n_train > num_rows:
         raise _checks.fail("n_train", f"at most {num_rows} (the rows available in {source})", n_train)
+    n_test = _permutation_test_size(num_rows, n_train, n_test, default_n_test, source)
+    if n_train is None:
+        remaining = num_rows - n_test
+        n_train = remaining if default_n_train is None else min(default_n_train, remaining)
+    order = _named_rngs(seed, "split")["split"].permutation(num_rows)
+    return order[:n_train], order[num_rows - n_test:]
+
+
+def _permutation_test_size(num_rows: int, n_train, n_test, default_n_test, source: str) -> int:
+    """The number of test rows of :func:`_permutation_split` (``n_train`` None: not chosen yet)."""
     if n_test is None:
         remaining = num_rows - (n_train if n_train is not None else 1)
         wanted = default_n_test if default_n_test is not None else max(1, num_rows // 5)
@@ -350,16 +388,14 @@ def _permutation_split(num_rows: int, n_train, n_test, *, seed: int, default_n_t
         what = f"{num_rows} rows minus n_train={n_train}" if n_train is not None else \
             f"{num_rows} rows, leaving at least one training point"
         raise _checks.fail("n_test", f"at most {num_rows - (n_train or 1)} ({what} in {source})", n_test)
-    if n_train is None:
-        remaining = num_rows - n_test
-        n_train = remaining if default_n_train is None else min(default_n_train, remaining)
-    order = _named_rngs(seed, "split")["split"].permutation(num_rows)
-    return order[:n_train], order[num_rows - n_test:]
+    return n_test
 
 
 def _official_split(num_train: int, num_test: int, n_train, n_test, *, seed: int, default_n_train,
                     default_n_test, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random subsets of an official training part and test part."""
+    """Seeded random subsets of an official training part and test part (``"all"``: the whole part)."""
+    n_train = num_train if n_train == ALL else n_train
+    n_test = num_test if n_test == ALL else n_test
     if n_train is not None and n_train > num_train:
         raise _checks.fail("n_train", f"at most {num_train} (the training points in {source})", n_train)
     if n_test is not None and n_test > num_test:
@@ -501,6 +537,9 @@ def _load_synthetic(*, n_train, n_test, seed, default_n_train, default_n_test, i
     out_dim = _checks.positive_int("out_dim", out_dim)
     noise_std = _checks.nonnegative_float("noise_std", noise_std)
     num_features = _checks.positive_int("num_features", num_features)
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if value == ALL:
+            raise _checks.fail(name, "a number or None (synthetic data has no 'all': it is drawn at any size)", value)
     n_train = default_n_train if n_train is None else n_train
     n_test = default_n_test if n_test is None else n_test
     values = (n_train + n_test) * max(in_dim, num_features, out_dim)

@@ -37,8 +37,8 @@ from ..choices import CHAIN_METHODS, DTYPES
 
 __all__ = [
     "AXES", "Cell", "ConfigError", "DEFAULTS", "KEY_LENGTH", "OPTIONS", "PARAMETERISATIONS", "cell_key",
-    "estimate_grad_evals", "expand", "iterations", "load_config", "merge", "parse_shard", "select_shard",
-    "validate",
+    "describe_grad_evals", "estimate_grad_evals", "expand", "grad_evals_range", "grads_per_iteration", "iterations",
+    "load_config", "merge", "parse_shard", "select_shard", "split_sampler_options", "validate",
 ]
 
 KEY_LENGTH = 16
@@ -121,8 +121,9 @@ OPTIONS: dict[str, _Option] = {
     "datasets": _Option(["digits"], "data set names (see `reprior datasets`)", axis=True, aliases=("dataset",)),
     "data_path": _Option(None, "file or directory for cifar10, npz, csv"),
     "dataset_options": _Option({}, "loader options, e.g. {in_dim = 8} for synthetic"),
-    "n_train": _Option([128], "training points", axis=True),
-    "n_test": _Option(64, "test points (0: none)"),
+    "n_train": _Option([None], "training points: a number, \"all\" (every point the test set leaves), or "
+                               "the data set's own default when not given (`reprior datasets`)", axis=True),
+    "n_test": _Option(None, "test points: a number (0: none), \"all\", or the data set's own default when not given"),
     "data_seed": _Option(0, "seed of the data subset (and of synthetic data)"),
     "noise_std": _Option([0.1], "observation noise standard deviation", axis=True),
     "parameterisations": _Option(["standard", "reprior"], "standard, reprior, reprior-sampled", axis=True,
@@ -130,7 +131,9 @@ OPTIONS: dict[str, _Option] = {
     "samplers": _Option(["nuts"], "registered sampler names (reprior.kernels.kernel_names())", axis=True,
                         aliases=("sampler",)),
     "target_accept": _Option(None, "target acceptance probability of the step-size adaptation"),
-    "sampler_options": _Option({}, "further sampler settings, e.g. {max_tree_depth = 8}"),
+    "sampler_options": _Option({}, "further sampler settings, e.g. {max_tree_depth = 8}: each applies to the "
+                                   "sweep's samplers that take it; a table named after a sampler, "
+                                   "[sampler_options.nuts], holds settings of that sampler only"),
     "num_warmup": _Option(300, "warm-up iterations per chain"),
     "num_samples": _Option(300, "recorded draws per chain"),
     "num_chains": _Option(2, "chains per cell"),
@@ -355,8 +358,8 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         raise _bad("data_path", "a file or directory path", path)
     out["data_path"] = path
     out["dataset_options"] = _table("dataset_options", o["dataset_options"])
-    out["n_train"] = [_int("n_train", n, 1) for n in _axis_values("n_train", o["n_train"])]
-    out["n_test"] = _int("n_test", o["n_test"], 0)
+    out["n_train"] = [_size("n_train", n, 1) for n in _axis_values("n_train", o["n_train"])]
+    out["n_test"] = _size("n_test", o["n_test"], 0)
     out["data_seed"] = _seed("data_seed", o["data_seed"])
     out["noise_std"] = [_float("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
     out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
@@ -370,13 +373,8 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         target = float(target)
     out["target_accept"] = target
     out["sampler_options"] = _table("sampler_options", o["sampler_options"])
-    if sampler_option_names is not None:
-        given = set(out["sampler_options"]) | ({"target_accept_prob"} if target is not None else set())
-        for sampler in out["samplers"]:
-            unknown = sorted(given - set(sampler_option_names[sampler]))
-            if unknown:
-                raise _bad("sampler_options", f"settings of sampler {sampler!r} among "
-                           f"{', '.join(sampler_option_names[sampler])}", ", ".join(unknown))
+    out["cell_sampler_options"] = _cell_sampler_options(out["sampler_options"], target, out["samplers"],
+                                                        tuple(samplers), sampler_option_names)
     out["num_warmup"] = _int("num_warmup", o["num_warmup"], 0)
     out["num_samples"] = _int("num_samples", o["num_samples"], 1)
     out["num_chains"] = _int("num_chains", o["num_chains"], 1)
@@ -398,6 +396,70 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     for name in ("name", "description"):
         if out[name] is not None and not isinstance(out[name], str):
             raise _bad(name, "a string", out[name])
+    return out
+
+
+def _size(name, value, minimum):
+    """A data size: None (the data set's default), ``"all"``, or an integer of at least ``minimum``."""
+    if value is None or value == "all":
+        return value
+    if isinstance(value, str):
+        raise _bad(name, f"{'a positive' if minimum == 1 else 'a non-negative'} integer or \"all\"", value)
+    return _int(name, value, minimum)
+
+
+def split_sampler_options(table: dict, registered) -> tuple[dict, dict[str, dict]]:
+    """``(plain, scoped)`` of a ``sampler_options`` table: ``scoped[sampler]`` holds the settings
+    given for one sampler, as a table named after a registered sampler (``[sampler_options.nuts]``)
+    or as a ``"SAMPLER:KEY"`` name (``--sampler-option nuts:max_tree_depth=6``); ``plain`` the rest."""
+    plain, scoped = {}, {}
+    for key, value in table.items():
+        sampler, sep, name = key.partition(":")
+        if sep:
+            if not sampler or not name:
+                raise _bad("sampler_options", "KEY=VALUE or SAMPLER:KEY=VALUE settings", key)
+            scoped.setdefault(sampler, {})[name] = value
+        elif key in registered and isinstance(value, dict):
+            scoped.setdefault(key, {}).update(_table(f"sampler_options.{key}", value))
+        else:
+            plain[key] = value
+    return plain, scoped
+
+
+def _cell_sampler_options(table: dict, target_accept, samplers: list, registered, option_names) -> dict[str, dict]:
+    """``{sampler: its options}`` for each sampler of the sweep.
+
+    A plain setting goes to every sampler of the sweep that takes it (and is refused when none
+    does); a scoped one (:func:`split_sampler_options`) to its sampler only, over the plain one, and
+    is refused when that sampler is not in the sweep or does not take it.  ``target_accept``
+    (``--target-accept``) is the plain setting ``target_accept_prob``.  With ``option_names``
+    None (the samplers were given by the caller), every plain setting goes to every sampler.
+    """
+    plain, scoped = split_sampler_options(table, registered)
+    if target_accept is not None:
+        plain["target_accept_prob"] = target_accept
+    for sampler, settings in scoped.items():
+        if sampler not in samplers:
+            raise _bad("sampler_options", f"SAMPLER:KEY settings of the sweep's samplers ({', '.join(samplers)})",
+                       f"{sampler}:{', '.join(settings)} (sampler {sampler!r} is not in this sweep)")
+        unknown = sorted(set(settings) - set(option_names[sampler])) if option_names is not None else []
+        if unknown:
+            raise _bad("sampler_options", f"settings of sampler {sampler!r} among "
+                       f"{', '.join(option_names[sampler])}", ", ".join(f"{sampler}:{k}" for k in unknown))
+    if option_names is not None:
+        unused = sorted(k for k in plain if not any(k in option_names[s] for s in samplers))
+        if unused:
+            flag = "--target-accept" if unused == ["target_accept_prob"] and target_accept is not None else None
+            known = sorted({k for s in samplers for k in option_names[s]})
+            if flag:
+                raise _bad("target_accept", f"a sampler that takes target_accept_prob among {', '.join(samplers)}",
+                           target_accept)
+            raise _bad("sampler_options", f"settings of at least one of the sweep's samplers "
+                       f"({', '.join(samplers)}) among {', '.join(known)}", ", ".join(unused))
+    out = {}
+    for sampler in samplers:
+        takes = (lambda k: True) if option_names is None else (lambda k, s=sampler: k in option_names[s])
+        out[sampler] = {**{k: v for k, v in plain.items() if takes(k)}, **scoped.get(sampler, {})}
     return out
 
 
@@ -502,9 +564,12 @@ class Cell:
 
 def _settings(o: dict[str, Any], point: dict[str, Any], dtype: str) -> dict[str, Any]:
     param = point["parameterisation"]
-    sampler_options = dict(o["sampler_options"])
-    if o["target_accept"] is not None:
-        sampler_options["target_accept_prob"] = o["target_accept"]
+    if "cell_sampler_options" in o:  # validated: the options of this sampler only
+        sampler_options = dict(o["cell_sampler_options"].get(point["sampler"], {}))
+    else:
+        sampler_options = dict(o["sampler_options"])
+        if o["target_accept"] is not None:
+            sampler_options["target_accept_prob"] = o["target_accept"]
     settings = {
         "arch": point["arch"], "depth": point["depth"], "width": point["width"],
         "activation": point["activation"],
@@ -556,11 +621,15 @@ def expand(options: dict[str, Any], *, dtype: str) -> list[Cell]:
     return cells
 
 
-#: Gradient evaluations per iteration assumed by :func:`estimate_grad_evals` for NUTS: a tree
-#: of depth 5, typical of adapted NUTS on these posteriors (the most is 2**max_tree_depth - 1).
+#: NUTS's tree depth of a typical adapted run on these posteriors (31 leapfrog steps), kept for
+#: callers of the earlier point estimate; :func:`grad_evals_range` gives the range instead.
 NUTS_GRADS_PER_ITERATION = 31
-#: Samplers that use no gradient: counted as one log-density evaluation per iteration.
+#: Samplers that use no gradient: counted as log-density evaluations per iteration.
 _GRADIENT_FREE = ("pcn", "elliptical_slice")
+#: ``(default, option)`` of the samplers whose cost per iteration is a number of steps: the default
+#: number of integration steps of the sampler's builder (:mod:`reprior.samplers`) and the option
+#: that sets it.
+_STEPS = {"hmc": (16, "num_steps"), "underdamped_hmc": (1, "num_steps"), "split_hmc": (6, "num_steps")}
 
 
 def iterations(settings: dict[str, Any]) -> int:
@@ -569,25 +638,72 @@ def iterations(settings: dict[str, Any]) -> int:
     return s["num_chains"] * (s["num_warmup"] + s["num_samples"] * s["thinning"])
 
 
-def estimate_grad_evals(settings: dict[str, Any]) -> int:
-    """A rough count of a cell's gradient evaluations, for the plan a sweep prints first.
+def grads_per_iteration(settings: dict[str, Any]) -> tuple[int, int | None]:
+    """``(fewest, most)`` gradient (or, for gradient-free kernels, log-density) evaluations of one
+    iteration of the cell's sampler, from its settings; ``most`` None where there is no bound.
 
-    NUTS: :data:`NUTS_GRADS_PER_ITERATION` per iteration (capped by ``max_tree_depth``); HMC:
-    ``num_steps`` (16 by default); gradient-free kernels: one density evaluation; other
-    kernels: one per iteration (``num_steps`` where set).
+    NUTS: 1 to :math:`2^{\\mathrm{max\\_tree\\_depth}} - 1` (depth 10 by default: up to 1023);
+    ``hmc``, ``underdamped_hmc``, ``split_hmc``: ``num_steps`` (16, 1, 6 by default); ``mclmc``: 2
+    (McLachlan's integrator; 1 with velocity Verlet); ``adjusted_mclmc``: 2 per integration step, a
+    tuned random number of steps (at least 2, no bound); ``elliptical_slice``: 1 to
+    ``1 + max_shrinks`` densities; ``pcn``, ``pcnl`` and other kernels: 1 (``num_steps`` where set).
     """
     options = settings.get("sampler_options") or {}
     sampler = settings["sampler"]
-    per = 1
+
+    def option(name, default):
+        value = options.get(name, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
     if sampler == "nuts":
-        depth = options.get("max_tree_depth", 10)
-        per = min(NUTS_GRADS_PER_ITERATION, 2 ** int(depth) - 1) if isinstance(depth, int) else \
-            NUTS_GRADS_PER_ITERATION
-    elif isinstance(options.get("num_steps"), int):
-        per = options["num_steps"]
-    elif sampler == "hmc":
-        per = 16
-    return iterations(settings) * max(per, 1)
+        return 1, 2 ** option("max_tree_depth", 10) - 1
+    if sampler in _STEPS:
+        default, name = _STEPS[sampler]
+        steps = options.get(name)
+        if sampler == "hmc" and steps is None and options.get("trajectory_length") is not None:
+            return 1, None  # trajectory_length / tuned step size: not known in advance
+        steps = option(name, default)
+        return steps, steps
+    if sampler == "mclmc":
+        per = 1 if options.get("integrator") == "isokinetic_velocity_verlet" else 2
+        return per, per
+    if sampler == "adjusted_mclmc":
+        return (1 if options.get("integrator") == "isokinetic_velocity_verlet" else 2), None
+    if sampler == "elliptical_slice":
+        return 1, 1 + option("max_shrinks", 100)
+    steps = option("num_steps", 1)
+    return max(steps, 1), max(steps, 1)
+
+
+def grad_evals_range(settings: dict[str, Any]) -> tuple[int, int | None]:
+    """``(fewest, most)`` gradient evaluations of a cell (:func:`iterations` times
+    :func:`grads_per_iteration`); ``most`` None where the sampler has no bound."""
+    low, high = grads_per_iteration(settings)
+    n = iterations(settings)
+    return n * low, None if high is None else n * high
+
+
+def describe_grad_evals(cells_settings) -> str:
+    """The plan's cost phrase for some cells: ``"about N gradient evaluations"`` where every
+    sampler's cost is fixed, ``"N to M gradient evaluations"`` where it varies (NUTS's tree
+    depth), ``"at least N ..."`` where it has no bound."""
+    low = high = 0
+    for settings in cells_settings:
+        a, b = grad_evals_range(settings)
+        low += a
+        high = None if high is None or b is None else high + b
+    if high == low:
+        return f"about {low:,} gradient evaluations"
+    if high is None:
+        return f"at least {low:,} gradient evaluations"
+    return f"{low:,} to {high:,} gradient evaluations"
+
+
+def estimate_grad_evals(settings: dict[str, Any]) -> int:
+    """A rough count of a cell's gradient evaluations: the geometric middle of
+    :func:`grad_evals_range` (its low end where there is no bound)."""
+    low, high = grad_evals_range(settings)
+    return low if high is None else int(round(math.sqrt(low * high)))
 
 
 def parse_shard(text: str) -> tuple[int, int]:

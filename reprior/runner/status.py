@@ -21,16 +21,17 @@ from any machine that sees the folder, while jobs run.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..health import chain_failure
 from .executors import JOBS_FILE, read_jobs
+from .grid import AXES, PARAMETERISATIONS
 from .ownership import MARKER_FILE
 from .store import ERROR_FILE, SETTINGS_FILE, CellStore
 from .sweep import CHECKPOINT_DIR
 
-__all__ = ["STATES", "CellStatus", "add_arguments", "command", "sweep_status"]
+__all__ = ["STATES", "CellStatus", "add_arguments", "command", "grid_order", "sweep_status"]
 
 STATES = ("done", "failed chains", "running", "failed", "pending")
 
@@ -42,6 +43,42 @@ class CellStatus:
     label: str = ""
     job_id: str = ""
     note: str = ""
+    settings: dict | None = field(default=None, compare=False, repr=False)  # settings.json, where readable
+
+
+def _settings(store: CellStore, key: str) -> dict | None:
+    import json
+
+    try:
+        settings = json.loads((store.cell_dir(key) / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _natural(value) -> tuple:
+    """A sort key that orders numbers by value, then strings, then anything else (None last)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    if isinstance(value, str):
+        return (1, 0.0, value)
+    return (2, 0.0, "" if value is None else repr(value))
+
+
+def grid_order(status: "CellStatus") -> tuple:
+    """The sort key of a cell in grid order: the settings of :data:`reprior.runner.grid.AXES` in
+    their expansion order (the first slowest; widths by value, parameterisations as listed in
+    :data:`~reprior.runner.grid.PARAMETERISATIONS`); cells without readable settings last, by key."""
+    if status.settings is None:
+        return (1, (), status.key)
+    s = status.settings
+    key = []
+    for name in AXES.values():
+        value = s.get(name)
+        if name == "parameterisation" and value in PARAMETERISATIONS:
+            value = list(PARAMETERISATIONS).index(value)
+        key.append(_natural(value))
+    return (0, tuple(key), status.key)
 
 
 def _last_line(path) -> str:
@@ -53,16 +90,13 @@ def _last_line(path) -> str:
     return lines[-1] if lines else ""
 
 
-def _label(store: CellStore, key: str, job: dict | None) -> str:
+def _label(settings: dict | None, job: dict | None) -> str:
     if job and job.get("label"):
         return job["label"]
-    import json
-
-    try:
-        s = json.loads((store.cell_dir(key) / SETTINGS_FILE).read_text(encoding="utf-8"))
-        return f"{s.get('arch')} w={s.get('width')} {s.get('parameterisation')} {s.get('sampler')} seed={s.get('seed')}"
-    except (OSError, ValueError, AttributeError):
+    if settings is None:
         return ""
+    s = settings
+    return f"{s.get('arch')} w={s.get('width')} {s.get('parameterisation')} {s.get('sampler')} seed={s.get('seed')}"
 
 
 def _checkpoint_note(store: CellStore, key: str) -> str:
@@ -75,35 +109,39 @@ def _checkpoint_note(store: CellStore, key: str) -> str:
 
 def cell_status(store: CellStore, key: str, job: dict | None) -> CellStatus:
     """The :class:`CellStatus` of one cell."""
-    label, job_id = _label(store, key, job), (job or {}).get("job_id", "")
+    settings = _settings(store, key)
+    label, job_id = _label(settings, job), (job or {}).get("job_id", "")
+
+    def status(state, note=""):
+        return CellStatus(key, state, label, job_id, note, settings)
+
     state = store.state(key)
     if state.finished:
         record = store.read_record(key) or {}
         why = chain_failure({**(record.get("settings") or {}), **(record.get("metrics") or {})})
-        return CellStatus(key, "failed chains", label, job_id, why) if why else CellStatus(key, "done", label, job_id)
+        return status("failed chains", why) if why else status("done")
     if state.state == "running" or store.is_locked(key):
-        return CellStatus(key, "running", label, job_id, _checkpoint_note(store, key))
+        return status("running", _checkpoint_note(store, key))
     error = store.cell_dir(key) / ERROR_FILE
     if error.exists() or state.state == "broken":
         log = ""
         if job:
             log = _last_line(job.get("stderr", "")) or _last_line(job.get("stdout", ""))
-        note = log or _last_line(error) or state.reason
-        return CellStatus(key, "failed", label, job_id, note)
+        return status("failed", log or _last_line(error) or state.reason)
     if state.state == "missing":
-        return CellStatus(key, "pending", label, job_id, "submitted, not started" if job else "")
-    return CellStatus(key, "pending", label, job_id, _checkpoint_note(store, key) or "stopped before finishing")
+        return status("pending", "submitted, not started" if job else "")
+    return status("pending", _checkpoint_note(store, key) or "stopped before finishing")
 
 
 def sweep_status(directory) -> list[CellStatus]:
-    """Every cell of ``directory`` (on disk or submitted), sorted by state then key."""
+    """Every cell of ``directory`` (on disk or submitted), in grid order (:func:`grid_order`)."""
     store = CellStore(directory)
     jobs = read_jobs(store.root)
     keys = set(jobs)
     if store.cells_dir.is_dir():
         keys |= {d.name for d in store.cells_dir.iterdir() if d.is_dir() and not d.name.startswith(".")}
     cells = [cell_status(store, key, jobs.get(key)) for key in keys]
-    return sorted(cells, key=lambda c: (STATES.index(c.state), c.key))
+    return sorted(cells, key=grid_order)
 
 
 def add_arguments(parser) -> None:
