@@ -14,6 +14,9 @@ import math
 import warnings
 from pathlib import Path
 
+import matplotlib.colors
+import matplotlib.lines
+import matplotlib.ticker
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -25,12 +28,42 @@ from . import health
 from ._files import atomic_write
 from .comparison import RATIO_METRICS
 
-#: Line style of each parameterisation (others get matplotlib's defaults).
+#: Line style of each parameterisation (others get matplotlib's defaults): its colour where a
+#: figure shows one sampler, and always its marker and line style.
 STYLES = {
-    "standard": dict(color="tab:red", marker="o"),
-    "reprior": dict(color="tab:blue", marker="s"),
-    "reprior-sampled": dict(color="tab:green", marker="^"),
+    "standard": dict(color="tab:red", marker="o", linestyle="-"),
+    "reprior": dict(color="tab:blue", marker="s", linestyle="--"),
+    "reprior-sampled": dict(color="tab:green", marker="^", linestyle=":"),
 }
+#: Colours of the samplers where a figure shows several (in order of first appearance).
+SAMPLER_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+                  "tab:gray", "tab:olive", "tab:cyan")
+#: Registered kernels whose draws are biased (no Metropolis-Hastings correction): name -> why.
+#: Their rows and lines say so; their ESS does not measure distance to the posterior.
+BIASED_SAMPLERS = {"mclmc": "unadjusted: biased by its step size"}
+#: The legend text of a failed point (its marker is hollow).
+FAILED_LABEL = "hollow marker: failed chains"
+#: Where :attr:`matplotlib.lines.Line2D.get_gid` marks the hollow markers of failed points.
+FAILED_GID = "failed chains"
+
+
+def sampler_label(name) -> str:
+    """A sampler's name as tables and legends show it: biased kernels (:data:`BIASED_SAMPLERS`) say so."""
+    name = str(name)
+    return f"{name} (unadjusted: biased)" if name in BIASED_SAMPLERS else name
+
+
+def noise_label(noise_std, dataset=None) -> str:
+    """``noise_std 0.1 (standardised y)``: the noise and the units it is in, those of the targets
+    as the data set's loader gives them (:mod:`reprior.data`): standardised for diabetes, and for
+    csv and npz unless loaded with ``standardise=False``; one-hot minus 0.1 for digits and
+    cifar10; raw for synthetic (Var f about 1)."""
+    if noise_std is None:
+        return ""
+    units = {"diabetes": "standardised y", "csv": "standardised y", "npz": "standardised y",
+             "digits": "one-hot y", "cifar10": "one-hot y", "synthetic": "raw y"}.get(dataset, "units of y")
+    return f"noise_std {noise_std:g} ({units})" if isinstance(noise_std, (int, float)) else \
+        f"noise_std {noise_std} ({units})"
 
 
 def _plain_labels() -> FuncFormatter:
@@ -73,96 +106,211 @@ def _failed_cells(rows: list[dict]) -> set[tuple]:
             for r in rows if health.chain_failure(r)}
 
 
-def _mark_failed(ax, entries, metric, failed: set[tuple], *, skip=(), baseline_failed=False) -> bool:
-    """Red crosses over the points of ``entries`` whose cells (or, with ``baseline_failed``,
-    whose standard baseline) have failed chains; True if any was drawn."""
-    xs, ys = [], []
-    for e in entries:
-        if e["parameterisation"] in skip:
-            continue
-        width = dg.as_number(e["width"])
-        own = (comparison.comparison_key(e), width, e["parameterisation"]) in failed
-        base = baseline_failed and (comparison.comparison_key(e), width, comparison.BASELINE) in failed
-        value = dg.as_number(e.get(metric))
-        if (own or base) and np.isfinite(width) and np.isfinite(value) and value > 0:
-            xs.append(width)
-            ys.append(value)
-    if xs:
-        ax.plot(xs, ys, linestyle="none", marker="x", markersize=11, markeredgewidth=2, color="red",
-                label="failed chains", zorder=5)
-    return bool(xs)
+_TITLE_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "noise_std", "sampler", "num_chains",
+               "num_samples")
 
 
-def group_title(key: tuple) -> str:
-    """Short label of a comparison group (:data:`reprior.comparison.COMPARISON_KEYS` values)."""
-    s = dict(zip(comparison.COMPARISON_KEYS, key, strict=True))
-    parts = [f"{s['arch'] or '?'} depth {s['depth']}", s["activation"], s["dataset"],
-             f"n={s['n_train']}" if s["n_train"] is not None else None, s["sampler"],
-             f"{s['num_chains']}x{s['num_samples']}" if s["num_chains"] is not None else None]
+def _title(s: dict) -> str:
+    """Short label of the settings in ``s`` (any of :data:`reprior.comparison.COMPARISON_KEYS`)."""
+    parts = [f"{s.get('arch') or '?'} depth {s.get('depth')}" if "arch" in s else None, s.get("activation"),
+             s.get("dataset"), f"n={s['n_train']}" if s.get("n_train") is not None else None,
+             noise_label(s.get("noise_std"), s.get("dataset")) if s.get("noise_std") is not None else None,
+             sampler_label(s["sampler"]) if s.get("sampler") is not None else None,
+             f"{s['num_chains']}x{s['num_samples']}" if s.get("num_chains") is not None else None]
     return ", ".join(str(p) for p in parts if p not in (None, ""))
 
 
-def _groups(entries: list[dict]) -> dict[tuple, list[dict]]:
+def group_title(key: tuple) -> str:
+    """Short label of a comparison group (:data:`reprior.comparison.COMPARISON_KEYS` values),
+    the noise with its units (:func:`noise_label`) and biased samplers marked (:func:`sampler_label`)."""
+    return _title(dict(zip(comparison.COMPARISON_KEYS, key, strict=True)))
+
+
+def target_title(key: tuple) -> str:
+    """Short label of a target (:data:`reprior.comparison.TARGET_KEYS` values): what the samplers sampled."""
+    return _title(dict(zip(comparison.TARGET_KEYS, key, strict=True)))
+
+
+def _panels(entries: list[dict]) -> dict[tuple, list[dict]]:
+    """Seed-averaged entries by target (:func:`reprior.comparison.target_key`): one panel each."""
     out: dict[tuple, list[dict]] = {}
     for entry in entries:
-        out.setdefault(comparison.comparison_key(entry), []).append(entry)
+        out.setdefault(comparison.target_key(entry), []).append(entry)
     return out
 
 
-def _lines(ax, entries, metric, *, label_suffix="", skip=()):
-    """One line per parameterisation: seed-averaged ``metric`` against width."""
-    by_param: dict[str, list[dict]] = {}
+_CHAIN_KEYS = ("num_chains", "num_warmup", "num_samples")
+
+
+def _series(entries: list[dict], skip=()) -> dict[tuple, list[dict]]:
+    """Entries by series: (comparison group, parameterisation), one line each, in order of appearance."""
+    out: dict[tuple, list[dict]] = {}
     for entry in entries:
-        by_param.setdefault(entry["parameterisation"], []).append(entry)
-    drawn = False
-    for param, items in by_param.items():
-        if param in skip:
-            continue
+        if entry["parameterisation"] not in skip:
+            out.setdefault((comparison.comparison_key(entry), entry["parameterisation"]), []).append(entry)
+    return out
+
+
+class _Styles:
+    """Colour per sampler where a figure shows several (else per parameterisation, :data:`STYLES`);
+    marker and line style per parameterisation."""
+
+    def __init__(self, entries: list[dict]):
+        self.samplers = list(dict.fromkeys(str(e.get("sampler")) for e in entries))
+
+    def __call__(self, entry: dict) -> dict:
+        style = dict(STYLES.get(entry["parameterisation"], {}))
+        if len(self.samplers) > 1:
+            style["color"] = SAMPLER_COLORS[self.samplers.index(str(entry.get("sampler"))) % len(SAMPLER_COLORS)]
+        return style
+
+
+def _series_label(group: tuple, param: str, varying: set) -> str:
+    """``sampler, parameterisation`` (and the chain settings or other group settings that vary
+    between the lines of the axes)."""
+    s = dict(zip(comparison.COMPARISON_KEYS, group, strict=True))
+    parts = [sampler_label(s["sampler"])] if "sampler" in varying else []
+    parts.append(param)
+    if varying & set(_CHAIN_KEYS):
+        parts.append(f"{s['num_chains']}x{s['num_warmup']}+{s['num_samples']}")
+    others = varying - {"sampler", *_CHAIN_KEYS}
+    if others:
+        parts.append(_title({k: s[k] for k in comparison.COMPARISON_KEYS if k in others}))
+    return ", ".join(str(p) for p in parts if p)
+
+
+def _varying(series: dict[tuple, list[dict]]) -> set:
+    """The comparison settings that differ between the series."""
+    groups = {group for group, _ in series}
+    return {k for i, k in enumerate(comparison.COMPARISON_KEYS) if len({g[i] for g in groups}) > 1}
+
+
+def _lines(ax, entries, metric, failed: set[tuple], *, skip=(), styles=None, baseline_failed=False,
+           varying=None) -> tuple[list[float], list[str]]:
+    """One line per series (:func:`_series`): seed-averaged ``metric`` against width; a point whose
+    cells (or, with ``baseline_failed``, whose standard baseline) have failed chains is drawn as a
+    hollow marker (white inside, gid :data:`FAILED_GID`), so nothing is drawn over it.
+
+    Returns ``(widths drawn, labels of the series without a finite positive value)``."""
+    styles = styles or _Styles(entries)
+    series = _series(entries, skip)
+    varying = _varying(series) if varying is None else varying
+    drawn, missing = [], []
+    for (group, param), items in series.items():
         widths = np.array([dg.as_number(e["width"]) for e in items])
-        values = np.array([dg.as_number(e[metric]) for e in items])
+        values = np.array([dg.as_number(e.get(metric)) for e in items])
         ok = np.isfinite(widths) & np.isfinite(values) & (values > 0)
-        if ok.any():
-            ax.plot(widths[ok], values[ok], label=f"{param}{label_suffix}", **STYLES.get(param, {}))
-            drawn = True
-    return drawn
+        label = _series_label(group, param, varying)
+        if not ok.any():
+            missing.append(label)
+            continue
+        order = np.argsort(widths[ok])
+        xs, ys = widths[ok][order], values[ok][order]
+        bad = np.array([(group, w, param) in failed
+                        or (baseline_failed and (group, w, comparison.BASELINE) in failed) for w in xs])
+        style = styles(items[0])
+        (line,) = ax.plot(xs, ys, label=label, markevery=[i for i in range(len(xs)) if not bad[i]], **style)
+        if bad.any():
+            ax.plot(xs[bad], ys[bad], linestyle="none", marker=style.get("marker", "o"),
+                    markerfacecolor="white", markeredgecolor=line.get_color(), markeredgewidth=1.5,
+                    markersize=line.get_markersize() + 1, zorder=line.get_zorder() + 1, gid=FAILED_GID,
+                    label="_failed")
+        drawn.extend(xs.tolist())
+    return drawn, missing
 
 
-def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True):
+def _width_axis(ax, widths) -> None:
+    """A log2 width axis with a tick at each width drawn, labelled plainly; one width gets a range
+    of an octave and a half around it rather than matplotlib's default."""
     ax.set_xscale("log", base=2)
+    widths = sorted({float(w) for w in widths if np.isfinite(w) and w > 0})
+    if not widths:
+        return
+    ax.set_xticks(widths, [f"{w:g}" for w in widths])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if len(widths) == 1:
+        ax.set_xlim(widths[0] / 2 ** 0.75, widths[0] * 2 ** 0.75)
+
+
+def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True, widths=()):
+    _width_axis(ax, widths)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(_wrap(ylabel, 36))
+    ax.set_title(_wrap(title, 60), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        unique = dict(zip(labels, handles))  # "failed chains" once, however many groups have some
-        ax.legend(list(unique.values()), list(unique), fontsize=8)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend below the panels: every labelled line of ``axes`` once, and the hollow marker's
+    meaning where a panel has one (so no legend covers a line)."""
+    unique, failed = {}, False
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        unique.update({label: h for label, h in zip(labels, handles) if not label.startswith("_")
+                       and label not in unique})
+        failed |= any(line.get_gid() == FAILED_GID for line in ax.get_lines())
+    if failed:
+        unique[FAILED_LABEL] = matplotlib.lines.Line2D([], [], linestyle="none", marker="o", color="0.3",
+                                                       markerfacecolor="white")
+    if unique:
+        ncols = max(1, min(len(unique), len(axes), 3))
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + 0.17 * math.ceil(len(unique) / ncols))  # room for the legend
+        fig.legend(list(unique.values()), list(unique), loc="outside lower center", fontsize=8, ncols=ncols,
+                   frameon=False)
 
 
 def _empty(ax, message="no finite values"):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
 
 
-def plot_metric_vs_width(rows: list[dict], path, *, metric: str = "ess_per_grad_pred", ylabel: str | None = None,
-                         logy: bool = True, reference: float | None = None) -> Path:
-    """``metric`` (averaged over seeds) against width, one panel per comparison group and
-    one line per parameterisation; log-log by default.  ``reference`` draws a dashed
-    horizontal line (e.g. 1.01 for R-hat)."""
-    groups = _groups(comparison.average_over_seeds(rows, [metric]))
+MISSING_GID = "no finite value"
+
+
+def _note_missing(ax, missing: list[str]) -> None:
+    """Name the lines left out of ``ax`` for want of a finite positive value: an empty line (gid
+    :data:`MISSING_GID`) whose legend entry says so."""
+    for label in missing:
+        ax.plot([], [], linestyle="none", label=f"{label}: no finite value", gid=MISSING_GID)
+
+
+def metric_figure(rows: list[dict], *, metric: str = "ess_per_grad_pred", ylabel: str | None = None,
+                  logy: bool = True, reference: tuple[str, float] | None = None, sharey: bool = False) -> Figure:
+    """The figure of :func:`plot_metric_vs_width`, not saved."""
+    entries = comparison.average_over_seeds(rows, [metric])
+    panels = _panels(entries)
     failed = _failed_cells(rows)
-    fig, axes = _new_figure(max(len(groups), 1))
-    for ax, (key, entries) in zip(axes, groups.items()):
-        if not _lines(ax, entries, metric):
+    fig, axes = _new_figure(max(len(panels), 1), width=4.8, height=3.6, sharey=sharey)
+    styles = _Styles(entries)
+    for ax, (key, members) in zip(axes, panels.items()):
+        widths, missing = _lines(ax, members, metric, failed, styles=styles,
+                                 varying=_varying(_series(members)) | {"sampler"})
+        if not widths:
             _empty(ax)
-        _mark_failed(ax, entries, metric, failed)
+        else:
+            _note_missing(ax, missing)
         if reference is not None:
-            ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
-        _finish(ax, ylabel=ylabel or metric, title=group_title(key), logy=logy)
-    if not groups:
+            ax.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=reference[0])
+        _finish(ax, ylabel=ylabel or metric, title=target_title(key), logy=logy,
+                widths=[dg.as_number(e["width"]) for e in members])
+    if not panels:
         _empty(axes[0], "no cells")
-    return _save(fig, path)
+    _figure_legend(fig, axes)
+    return fig
+
+
+def plot_metric_vs_width(rows: list[dict], path, *, metric: str = "ess_per_grad_pred", ylabel: str | None = None,
+                         logy: bool = True, reference: tuple[str, float] | None = None,
+                         sharey: bool = False) -> Path:
+    """``metric`` (averaged over seeds) against width: one panel per target (network and data,
+    :func:`reprior.comparison.target_key`) and on it one line per sampler and parameterisation,
+    so samplers share an axis; log-log by default.  A point whose chains failed
+    (:func:`reprior.health.chain_failure`) is a hollow marker.  ``reference``: ``(label, value)``
+    drawn as a dashed horizontal line.  ``sharey``: one y axis for every panel."""
+    return _save(metric_figure(rows, metric=metric, ylabel=ylabel, logy=logy, reference=reference,
+                               sharey=sharey), path)
 
 
 def plot_ess_per_grad(rows: list[dict], path, *, group: str = "pred") -> Path:
@@ -171,33 +319,51 @@ def plot_ess_per_grad(rows: list[dict], path, *, group: str = "pred") -> Path:
                                 ylabel=f"bulk ESS / gradient evaluation ({group})")
 
 
+def rhat_figure(rows: list[dict]) -> Figure:
+    """The figure of :func:`plot_rhat`, not saved."""
+    return metric_figure(rows, metric="rhat_max", ylabel="max R-hat", logy=False, sharey=True,
+                         reference=(f"R-hat {health.MAX_RHAT:g}: the failure rule", health.MAX_RHAT))
+
+
 def plot_rhat(rows: list[dict], path) -> Path:
-    """Maximum R-hat over all groups against width, with the 1.01 threshold dashed."""
-    return plot_metric_vs_width(rows, path, metric="rhat_max", ylabel="max R-hat", logy=False, reference=1.01)
+    """Maximum R-hat over all groups against width, one y axis for all panels, with the threshold
+    of the failure rule (:data:`reprior.health.MAX_RHAT`) dashed."""
+    return _save(rhat_figure(rows), path)
+
+
+def ratio_figure(rows: list[dict], *, metrics=RATIO_METRICS) -> Figure:
+    """The figure of :func:`plot_ratio`, not saved."""
+    averaged = comparison.ratio_to_baseline(comparison.average_over_seeds(rows, metrics), metrics)
+    failed = _failed_cells(rows)
+    fig, axes = _new_figure(len(metrics), width=4.8, height=3.6)
+    styles = _Styles(averaged)
+    series = _series(averaged, skip=(comparison.BASELINE,))
+    varying = _varying(series)
+    if len(styles.samplers) > 1:
+        varying |= {"sampler"}
+    for ax, metric, title in zip(axes, metrics, _RATIO_TITLES + tuple(metrics[3:]), strict=False):
+        widths, missing = _lines(ax, averaged, f"ratio_{metric}", failed, skip=(comparison.BASELINE,),
+                                 styles=styles, baseline_failed=True, varying=varying)
+        if not widths:
+            _empty(ax)
+        else:
+            _note_missing(ax, missing)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        _finish(ax, ylabel="repriorised / standard", title=f"ESS ratio {title}",
+                widths=[dg.as_number(e["width"]) for e in averaged])
+        ax.yaxis.set_major_formatter(_plain_labels())
+        ax.yaxis.set_minor_formatter(_MinorLogLabels())
+    _figure_legend(fig, axes)
+    return fig
 
 
 def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
     """Ratio repriorised / standard of ``metrics`` (per draw, per gradient, per second)
     against width: one panel per metric, one line per (comparison group, repriorised
-    parameterisation); dashed line at 1.  A red cross marks a ratio whose cell or whose
-    standard baseline has failed chains (:func:`reprior.health.chain_failure`)."""
-    averaged = comparison.ratio_to_baseline(comparison.average_over_seeds(rows, metrics), metrics)
-    groups = _groups(averaged)
-    failed = _failed_cells(rows)
-    fig, axes = _new_figure(len(metrics))
-    for ax, metric, title in zip(axes, metrics, _RATIO_TITLES + tuple(metrics[3:]), strict=False):
-        drawn = False
-        for key, entries in groups.items():
-            suffix = f" ({group_title(key)})" if len(groups) > 1 else ""
-            drawn |= _lines(ax, entries, f"ratio_{metric}", label_suffix=suffix, skip=(comparison.BASELINE,))
-            _mark_failed(ax, entries, f"ratio_{metric}", failed, skip=(comparison.BASELINE,), baseline_failed=True)
-        if not drawn:
-            _empty(ax)
-        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-        _finish(ax, ylabel="repriorised / standard", title=f"ESS ratio {title}")
-        ax.yaxis.set_major_formatter(_plain_labels())
-        ax.yaxis.set_minor_formatter(_MinorLogLabels())
-    return _save(fig, path)
+    parameterisation), coloured by sampler where there are several; dashed line at 1.  A hollow
+    marker is a ratio whose cell or whose standard baseline has failed chains
+    (:func:`reprior.health.chain_failure`)."""
+    return _save(ratio_figure(rows, metrics=metrics), path)
 
 
 # -- per-cell trace and rank plots -------------------------------------------------------
@@ -238,16 +404,48 @@ def plot_trace(idata, path, *, num: int = 3, projection_seed: int = 0, title: st
     """
     from . import _arviz
 
+    return _save(trace_figure(idata, num=num, projection_seed=projection_seed, title=title), path)
+
+
+def trace_figure(idata, *, num: int = 3, projection_seed: int = 0, title: str = "") -> Figure:
+    """The figure of :func:`plot_trace`, not saved: per group a density panel (x: the projection's
+    value) and a trace panel (x: the draw after warm-up), and one legend naming the colours
+    (projections) and line styles (chains)."""
+    from . import _arviz
+
     dataset = _projection_dataset(idata, num, projection_seed)
     names = list(dataset.data_vars)
-    fig = Figure(figsize=(10, 2.2 * len(names)), layout="constrained")
+    fig = Figure(figsize=(11, 2.4 * len(names) + 0.4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(names), 2, squeeze=False)
     with _quiet_arviz():
         _arviz.plot_trace(dataset, axes)
+    for row, name in zip(axes, names, strict=True):
+        row[0].set_xlabel(f"{name} (value)", fontsize=9)
+        row[0].set_ylabel("density", fontsize=9)
+        row[1].set_xlabel("draw (after warm-up)", fontsize=9)
+        row[1].set_ylabel("value", fontsize=9)
+    handles = _trace_legend(axes[0][1])
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return fig
+
+
+def _trace_legend(ax) -> list:
+    """Proxy handles for the trace panel's lines: one per colour (projection), one per line style (chain)."""
+    colors, styles = {}, {}
+    for line in ax.get_lines():
+        colors.setdefault(matplotlib.colors.to_hex(line.get_color()), None)
+        styles.setdefault(line.get_linestyle(), None)
+    if not colors:
+        return []
+    handles = [matplotlib.lines.Line2D([], [], color=c, label=f"projection {i}") for i, c in enumerate(colors)]
+    if len(styles) > 1 or colors:
+        handles += [matplotlib.lines.Line2D([], [], color="0.2", linestyle=ls, label=f"chain {i}")
+                    for i, ls in enumerate(styles)]
+    return handles
 
 
 def plot_rank(idata, path, *, num: int = 2, projection_seed: int = 0, title: str = "") -> Path:
@@ -301,36 +499,113 @@ def plot_sbc_ranks(names, counts, rejected, p_values, path, *, title: str = "") 
     return _save(fig, path)
 
 
-def plot_width_lines(lines: list[dict], path, *, ylabel: str, logy: bool = True,
-                     references: list[tuple[str, float]] = ()) -> Path:
-    """Prepared lines against width (log2 x axis): each ``line`` has ``label``, ``parameterisation``
-    (for the style), ``widths``, ``mean``, ``low`` and ``high`` (arrays; a band is drawn
-    between ``low`` and ``high``); ``references`` are ``(label, value)`` dashed horizontal lines.
-    On a log y axis non-positive values are left out.  Used by :mod:`reprior.report_limits`."""
-    fig, axes = _new_figure(1, width=5.2, height=3.6)
+def _common_label(labels: list[str]) -> str:
+    """The comma-separated parts that ``labels`` share, in order (``"all cells"`` if none): the
+    label of lines that coincide."""
+    if len(set(labels)) == 1:
+        return labels[0]
+    split = [[p.strip() for p in label.split(",")] for label in labels]
+    common = [p for p in split[0] if all(p in other for other in split[1:])]
+    return ", ".join(common) if common else "all cells"
+
+
+def merge_identical_lines(lines: list[dict]) -> list[dict]:
+    """``lines`` (as :func:`plot_width_lines` takes them) with coinciding ones drawn once: lines
+    with the same widths, mean, low and high (an estimate that does not depend on the
+    parameterisation or the sampler, such as the SMC KL) merge into the first, labelled with
+    what their labels share (:func:`_common_label`), with ``merged`` the number merged."""
+    out, members = [], []
+    for line in lines:
+        arrays = [np.asarray(line[k], float) for k in ("widths", "mean", "low", "high")]
+        for i, kept in enumerate(out):
+            other = [np.asarray(kept[k], float) for k in ("widths", "mean", "low", "high")]
+            if all(a.shape == b.shape and np.array_equal(a, b, equal_nan=True) for a, b in zip(arrays, other)):
+                members[i].append(line)
+                break
+        else:
+            out.append(dict(line))
+            members.append([line])
+    for line, group in zip(out, members, strict=True):
+        if len(group) > 1:
+            line["label"] = _common_label([str(m["label"]) for m in group])
+            params = {m.get("parameterisation") for m in group}
+            if len(params) > 1:
+                line["parameterisation"] = None
+        line["merged"] = len(group)
+    return out
+
+
+def _wrap(text: str, width: int = 42) -> str:
+    """``text`` on lines of at most ``width`` characters (an axis label that fits its axis)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _split_common(labels: list[str]) -> tuple[str, list[str]]:
+    """``(what every label says, what each says besides)``: the shared comma-separated parts
+    become a title, so that legend entries stay short."""
+    if len(labels) < 2:
+        return "", labels
+    common = _common_label(labels)
+    if common == "all cells":
+        return "", labels
+    shared = set(common.split(", "))
+    rest = [", ".join(p for p in (q.strip() for q in label.split(",")) if p not in shared) or label
+            for label in labels]
+    return common, rest
+
+
+def width_lines_figure(lines: list[dict], *, ylabel: str, logy: bool = True,
+                       references: list[tuple[str, float]] = ()) -> Figure:
+    """The figure of :func:`plot_width_lines`, not saved."""
+    lines = merge_identical_lines(lines)
+    title, labels = _split_common([str(line["label"]) for line in lines])
+    lines = [dict(line, label=label) for line, label in zip(lines, labels, strict=True)]
+    by_value: dict[float, list[str]] = {}
+    for label, value in references:  # one NNGP line per value, however many groups share it
+        by_value.setdefault(float(value), []).append(str(label))
+    references = [(_common_label(labels), value) for value, labels in by_value.items()]
+    fig, axes = _new_figure(1, width=6.0, height=4.2)
     ax = axes[0]
-    drawn = False
+    drawn, widths_drawn = False, []
     for i, line in enumerate(lines):
         widths, mean = np.asarray(line["widths"], float), np.asarray(line["mean"], float)
         low, high = np.asarray(line["low"], float), np.asarray(line["high"], float)
         ok = np.isfinite(widths) & np.isfinite(mean) & ((mean > 0) if logy else True)
         if not ok.any():
             continue
-        style = dict(STYLES.get(line.get("parameterisation"), {}))
-        if i >= len(STYLES):
-            style.pop("color", None)
+        style = dict(STYLES.get(line.get("parameterisation"), dict(marker="D", linestyle="-")))
+        style["color"] = SAMPLER_COLORS[i % len(SAMPLER_COLORS)] if len(lines) > 1 else style.get("color", "k")
         ax.plot(widths[ok], mean[ok], label=line["label"], **style)
         band = ok & np.isfinite(low) & np.isfinite(high) & ((low > 0) if logy else True)
         if band.sum() > 1:
             ax.fill_between(widths[band], low[band], high[band], alpha=0.15, color=style.get("color"))
         drawn = True
+        widths_drawn.extend(widths[ok].tolist())
     for label, value in references:
         if np.isfinite(value) and (value > 0 or not logy):
+            parts = [p.strip() for p in label.split(",")]
+            if title and parts[0] == "NNGP" and set(parts[1:]) <= set(title.split(", ")):
+                label = "NNGP"  # its group is the title's
             ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
     if not drawn:
         _empty(ax)
-    _finish(ax, ylabel=ylabel, logy=logy)
-    return _save(fig, path)
+    _finish(ax, ylabel=ylabel, title=title, logy=logy, widths=widths_drawn)
+    _figure_legend(fig, [ax])  # below the axes: long labels never cover the lines
+    return fig
+
+
+def plot_width_lines(lines: list[dict], path, *, ylabel: str, logy: bool = True,
+                     references: list[tuple[str, float]] = ()) -> Path:
+    """Prepared lines against width (log2 x axis): each ``line`` has ``label``, ``parameterisation``
+    (for the marker and line style), ``widths``, ``mean``, ``low`` and ``high`` (arrays; a band is
+    drawn between ``low`` and ``high``); ``references`` are ``(label, value)`` dashed horizontal
+    lines.  Coinciding lines (and references of one value) are drawn once
+    (:func:`merge_identical_lines`); the legend goes below the axes and a long ``ylabel`` is
+    wrapped, so nothing is cut off.  On a log y axis non-positive values are left out.  Used by
+    :mod:`reprior.report_limits`."""
+    return _save(width_lines_figure(lines, ylabel=ylabel, logy=logy, references=references), path)
 
 
 # -- cost to accuracy ----------------------------------------------------------------------

@@ -186,11 +186,15 @@ def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
 
 
 def _sampler_headline(entries: list[dict]) -> str:
-    """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s ratio."""
+    """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s
+    ratio, among the exact kernels whose chains did not fail (biased ones are never best)."""
+    from .plots import BIASED_SAMPLERS
+
     sentences = []
+    biased = sorted({str(e["sampler"]) for e in entries if str(e["sampler"]) in BIASED_SAMPLERS})
     for width in dict.fromkeys(e["width"] for e in entries):
         others = [e for e in entries if e["width"] == width and (e["parameterisation"], e["sampler"]) != comparison.REFERENCE
-                  and not e.get("chains") and not e.get("baseline_failed")]
+                  and not e.get("chains") and not e.get("baseline_failed") and str(e["sampler"]) not in BIASED_SAMPLERS]
         parts = []
         for metric, what in (("ess_per_eval_pred", "ESS/eval"), ("ess_per_second_pred", "ESS/s")):
             finite = [e for e in others if math.isfinite(e[f"vs_reference_{metric}"])]
@@ -200,6 +204,11 @@ def _sampler_headline(entries: list[dict]) -> str:
                              f"(`{best['parameterisation']}` `{best['sampler']}`)")
         if parts:
             sentences.append(f"Width {width}, best against standard NUTS: " + ", ".join(parts) + ".")
+    if biased:
+        sentences.append(", ".join(f"`{name}`" for name in biased) + " "
+                         + ("is" if len(biased) == 1 else "are") + " left out of the best ("
+                         + "; ".join(BIASED_SAMPLERS[name] for name in biased)
+                         + "): an ESS of biased draws does not measure the distance to the posterior.")
     return " ".join(sentences)
 
 
@@ -241,6 +250,11 @@ def _versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "reprior": __version__,
             **{name: version(name) for name in ("jax", "jaxlib", "numpyro", "arviz", "numpy", "matplotlib")}}
+
+
+def _commands(command: str) -> list[str]:
+    """The distinct commands of ``command`` (one per line), each once, in order; spaces normalised."""
+    return list(dict.fromkeys(" ".join(line.split()) for line in str(command or "").splitlines() if line.strip()))
 
 
 def _this_machine() -> str:
@@ -396,8 +410,10 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
     rows' ``b2_*`` figures and the error curves ``out_dir/cells/<cell>/accuracy.csv``.
     Every file is written atomically.  Cells whose chains failed
     (:func:`reprior.health.chain_failure`) are marked in the tables (``chains``
-    column), in ``summary.csv`` (``chain_failure``) and in the plots (red
-    crosses); a ratio over a failed standard cell carries a dagger.  One-chain
+    column), in ``summary.csv`` (``chain_failure``) and in the plots (hollow
+    markers); a ratio over a failed standard cell carries a dagger.  Biased kernels
+    (:data:`reprior.plots.BIASED_SAMPLERS`, e.g. unadjusted MCLMC) are labelled as such in
+    tables and legends, and never named best.  One-chain
     cells get no rank plot and their R-hat reads ``n/a (1 chain)``.
 
     Returns:
@@ -455,11 +471,17 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 def _format_entry(entry: dict, key: str) -> str:
-    """A table cell: R-hat of one-chain cells explained, ratios over a failed baseline flagged."""
+    """A table cell: R-hat of one-chain cells explained, ratios over a failed baseline flagged,
+    biased kernels named so (:func:`reprior.plots.sampler_label`)."""
+    from .plots import BIASED_SAMPLERS, sampler_label
+
     if key == "parameterisation":
         return str(entry[key])
+    if key == "sampler":
+        return sampler_label(entry[key])
     if key == "chains":
-        return entry.get("chains") or "ok"
+        biased = BIASED_SAMPLERS.get(str(entry.get("sampler")))
+        return "; ".join(t for t in (entry.get("chains") or "ok", biased and f"biased kernel ({biased})") if t)
     if key == "rhat_max" and entry.get("single_chain"):
         return "n/a (1 chain)"
     text = format_number(entry.get(key))
@@ -470,7 +492,7 @@ def _format_entry(entry: dict, key: str) -> str:
 
 def _build(rows, command, files, traces, title, samplers, skipped_cells=(), opening: _Doc | None = None) -> _Doc:
     """The report document; ``opening`` (the "Cost to accuracy" section) comes first, after the warnings."""
-    from .plots import group_title
+    from .plots import group_title, target_title
 
     doc = _Doc()
     doc.heading(1, title)
@@ -482,8 +504,8 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
         doc.para(f"Warning: {len(failed)} of {len(rows)} cells have failed chains (acceptance below "
                  f"{health.MIN_ACCEPT}, over {health.MAX_BAD_FRACTION:.0%} of draws divergent or non-finite, "
                  f"or R-hat above {health.MAX_RHAT} with two or more chains): their ESS does not measure mixing. "
-                 "They are marked FAILED in the `chains` column, `chain_failure` in `summary.csv`, and red "
-                 "crosses in the plots; a ratio over a failed standard cell is marked \u2020.")
+                 "They are marked FAILED in the `chains` column, `chain_failure` in `summary.csv`, and hollow "
+                 "markers in the plots; a ratio over a failed standard cell is marked \u2020.")
     if skipped_cells:
         doc.para(f"Warning: {len(skipped_cells)} cells were left out of this report:")
         doc.bullets(skipped_cells)
@@ -492,8 +514,8 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
     if opening is not None:
         doc.blocks.extend(opening.blocks)
     doc.heading(2, "Provenance")
-    doc.para("Command:")
-    doc.code(command)
+    doc.para("Command:" if len(_commands(command)) < 2 else "Commands:")
+    doc.code("\n".join(_commands(command)))
     sampled_on = _distinct(rows, "machine")
     versions = _versions()
     items = [f"Sampling machine: {'; '.join(sampled_on) if sampled_on else 'not recorded in the rows'}",
@@ -512,7 +534,10 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
              "ESS is ArviZ's bulk ESS, median over the test-prediction projections (`pred`) or theta "
              "projections (`theta`); ESS/draw, ESS/grad and ESS/s divide the median `pred` ESS by the "
              "draws, the sampling-phase gradient evaluations and the sampling seconds. `ratio/*` is the "
-             "seed-averaged figure of the row divided by that of `standard` at the same width.")
+             "seed-averaged figure of the row divided by that of `standard` at the same width. `noise_std` in "
+             "the headings is in the units of the targets as loaded: standardised (unit variance on the "
+             "training points) for diabetes, and for csv and npz unless `standardise = false`; one-hot minus "
+             "0.1 for digits and cifar10; raw for synthetic.")
     for key, entries in tables:
         doc.heading(3, group_title(key) or "all cells")
         headline = _headline(entries)
@@ -534,11 +559,10 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
                  "weights themselves (random projections of theta): with the readout drawn exactly, the "
                  "test predictions inherit its independent draws and can mix faster than the hidden weights.")
         for key, entries in samplers:
-            doc.heading(3, ", ".join(f"{k}={v}" for k, v in zip(comparison.TARGET_KEYS, key, strict=True) if v is not None))
+            doc.heading(3, target_title(key) or "all cells")
             doc.para(_sampler_headline(entries))
             doc.table([h for _, h in SAMPLER_COLUMNS],
-                      [[str(e[k]) if k == "sampler" else _format_entry(e, k) for k, _ in SAMPLER_COLUMNS]
-                       for e in entries])
+                      [[_format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
         doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
