@@ -184,7 +184,8 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
     reference, failure, reference_seconds, rid = references.cell_reference(s, bnn, data, options, out_root, say=say)
     accuracy, curve = references.score_cell(idata, reference, failure, options["b2_threshold"], rid)
     metrics.update(accuracy)
-    info = {**run_info(idata), "keep": keep, "wall_seconds": wall, "host": platform.node(),
+    info = {**run_info(idata), "keep": keep, "num_train": data.n_train, "num_test": data.n_test,
+            "wall_seconds": wall, "host": platform.node(),
             "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), **limits_info,
             "reference_seconds": reference_seconds, "accuracy_curve": curve}
     return idata, metrics, info
@@ -272,14 +273,14 @@ _NOT_REFERENCE_SETTINGS = frozenset({"parameterisation", "readout", "sampler", "
 def _plan_line(all_cells, cells, skipped, todo, shard, root, reference: str = "off") -> str:
     where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
     iterations = sum(grid_mod.iterations(c.settings) for c in todo)
-    grads = sum(grid_mod.estimate_grad_evals(c.settings) for c in todo)
+    grads = grid_mod.describe_grad_evals(c.settings for c in todo)
     settings = len({json.dumps({k: v for k, v in c.settings.items() if k not in _NOT_REFERENCE_SETTINGS},
                                sort_keys=True, default=str) for c in todo})
     extra = (f"; plus the reference posteriors of up to {settings} settings, each built once under "
              f"{Path(root) / references.REFERENCES_DIR} unless already there" if reference == "auto" and todo else "")
     return (f"reprior sweep: {len(all_cells)} cells in the grid, {where}{len(cells)} to do here, "
-            f"{len(skipped)} already finished, {len(todo)} to run ({iterations:,} iterations, about "
-            f"{grads:,} gradient evaluations{extra}); output in {root}")
+            f"{len(skipped)} already finished, {len(todo)} to run ({iterations:,} iterations, "
+            f"{grads}{extra}); output in {root}")
 
 
 def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | None = None, command: str = "",
@@ -493,6 +494,9 @@ def report_rows(store: CellStore, finished: dict[str, dict] | None = None) \
     for key, record in (store.finished() if finished is None else finished).items():
         s, info = record["settings"], record.get("info", {})
         row = {name: s.get(name) for name in SETTINGS_COLUMNS}
+        for name, count in (("n_train", "num_train"), ("n_test", "num_test")):  # the data set's default or
+            if not isinstance(row[name], int) and isinstance(info.get(count), int):  # "all": the number it gave
+                row[name] = info[count]
         row.update(current_metrics(store, key, record, data_cache))
         row["cell"] = key
         row.update({name: s[name] for name in _EXTRA_SETTINGS if name in s})
