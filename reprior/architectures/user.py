@@ -101,8 +101,8 @@ class FeatureArchitecture(Architecture):
     (``init`` and ``features`` are the methods every architecture has).
     """
 
-    init_fn: Callable = hyperparameter(_callable)
-    features_fn: Callable = hyperparameter(_callable)
+    init_fn: Callable = hyperparameter(lambda name, value: _callable("init", value))
+    features_fn: Callable = hyperparameter(lambda name, value: _callable("features", value))
     name: str = hyperparameter(_name)
     width: int = hyperparameter(_checks.nonnegative_int, 0)
     depth: int = hyperparameter(_checks.nonnegative_int, 0)
