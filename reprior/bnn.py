@@ -193,11 +193,23 @@ class BNN:
 
 
 # -- the network ----------------------------------------------------------------------------
+def _jsonable(value):
+    """A setting JSON cannot hold: a function as ``{"callable": "module.qualname"}``, else its repr."""
+    if callable(value):
+        return {"callable": f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"}
+    return {"repr": repr(value)}
+
+
 def describe_arch(arch) -> dict:
-    """``{"arch_class": "module.QualName", "arch_settings": JSON of every hyperparameter}`` of ``arch``."""
+    """``{"arch_class": "module.QualName", "arch_settings": JSON of every hyperparameter}`` of ``arch``.
+
+    A setting JSON cannot hold (the functions of a
+    :class:`~reprior.architectures.FeatureArchitecture`) is recorded by name
+    (``{"callable": "module.qualname"}``), which identifies the network but cannot rebuild it.
+    """
     settings = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)}
     return {"arch_class": f"{type(arch).__module__}.{type(arch).__qualname__}",
-            "arch_settings": json.dumps(settings, sort_keys=True)}
+            "arch_settings": json.dumps(settings, sort_keys=True, default=_jsonable)}
 
 
 def _architecture_classes() -> dict:
@@ -224,7 +236,12 @@ def arch_from_attrs(attrs, name: str = "idata"):
     if cls is None:
         raise _checks.fail(name, f"a network of a loaded architecture class ({', '.join(sorted(classes))}; "
                                  "import the module of your own first)", str(attrs["arch_class"]))
+    settings = json.loads(str(attrs["arch_settings"]))
+    unrecorded = sorted(k for k, v in settings.items() if isinstance(v, dict) and set(v) in ({"callable"}, {"repr"}))
+    if unrecorded:
+        raise _checks.fail(name, f"a network whose settings a file can hold ({cls.__name__}'s {unrecorded} are "
+                                 "recorded by name only: build the network again)", str(attrs["arch_settings"]))
     try:
-        return cls(**json.loads(str(attrs["arch_settings"])))
+        return cls(**settings)
     except (TypeError, ValueError) as error:
         raise _checks.fail(name, f"settings of {cls.__name__}", f"{attrs['arch_settings']} ({error})") from None
