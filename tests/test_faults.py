@@ -666,20 +666,17 @@ def test_a_failed_repriorised_cell_is_not_a_headline(tmp_path):
     assert "`reprior`: failed chains (its own or the standard baseline's) at width 8: no comparison there." in text
 
 
-def test_a_failed_cell_is_crossed_in_the_plots(tmp_path, monkeypatch):
+def test_a_failed_cell_is_marked_in_the_plots(tmp_path):
     from reprior import plots
 
-    drawn = []
-    original = plots._mark_failed
-    monkeypatch.setattr(plots, "_mark_failed", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    def hollow(fig):  # per panel: the failed points, drawn as hollow markers
+        return [sum(line.get_gid() == plots.FAILED_GID for line in ax.get_lines()) for ax in fig.axes]
+
     rows = [_row(8, "standard", accept_mean=0.0), _row(8, "reprior"), _row(64, "standard"), _row(64, "reprior")]
-    plots.plot_ess_per_grad(rows, tmp_path / "a.png")
-    plots.plot_ratio(rows, tmp_path / "b.png")
-    assert drawn == [True, True, True, True]  # the ESS panel and each of the three ratio panels
+    assert hollow(plots.metric_figure(rows)) == [1]  # the ESS panel
+    assert hollow(plots.ratio_figure(rows)) == [1, 1, 1]  # each of the three ratio panels: its baseline failed
     healthy = [_row(8, "standard"), _row(8, "reprior")]
-    drawn.clear()
-    plots.plot_ess_per_grad(healthy, tmp_path / "c.png")
-    assert drawn == [False]
+    assert hollow(plots.metric_figure(healthy)) == [0]
 
 
 def test_single_chain_cells_explain_rhat_and_skip_rank_plots(tmp_path):

@@ -454,8 +454,9 @@ def _cell_sampler_options(table: dict, target_accept, samplers: list, registered
             if flag:
                 raise _bad("target_accept", f"a sampler that takes target_accept_prob among {', '.join(samplers)}",
                            target_accept)
-            raise _bad("sampler_options", f"settings of at least one of the sweep's samplers "
-                       f"({', '.join(samplers)}) among {', '.join(known)}", ", ".join(unused))
+            which = f"sampler {samplers[0]!r}" if len(samplers) == 1 else \
+                f"at least one of the sweep's samplers ({', '.join(samplers)})"
+            raise _bad("sampler_options", f"settings of {which} among {', '.join(known)}", ", ".join(unused))
     out = {}
     for sampler in samplers:
         takes = (lambda k: True) if option_names is None else (lambda k, s=sampler: k in option_names[s])
