@@ -263,8 +263,10 @@ def _verdict_words(kind: str, value: float, unit: str) -> str:
 
 
 def _label(entry: dict, with_chains: bool = False) -> str:
+    from .plots import sampler_label  # a biased kernel says so
+
     param = entry["parameterisation"]
-    text = f"{'repriorised' if param == 'reprior' else param} {entry['sampler']}"
+    text = f"{'repriorised' if param == 'reprior' else param} {sampler_label(entry['sampler'])}"
     return f"{text} ({entry['num_chains']}x{entry['num_samples']} draws)" if with_chains else text
 
 
@@ -328,6 +330,9 @@ def _accuracy_cells(entry: dict) -> list[str]:
                   ratio=ratio_text(entry["ratio_kind"], entry["ratio"]))
     for key in ("to_b2", "seconds_to_b2"):
         values[key] = values[key] if entry["crossed"] else None  # "-": not reached
+    from .plots import sampler_label
+
+    values["sampler"] = sampler_label(values["sampler"])
     return [str(values[k]) if k in ("parameterisation", "sampler", "draws", "reached", "unit", "ratio")
             else format_number(values[k]) for k, _ in ACCURACY_TABLE_COLUMNS]
 
