@@ -369,11 +369,15 @@ def plot_ratio(rows: list[dict], path, *, metrics=RATIO_METRICS) -> Path:
 # -- per-cell trace and rank plots -------------------------------------------------------
 @contextlib.contextmanager
 def _quiet_arviz():
-    """ArviZ 0.23's matplotlib backend calls a helper deprecated in matplotlib 3.11; the
-    warning concerns ArviZ, not reprior, so it is ignored here and nowhere else."""
+    """ArviZ 0.23's matplotlib backend calls a helper deprecated in matplotlib 3.11 (a warning
+    about ArviZ, not reprior), and its density of a chain that never moved warns that the data
+    have a single value (the report marks such a chain as failed): both are ignored here and
+    nowhere else, so they do not interleave with the sweep's console."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping",
                                 category=DeprecationWarning)
+        # a chain that never moved has no density to draw; the report marks it as failed already
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value", category=UserWarning)
         yield
 
 
