@@ -65,6 +65,19 @@ def test_the_mlps_own_functions_give_the_mlps_log_density(parameterisation):
                                    theirs.collapsed_log_density(params["hidden"], x, y), rtol=1e-13)
 
 
+def test_first_use_inside_jit_checks_shapes_and_gives_the_mlps_density():
+    """A fresh architecture first seen under jit (data closed over): shapes are checked, the density is the MLP's."""
+    with jax.enable_x64(True):
+        x, y = data()
+        mlp = reprior.MLP(width=8)
+        params = mlp.init(jax.random.key(2), x, 2)
+        ours = jax.jit(lambda p: reprior.BNN(mlp_copy(mlp), 0.3).log_density(p, x, y, "reprior"))(params)
+        np.testing.assert_allclose(ours, reprior.BNN(mlp, 0.3).log_density(params, x, y, "reprior"), rtol=1e-13)
+        bad = _bad(features=lambda h, x: (x @ h["W"])[:, :, None])
+        with pytest.raises(ValueError, match="`features`: expected an array of shape"):
+            jax.jit(lambda x: reprior.BNN(bad, 0.3).check_data(x)[0])(x)
+
+
 def test_reprior_draws_every_hidden_leaf_from_the_structure_of_init():
     """init's values are not used: the leaves are jax.random.normal of the split key, in tree order."""
     with jax.enable_x64(True):

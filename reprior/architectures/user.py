@@ -144,8 +144,8 @@ class FeatureArchitecture(Architecture):
                                "(one row per data point; scalars as (n, 1))", f"array of shape {shape}")
         self._probe(shape, jnp.result_type(float))
         if shape not in self._finite and _checks.is_concrete(x) and np.all(np.isfinite(np.asarray(x))):
-            self._check_prior_draw(jnp.asarray(x, jnp.result_type(float)))
-            self._finite.add(shape)
+            if self._check_prior_draw(jnp.asarray(x, jnp.result_type(float))):
+                self._finite.add(shape)
 
     def feature_dim(self, x_shape) -> int:
         """``d``, read from :func:`jax.eval_shape` of ``features`` on inputs of shape ``x_shape``."""
@@ -212,12 +212,16 @@ class FeatureArchitecture(Architecture):
         self._probed[key] = int(out.shape[1])
         return self._probed[key]
 
-    def _check_prior_draw(self, x) -> None:
-        """Features at one prior draw of the hidden weights (key 0) are finite."""
+    def _check_prior_draw(self, x) -> bool:
+        """Features at one prior draw of the hidden weights (key 0) are finite; False: not checked (traced)."""
         hidden = self._init_hidden(jax.random.key(0), x)
-        h = np.asarray(jax.jit(self.features_fn)(hidden, x))
+        try:
+            h = np.asarray(jax.jit(self.features_fn)(hidden, x))
+        except jax.errors.TracerArrayConversionError:  # inside another trace (a jitted model): shapes only
+            return False
         if not np.all(np.isfinite(h)):
             bad = int(h.size - np.count_nonzero(np.isfinite(h)))
             raise _checks.fail("features", f"finite features from {self._label()} at a prior draw of the hidden "
                                "weights (every leaf N(0, 1))", f"{bad} non-finite values of {h.size} for inputs of "
                                f"shape {tuple(x.shape)}")
+        return True
