@@ -238,7 +238,7 @@ def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True, widths=()):
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(_wrap(ylabel, 36))
-    ax.set_title(_wrap(title, 60), fontsize=9)
+    ax.set_title(_wrap(title, 52), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
 
 
