@@ -238,7 +238,7 @@ def _finish(ax, *, xlabel="width", ylabel="", title="", logy=True, widths=()):
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(_wrap(ylabel, 36))
-    ax.set_title(_wrap(title, 52), fontsize=9)
+    ax.set_title(_wrap_parts(title, 52), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -558,6 +558,17 @@ def _split_common(labels: list[str]) -> tuple[str, list[str]]:
     rest = [", ".join(p for p in (q.strip() for q in label.split(",")) if p not in shared) or label
             for label in labels]
     return common, rest
+
+
+def _wrap_parts(text: str, width: int) -> str:
+    """``text``'s comma-separated parts on lines of at most ``width`` characters (a part is never split)."""
+    lines: list[str] = []
+    for part in str(text).split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            lines.append(part)
+    return ",\n".join(lines)
 
 
 def width_lines_figure(lines: list[dict], *, ylabel: str, logy: bool = True,

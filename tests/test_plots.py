@@ -125,7 +125,7 @@ def test_samplers_share_one_axis_a_line_per_sampler_and_parameterisation():
     assert colors[0] == colors[1] != colors[2] == colors[3] != colors[4]  # a colour per sampler
     assert [line.get_linestyle() for line in lines[:2]] == ["-", "--"]  # a style per parameterisation
     assert ax.get_xlabel() == "width" and ax.get_ylabel() == "ESS / eval"
-    assert "noise_std 0.1 (raw y)" in ax.get_title()
+    assert "noise_std 0.1 (raw y)" in ax.get_title()  # wrapped between settings, never inside one
     assert ax.get_xticks().tolist() == [8, 16] and [t.get_text() for t in ax.get_xticklabels()] == ["8", "16"]
     legend = _legend_texts(fig)
     assert "mclmc (unadjusted: biased), reprior" in legend and plots.FAILED_LABEL not in legend
