@@ -159,6 +159,9 @@ def numbers_fit(noise_std: float, x, y, x_test=None, *, dtype: str, names: dict 
       it), so the likelihood is a point mass the dtype cannot resolve;
     * ``max |y| / noise_std`` below the same safe magnitude (the squared residuals stay finite).
 
+    ``noise_std`` None (an inferred noise): the data are checked, the noise is not (the sampler
+    meets a noise too small for the dtype as failed factorisations, counted ``nonfinite``).
+
     ``names``: the argument names to report (default: ``noise_std``, ``x``, ``x_test``, ``y``).
     """
     names = {"noise_std": "noise_std", "x": "x", "x_test": "x_test", "y": "y", **(names or {})}
@@ -170,6 +173,8 @@ def numbers_fit(noise_std: float, x, y, x_test=None, *, dtype: str, names: dict 
                        f"values up to {_max_abs(value):.3g}")
     scale = max(1.0, float(np.sqrt(np.mean(np.square(np.asarray(y, np.float64))))) if np.size(y) else 1.0)
     low = max(eps * scale, float(np.sqrt(tiny)) * _RANGE_MARGIN)
+    if noise_std is None:
+        return
     if noise_std < low:
         advice = "use a larger noise_std" + (", or float64" if np.dtype(dtype) != np.float64 else "")
         raise fail(names["noise_std"], f"a noise std of at least {low:.3g} in {dtype} (eps x the target scale "

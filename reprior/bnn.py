@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -22,19 +23,105 @@ from .architectures import Architecture, readout_matrix, with_readout
 from .target import PARAMETERISATIONS
 
 
+def check_noise_prior(name: str, prior):
+    """``prior`` if it is a scalar NumPyro distribution on (a subset of) the positive reals.
+
+    A discrete distribution, a batched or multivariate one, or one whose support reaches
+    below 0 raises ValueError naming ``name``.
+    """
+    import numpyro.distributions as dist
+
+    if not isinstance(prior, dist.Distribution):
+        raise _checks.fail(name, "a positive number or a NumPyro distribution on the positive reals", prior)
+    support = prior.support
+    if getattr(support, "is_discrete", False):
+        raise _checks.fail(name, "a continuous prior on the positive reals (e.g. dist.HalfNormal(0.5))",
+                           f"{prior!r}, discrete")
+    if prior.batch_shape != () or prior.event_shape != ():
+        raise _checks.fail(name, "a scalar prior (batch_shape () and event_shape ())",
+                           f"{prior!r} of batch_shape {prior.batch_shape}, event_shape {prior.event_shape}")
+    lower = getattr(support, "lower_bound", None)
+    if lower is None or not np.all(np.asarray(lower) >= 0):
+        raise _checks.fail(name, "a prior whose support lies in the positive reals (e.g. dist.HalfNormal(0.5), "
+                                 "dist.LogNormal(0, 1))", f"{prior!r} with support {support}")
+    return prior
+
+
+def describe_noise_prior(prior) -> str:
+    """JSON ``{"class": name, "args": {arg: value}}`` of a noise prior (NumPyro distributions of float args)."""
+    args = {k: np.asarray(getattr(prior, k)).tolist() for k in sorted(prior.arg_constraints) if hasattr(prior, k)}
+    return json.dumps({"class": type(prior).__name__, "args": args}, sort_keys=True)
+
+
+def noise_prior_from_description(text: str, name: str = "idata"):
+    """The distribution :func:`describe_noise_prior` described; ValueError naming ``name`` otherwise."""
+    import numpyro.distributions as dist
+
+    try:
+        spec = json.loads(text)
+        return check_noise_prior("noise_std", getattr(dist, spec["class"])(**spec["args"]))
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise _checks.fail(name, "a noise prior a file can hold (a numpyro.distributions class and its arguments)",
+                           f"{text} ({error})") from None
+
+
 class BNN:
     """Bayesian neural network ``arch`` with Gaussian noise of std ``noise_std``.
 
     Args:
         arch: an :class:`~reprior.architectures.Architecture` (``MLP``, ``ResNet``).
-        noise_std: :math:`\\sigma > 0`, the observation noise standard deviation.
+        noise_std: :math:`\\sigma > 0`, the observation noise standard deviation; or a prior
+            on it, a scalar NumPyro distribution on the positive reals (``dist.HalfNormal(0.5)``,
+            ``dist.LogNormal(-1.0, 1.0)``, ``dist.InverseGamma(...)``): the noise is then
+            inferred, sampled jointly with the weights in an unconstrained coordinate
+            :math:`u = T^{-1}(\\sigma)`, :math:`T` = ``biject_to(prior.support)``
+            (:class:`reprior.target.Target`).
+
+    Attributes:
+        noise_std: the number, or the prior as given.
+        noise_prior: the prior, or ``None`` for a fixed noise.
     """
 
-    def __init__(self, arch: Architecture, noise_std: float):
+    def __init__(self, arch: Architecture, noise_std):
         if not isinstance(arch, Architecture):
             raise _checks.fail("arch", "a reprior architecture such as reprior.MLP(width=...)", arch)
         self.arch = arch
-        self.noise_std = _checks.positive_float("noise_std", noise_std)
+        if isinstance(noise_std, numbers.Real) or noise_std is None or isinstance(noise_std, bool):
+            self.noise_std = _checks.positive_float("noise_std", noise_std)
+            self.noise_prior = None
+        else:
+            self.noise_std = self.noise_prior = check_noise_prior("noise_std", noise_std)
+
+    @property
+    def inferred_noise(self) -> bool:
+        """Whether the noise has a prior (and is sampled) rather than a fixed value."""
+        return self.noise_prior is not None
+
+    def fixed_noise_std(self, what: str) -> float:
+        """The fixed noise; ValueError naming ``noise_std`` when it is inferred (``what`` needs a number)."""
+        if self.noise_prior is not None:
+            raise _checks.fail("noise_std", f"a fixed noise (a number) for {what}", self.noise_prior)
+        return self.noise_std
+
+    def noise_description(self) -> str:
+        """The noise as text: ``"0.1"`` or ``"HalfNormal(scale=0.5)"``."""
+        if self.noise_prior is None:
+            return f"{self.noise_std:g}"
+        spec = json.loads(describe_noise_prior(self.noise_prior))
+        return f"{spec['class']}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in spec['args'].items())})"
+
+    def _sigma(self, noise_std):
+        """The noise of a density evaluation: the fixed one, or ``noise_std`` (required when inferred)."""
+        if self.noise_prior is None:
+            if noise_std is not None:
+                raise _checks.fail("noise_std", "None for a BNN with a fixed noise", noise_std)
+            return self.noise_std
+        if noise_std is None:
+            raise _checks.fail("noise_std", "the value of the inferred noise at which to evaluate", None)
+        return noise_std
+
+    def _noise_log_prior(self, noise_std):
+        return 0.0 if self.noise_prior is None else self.noise_prior.log_prob(noise_std)
 
     def __repr__(self) -> str:
         return f"BNN({self.arch!r}, noise_std={self.noise_std})"
@@ -53,6 +140,8 @@ class BNN:
             raise _checks.fail("idata", "a result of reprior.sample (arviz.InferenceData or xarray.DataTree)",
                                type(idata).__name__)
         arch = arch_from_attrs(attrs, "idata")
+        if str(attrs.get("noise_prior", "")):
+            return cls(arch, noise_prior_from_description(str(attrs["noise_prior"]), "idata"))
         if "noise_std" not in attrs:
             raise _checks.fail("idata", "a result of reprior.sample that records noise_std", f"attrs {sorted(attrs)}")
         return cls(arch, float(attrs["noise_std"]))
@@ -87,13 +176,22 @@ class BNN:
         """``Psi: (n, p)``; only ``params["hidden"]`` is used."""
         return self.arch.features(params, x)
 
-    def readout_posterior(self, params, x, y, form: str = "auto") -> rp.ReadoutPosterior:
-        """The Gaussian readout posterior given ``params["hidden"]`` (spectral form)."""
-        return rp.readout_posterior(self.features(params, x), y, self.noise_std, form)
+    def readout_posterior(self, params, x, y, form: str = "auto", *, noise_std=None) -> rp.ReadoutPosterior:
+        """The Gaussian readout posterior given ``params["hidden"]`` (spectral form).
+
+        With an inferred noise, ``noise_std`` is the value of :math:`\\sigma` to condition on
+        (the same keyword in every method below); with a fixed noise it must be ``None``.
+        """
+        return rp.readout_posterior(self.features(params, x), y, self._sigma(noise_std), form)
 
     # -- log densities --------------------------------------------------------------
-    def log_density(self, params, x, y, parameterisation: str = "standard", *, form: str = "auto"):
+    def log_density(self, params, x, y, parameterisation: str = "standard", *, form: str = "auto",
+                    noise_std=None):
         """Log joint density ``log p(params, y)``, every normalising constant included.
+
+        With an inferred noise, ``log p(params, sigma, y)`` at ``sigma = noise_std``: the
+        prior's :math:`\\log p(\\sigma)` is added (a density in :math:`\\sigma` itself, no Jacobian
+        of the unconstrained coordinate; :meth:`reprior.target.Target.log_density` has it).
 
         ``"standard"``: params are theta,
 
@@ -107,49 +205,57 @@ class BNN:
         _checks.one_of("form", form, rp.FORMS)
         x, y = self.check_data(x, y)
         self._check_params(params, x, y.shape[1])
+        sigma = self._sigma(noise_std)
         psi = self.features(params, x)
         if parameterisation == "standard":
             f = psi @ readout_matrix(params)
-            return rp.log_standard_normal(params) + rp.gaussian_log_likelihood(f, y, self.noise_std)
+            return (rp.log_standard_normal(params) + rp.gaussian_log_likelihood(f, y, sigma)
+                    + self._noise_log_prior(sigma))
         return (
             rp.log_standard_normal(params)
-            + rp.log_marginal_likelihood(psi, y, self.noise_std, form)
+            + rp.log_marginal_likelihood(psi, y, sigma, form)
+            + self._noise_log_prior(sigma)
         )
 
-    def collapsed_log_density(self, hidden, x, y, *, form: str = "auto") -> jax.Array:
+    def collapsed_log_density(self, hidden, x, y, *, form: str = "auto", noise_std=None) -> jax.Array:
         """Log density of the hidden weights with the readout integrated out.
 
         .. math:: \\log \\mathcal N(\\phi_{\\mathrm{hidden}}; 0, I) + \\log p(Y \\mid \\phi_{\\mathrm{hidden}}),
 
         which is the repriorised joint density minus :math:`\\log\\mathcal N(\\phi_{\\mathrm{out}}; 0, I)`:
-        ``phi_out`` is exactly N(0, I) and independent of everything else.
+        ``phi_out`` is exactly N(0, I) and independent of everything else.  With an inferred
+        noise, :math:`\\log p(\\sigma)` at ``sigma = noise_std`` is added: the readout is
+        integrated out given the hidden weights *and* :math:`\\sigma`.
         """
         _checks.one_of("form", form, rp.FORMS)
         x, y = self.check_data(x, y)
+        sigma = self._sigma(noise_std)
         psi = self.arch.features({"hidden": hidden}, x)
-        return rp.log_standard_normal(hidden) + rp.log_marginal_likelihood(psi, y, self.noise_std, form)
+        return (rp.log_standard_normal(hidden) + rp.log_marginal_likelihood(psi, y, sigma, form)
+                + self._noise_log_prior(sigma))
 
-    def log_abs_det_jacobian(self, phi_params, x, y) -> jax.Array:
-        """:math:`\\log|\\det \\partial\\theta/\\partial\\phi|` at ``phi_params`` (depends on the hidden weights only)."""
+    def log_abs_det_jacobian(self, phi_params, x, y, *, noise_std=None) -> jax.Array:
+        """:math:`\\log|\\det \\partial\\theta/\\partial\\phi|` at ``phi_params`` (depends on the hidden weights
+        and :math:`\\sigma` only)."""
         x, y = self.check_data(x, y)
-        return rp.log_abs_det_jacobian(self.readout_posterior(phi_params, x, y), y.shape[1])
+        return rp.log_abs_det_jacobian(self.readout_posterior(phi_params, x, y, noise_std=noise_std), y.shape[1])
 
     # -- coordinate maps ------------------------------------------------------------
-    def to_theta(self, phi_params, x, y, *, form: str = "auto") -> dict:
+    def to_theta(self, phi_params, x, y, *, form: str = "auto", noise_std=None) -> dict:
         """Map repriorised parameters to standard ones (hidden weights unchanged)."""
         x, y = self.check_data(x, y)
         self._check_params(phi_params, x, y.shape[1])
-        posterior = self.readout_posterior(phi_params, x, y, form)
+        posterior = self.readout_posterior(phi_params, x, y, form, noise_std=noise_std)
         return with_readout(phi_params, rp.to_theta_out(posterior, readout_matrix(phi_params)))
 
-    def to_phi(self, theta_params, x, y, *, form: str = "auto") -> dict:
+    def to_phi(self, theta_params, x, y, *, form: str = "auto", noise_std=None) -> dict:
         """Inverse of :meth:`to_theta`."""
         x, y = self.check_data(x, y)
         self._check_params(theta_params, x, y.shape[1])
-        posterior = self.readout_posterior(theta_params, x, y, form)
+        posterior = self.readout_posterior(theta_params, x, y, form, noise_std=noise_std)
         return with_readout(theta_params, rp.to_phi_out(posterior, readout_matrix(theta_params)))
 
-    def draw_readout(self, rng_key, params, x, y, *, form: str = "auto"):
+    def draw_readout(self, rng_key, params, x, y, *, form: str = "auto", noise_std=None):
         """Exact draw of the readout given ``params["hidden"]``.
 
         Returns ``(theta_params, phi_out)`` where ``phi_out: (p, k)`` is the
@@ -157,12 +263,12 @@ class BNN:
         :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`.
         """
         x, y = self.check_data(x, y)
-        posterior = self.readout_posterior(params, x, y, form)
+        posterior = self.readout_posterior(params, x, y, form, noise_std=noise_std)
         phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
         theta_out = rp.to_theta_out(posterior, phi_out)
         return with_readout(params, theta_out), phi_out
 
-    def predictive(self, params, x, y, x_test, *, form: str = "auto"):
+    def predictive(self, params, x, y, x_test, *, form: str = "auto", noise_std=None):
         """Rao-Blackwellised predictive of ``f`` at ``x_test`` given the hidden weights.
 
         Returns ``mean: (n_test, k)`` and ``var: (n_test,)``; see :func:`reprior.repriorise.predictive`.
@@ -170,7 +276,7 @@ class BNN:
         x, y = self.check_data(x, y)
         self.arch.check_inputs(x_test, "x_test")
         psi, psi_test = self.features(params, x), self.features(params, x_test)
-        return rp.predictive(psi, y, psi_test, self.noise_std, form)
+        return rp.predictive(psi, y, psi_test, self._sigma(noise_std), form)
 
     def apply(self, params, x) -> jax.Array:
         """Network outputs ``f: (n, out_dim)`` (standard coordinates)."""

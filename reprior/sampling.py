@@ -122,12 +122,18 @@ def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, pro
 
     With ``pointwise``: ``log_likelihood`` (``(n, k)``, :math:`\\log\\mathcal N(y_{ij}; f_{ij}, \\sigma^2)`)
     and ``y`` (``(n, k)``, a draw of :math:`f(X) + \\sigma\\varepsilon`), from the ``f(X)`` the
-    draw computes anyway; with ``x_test``, ``y_test`` the same at the test inputs.
+    draw computes anyway; with ``x_test``, ``y_test`` the same at the test inputs.  With an
+    inferred noise (``target.noise_prior``) every one of them uses the draw's :math:`\\sigma`,
+    ``posterior.noise_std``, which is recorded as ``noise_std``.
     """
-    y, noise_std = target.y, target.noise_std
+    y, fixed_noise_std, inferred = target.y, target.noise_std, target.noise_prior is not None
 
     def record(consts, noise_key, theta, phi, psi, posterior):
         out = {}
+        noise_std = fixed_noise_std
+        if inferred:
+            noise_std = posterior.noise_std
+            out["noise_std"] = noise_std
         if keep == "all":
             out.update(flatten_params(theta))
         elif keep == "readout":
@@ -154,6 +160,18 @@ def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, pro
         return out
 
     return record
+
+
+def noise_attrs(bnn) -> dict:
+    """The noise in a result's attrs: ``{"noise_std": sigma}`` for a fixed noise; for an inferred
+    one ``{"noise_prior": JSON}`` (:func:`reprior.bnn.describe_noise_prior`, which
+    :meth:`reprior.BNN.from_idata` reads back), ``noise_std`` left out (its posterior is the
+    ``noise_std`` variable of ``posterior``)."""
+    if bnn.noise_prior is None:
+        return {"noise_std": bnn.noise_std}
+    from .bnn import describe_noise_prior
+
+    return {"noise_prior": describe_noise_prior(bnn.noise_prior)}
 
 
 #: Largest table of projection hash words precomputed per run (bytes); above it, each draw hashes.
@@ -282,7 +300,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
                 blas_threads="default" if blas_threads is None else blas_threads, pointwise=int(pointwise))
     x, y, x_test = _validate(bnn, x, y, x_test, opts)
     _checks.seed("seed", seed)  # numbers the dtype can carry, judged before the work:
-    _checks.numbers_fit(bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
+    _checks.numbers_fit(None if bnn.inferred_noise else bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
     if _checks.flag("check_memory", check_memory):
         _memory.check_sample_memory(bnn, x.shape, y.shape[-1], 0 if x_test is None else len(x_test),
                                     num_chains=num_chains, chain_method=chain_method, num_samples=num_samples,
@@ -344,7 +362,7 @@ def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previ
                 if failure["nonfinite"] > 0 else "")
         warnings.warn(f"reprior.sample: the chains of sampler={opts['sampler']!r}, "
                       f"parameterisation={opts['parameterisation']!r}, dtype={dtype!r}, "
-                      f"noise_std={bnn.noise_std!r} failed: {', '.join(failure['reasons'])}{hint} "
+                      f"noise_std={bnn.noise_std if bnn.noise_prior is None else bnn.noise_description()!r} failed: {', '.join(failure['reasons'])}{hint} "
                       f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
     return idata
 
@@ -392,7 +410,7 @@ def _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed) -> dict:
     from .inference_data import group_arrays, read_state, recorded
 
     attrs = _init_attrs(init)
-    mine = {**describe_arch(bnn.arch), "noise_std": bnn.noise_std, "projection_seed": projection_seed,
+    mine = {**describe_arch(bnn.arch), **noise_attrs(bnn), "projection_seed": projection_seed,
             **{k: _setting(opts[k]) for k in RUN_SETTINGS if k not in ("dtype", "projection_seed")},
             "dtype": dtype}
     for name, value in mine.items():
@@ -492,7 +510,7 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         "width": int(getattr(arch, "width", 0)),
         "depth": int(getattr(arch, "depth", 0)),
         "num_params": dim,
-        "noise_std": bnn.noise_std,
+        **noise_attrs(bnn),
         "n_train": int(x.shape[0]),
         "out_dim": int(y.shape[1]),
         "projection_seed": projection_seed,
