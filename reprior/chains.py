@@ -110,6 +110,7 @@ def from_chains(bnn: BNN, x, y, *, theta=None, phi=None, x_test=None, sample_sta
 
     if not isinstance(bnn, BNN):
         raise _checks.fail("bnn", "a reprior.BNN", bnn)
+    bnn.fixed_noise_std("reprior.from_chains (draws of an inferred noise are not read yet)")
     if (theta is None) == (phi is None):
         raise _checks.fail("theta, phi", "exactly one of them", "both" if theta is not None else "neither")
     _checks.one_of("keep", keep, KEEP)

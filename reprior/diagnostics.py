@@ -71,7 +71,28 @@ GROUP_METRICS = ("ess_bulk_{g}_median", "ess_bulk_{g}_min", "ess_tail_{g}_median
 #: Run-level metrics (not per group).
 RUN_METRICS = ("rhat_max", "accept_mean", "divergences", "nonfinite", "grad_evals", "grad_evals_total", "sample_seconds",
                "warmup_seconds", "compile_seconds", "steps_per_draw", "num_draws", "test_rmse", "test_log_lik",
-               "logdensity_evals")
+               "logdensity_evals", "noise_std_mean", "noise_std_sd")
+
+
+def _noise_variance(idata, num_draws: int):
+    """:math:`\\sigma^2`: the fixed noise's (``attrs["noise_std"]``), or per draw ``(S, 1, 1)`` from the
+    ``noise_std`` posterior variable of an inferred noise (in the order of :func:`_predictive_draws`)."""
+    draws = _variable(idata, "posterior", "noise_std")
+    if draws is None:
+        return float(_attr(idata, "noise_std")) ** 2
+    sigma = np.asarray(draws, float).reshape(-1)
+    if sigma.size != num_draws:
+        return float(np.mean(sigma**2))
+    return (sigma**2)[:, None, None]
+
+
+def noise_metrics(idata) -> dict:
+    """``noise_std_mean``, ``noise_std_sd``: the posterior of an inferred noise (NaN for a fixed one)."""
+    draws = _variable(idata, "posterior", "noise_std")
+    if draws is None:
+        return {"noise_std_mean": math.nan, "noise_std_sd": math.nan}
+    sigma = np.asarray(draws, float)
+    return {"noise_std_mean": float(np.mean(sigma)), "noise_std_sd": float(np.std(sigma))}
 
 
 def metric_names() -> list[str]:
@@ -234,6 +255,7 @@ def run_metrics(idata) -> dict:
         "compile_seconds": float(_attr(idata, "compile_seconds")),
         "steps_per_draw": steps,
         "num_draws": num_draws,
+        **noise_metrics(idata),
     }
 
 
@@ -301,8 +323,8 @@ def predictive_metrics(idata, y_test) -> dict:
         return {"test_rmse": math.nan, "test_log_lik": math.nan}
     y = _check_y_test(y_test, mean.shape[1], mean.shape[2])
     rmse = float(np.sqrt(np.mean((y - mean.mean(axis=0)) ** 2)))
-    noise_std = float(_attr(idata, "noise_std"))
-    total_var = var[:, :, None] + noise_std**2  # (S, m, 1)
+    noise_var = _noise_variance(idata, var.shape[0])
+    total_var = var[:, :, None] + noise_var  # (S, m, 1)
     log_dens = -0.5 * ((y - mean) ** 2 / total_var + np.log(2 * np.pi * total_var))  # (S, m, k)
     per_draw = log_dens.sum(axis=2)  # (S, m)
     top = per_draw.max(axis=0)
@@ -464,7 +486,9 @@ def limit_metrics(idata, limits=None, *, y_test=None) -> dict[str, float]:
     mean, var = _predictive_draws(idata)
     if mean is not None and y_test is not None:
         y = _check_y_test(y_test, mean.shape[1], mean.shape[2])
-        out["test_nll"] = lm.accuracy_metrics(mean, var, y, float(_attr(idata, "noise_std")))["test_nll"]
+        # an inferred noise: the root posterior mean of sigma^2 (the mixture's noise is per draw)
+        noise_std = float(np.sqrt(np.mean(_noise_variance(idata, -1))))
+        out["test_nll"] = lm.accuracy_metrics(mean, var, y, noise_std)["test_nll"]
     if limits is None:
         return out
     ref, evidence = limits.reference, limits.evidence

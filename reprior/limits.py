@@ -305,7 +305,8 @@ def hidden_log_likelihood_fn(bnn, x, y):
     """``hidden -> log L(hidden)``: :func:`reprior.repriorise.log_marginal_likelihood` of the features."""
     x, y = bnn.check_data(x, y)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    return lambda hidden: rp.log_marginal_likelihood(bnn.features({"hidden": hidden}, x), y, bnn.noise_std)
+    noise_std = bnn.fixed_noise_std("the likelihood of the hidden weights (evidence, KL to the prior)")
+    return lambda hidden: rp.log_marginal_likelihood(bnn.features({"hidden": hidden}, x), y, noise_std)
 
 
 def hidden_draw_statistics(bnn, hidden_draws, x, y, kernel_ref=None, *, batch_size: int = 16):
@@ -752,6 +753,7 @@ def limit_inputs(bnn, x_train, y_train, x_test=None, *, cache_dir=None, data_des
             (data, ``mc_arch``, draws, noise) and shared by every width.
     """
     _checks.one_of("dtype", dtype, ("float64", "float32"))
+    bnn.fixed_noise_std("the limit metrics (the NNGP limit and the evidence are of one noise level)")
     if cache_dir is not None and data_description is None:
         raise _checks.fail("data_description", "a JSON-able description of the data with `cache_dir`", None)
     y = _checks.finite_array("y_train", y_train, ndim=(1, 2))

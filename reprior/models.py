@@ -110,15 +110,17 @@ def bnn_model(bnn: BNN, x, y=None, *, out_dim: int | None = None,
         {"hidden": shapes["hidden"]},
     )["hidden"]
     psi = bnn.arch.features({"hidden": hidden}, x)
+    # an inferred noise is the site "noise_std" with its prior (NumPyro samples it unconstrained)
+    sigma = bnn.noise_std if bnn.noise_prior is None else numpyro.sample("noise_std", bnn.noise_prior)
     if parameterisation == "standard":
         theta_out = readout_matrix({"readout": {
             "W": _standard_normal_site("readout_W", shapes["readout"]["W"].shape),
             "b": _standard_normal_site("readout_b", shapes["readout"]["b"].shape),
         }})
         f = psi @ theta_out
-        numpyro.sample("y", dist.Normal(f, bnn.noise_std).to_event(2), obs=y)
+        numpyro.sample("y", dist.Normal(f, sigma).to_event(2), obs=y)
         return f
-    y = numpyro.sample("y", FeatureMarginal(psi, bnn.noise_std, k), obs=y)
+    y = numpyro.sample("y", FeatureMarginal(psi, sigma, k), obs=y)
     if readout == "exact":
         return None
     phi_out = readout_matrix({"readout": {
@@ -126,7 +128,7 @@ def bnn_model(bnn: BNN, x, y=None, *, out_dim: int | None = None,
         "b": _standard_normal_site("readout_b_reprior", shapes["readout"]["b"].shape),
     }})
     phi = {"hidden": hidden, "readout": split_readout(phi_out)}
-    theta, _ = Target(bnn.arch, bnn.noise_std, x, y, parameterisation, readout).to_params(phi, None, psi)
+    theta, _ = Target(bnn.arch, sigma, x, y, parameterisation, readout).to_params(phi, None, psi)
     theta_out = readout_matrix(theta)
     for key, value in split_readout(theta_out).items():
         numpyro.deterministic(f"readout_{key}", value)

@@ -79,7 +79,7 @@ def inputs_digest(x_test) -> str:
 def reference_id(bnn, x, y, x_test, dtype: str) -> str:
     """The identity of a reference's *setting*: data, test inputs, architecture (width included),
     noise and dtype; 16 hex characters.  Standard and repriorised runs of one setting share it."""
-    text = json.dumps({"arch": repr(bnn.arch), "noise_std": float(bnn.noise_std), "dtype": dtype,
+    text = json.dumps({"arch": repr(bnn.arch), "noise_std": float(bnn.fixed_noise_std("a reference posterior")), "dtype": dtype,
                        "data": _digest(x, y), "x_test": inputs_digest(x_test)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
