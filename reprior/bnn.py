@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +85,9 @@ class BNN:
         if not isinstance(arch, Architecture):
             raise _checks.fail("arch", "a reprior architecture such as reprior.MLP(width=...)", arch)
         self.arch = arch
-        if isinstance(noise_std, numbers.Real) or noise_std is None or isinstance(noise_std, bool):
+        import numpyro.distributions as dist
+
+        if not isinstance(noise_std, dist.Distribution):
             self.noise_std = _checks.positive_float("noise_std", noise_std)
             self.noise_prior = None
         else:

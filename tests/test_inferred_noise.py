@@ -145,14 +145,18 @@ def test_sample_records_the_noise_and_metrics_read_it():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(5))
-def test_posterior_mean_noise_within_two_sd_of_the_truth(seed):
+def test_posterior_mean_noise_near_the_truth(seed):
+    """Data from the prior network with known noise 0.3.  A calibrated posterior puts the truth
+    beyond 2 posterior sd in about 5% of data sets (the issue's measure, in the report), beyond 3 sd
+    in 0.3%: the test uses 3 so that it fails for a wrong posterior, not for one unlucky data set."""
     truth = 0.3
     rng = np.random.default_rng([seed, 22])
-    x = rng.standard_normal((60, 1))
-    y = np.sin(2 * x) + truth * rng.standard_normal((60, 1))
+    x = rng.standard_normal((40, 2))
     bnn = reprior.BNN(reprior.MLP(width=32), noise_std=dist.HalfNormal(1.0))
-    idata = reprior.sample(bnn, x, y, num_warmup=300, num_samples=300, num_chains=2, seed=seed,
+    f = np.asarray(bnn.apply(bnn.init(jax.random.key(seed), jnp.asarray(x), 1), jnp.asarray(x)))
+    y = f + truth * rng.standard_normal((40, 1))
+    idata = reprior.sample(bnn, x, y, num_warmup=200, num_samples=200, num_chains=2, seed=seed,
                            progress_bar=False, keep="none")
     sigma = np.asarray(idata.posterior["noise_std"])
-    # two posterior sd: the mean's own Monte Carlo error (sd/sqrt(ESS), ESS >~ 100) is a tenth of it
-    assert abs(sigma.mean() - truth) < 2 * sigma.std()
+    # the mean's Monte Carlo error (sd/sqrt(ESS), ESS ~ 100+) is a tenth of a posterior sd
+    assert abs(sigma.mean() - truth) < 3 * sigma.std()
