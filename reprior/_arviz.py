@@ -96,6 +96,16 @@ def add_group(idata, name: str, dataset) -> None:
         idata.add_groups({name: dataset})
 
 
+def remove_group(idata, name: str) -> None:
+    """Drop the group ``name`` from ``idata`` in place (nothing when it has none)."""
+    if name not in group_names(idata):
+        return
+    if ARVIZ_1:
+        del idata[name]
+    else:
+        delattr(idata, name)  # InferenceData.__delattr__ also forgets the group's name
+
+
 def get_dataset(idata, name: str):
     """The group ``name`` of ``idata`` as an ``xarray.Dataset``, or ``None`` when it has none."""
     if name not in group_names(idata):

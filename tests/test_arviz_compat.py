@@ -140,3 +140,15 @@ def test_a_file_written_under_either_arviz_reads_under_this_one(name):
     np.testing.assert_array_equal(back.sample_stats["accept_prob"].values, rng.uniform(size=(2, 4)))
     assert float(back.attrs["noise_std"]) == 0.1 and str(back.attrs["sampler"]) == "nuts"
     assert _arviz.group_names(back) == ["posterior", "sample_stats"]
+
+
+def test_remove_group_drops_a_group_and_it_stays_dropped_through_netcdf(tmp_path):
+    """A sweep cell that keeps no parameters drops the kernel states (``_arviz.remove_group``)."""
+    import numpy as np
+
+    idata = _arviz.from_dict({"posterior": {"a": np.zeros((1, 3))}, "sample_stats": {"b": np.ones((1, 3))}})
+    _arviz.remove_group(idata, "sample_stats")
+    _arviz.remove_group(idata, "no_such_group")  # nothing to do
+    assert _arviz.group_names(idata) == ["posterior"]
+    idata.to_netcdf(str(tmp_path / "x.nc"))
+    assert _arviz.group_names(_arviz.from_netcdf(tmp_path / "x.nc")) == ["posterior"]

@@ -174,7 +174,10 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
                        num_projections=s["num_projections"])
     wall = time.perf_counter() - start
     from .. import _arviz
+    from ..inference_data import STATE_GROUP
 
+    if keep != "all":  # the kernel states to continue from are about the size of the parameters, which
+        _arviz.remove_group(idata, STATE_GROUP)  # such a cell does not keep either (continue: keep = "all")
     for group in _arviz.group_names(idata):
         idata[group].attrs["cell_key"] = cell.key
         idata[group].attrs["cell_settings"] = json.dumps(to_jsonable(s), sort_keys=True)
