@@ -438,7 +438,7 @@ def _sweep(args, argv) -> int:
     ownership.claim(options["out"], "out (--out)", force=args.force)  # the marker, first
     if args.executor != "inline":  # a process per cell, or a SLURM job array (reprior.runner.executors)
         return executors.submit_sweep(options, cells, dtype=dtype, settings=executors.settings_from_args(args),
-                                      command=" ".join([PROG, shlex.join(argv)])).exit_code
+                                      command=" ".join([PROG, shlex.join(argv)]), strict=args.strict).exit_code
     result = sweep.run_sweep(options, dtype=dtype, shard=args.shard, quiet=args.quiet,
                              command=" ".join([PROG, shlex.join(argv)]), datasets=datasets,
                              checkpoint_every=args.checkpoint_every, strict=args.strict)

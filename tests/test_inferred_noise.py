@@ -111,7 +111,8 @@ def test_numpyro_model_log_density_is_the_bnns(parameterisation):
 
 
 @pytest.mark.parametrize("prior", [dist.Normal(0.0, 1.0), dist.Poisson(2.0), dist.Uniform(-1.0, 1.0),
-                                   dist.HalfNormal(jnp.ones(2)), "0.1"], ids=str)
+                                   dist.HalfNormal(jnp.ones(2)), "0.1"],
+                         ids=["normal", "poisson", "uniform", "batched", "string"])
 def test_bad_noise_priors_are_refused_naming_noise_std(prior):
     with pytest.raises(ValueError, match="noise_std"):
         reprior.BNN(reprior.MLP(width=4), noise_std=prior)

@@ -289,7 +289,7 @@ def build_references(options: dict, cells, datasets: dict, *, console=None) -> d
         if rid is None or rid in outcomes:
             continue
         setting = f"{cell.settings['arch']} d{cell.settings['depth']} w{cell.settings['width']} " \
-                  f"noise {cell.settings['noise_std']:g} n_train {cell.settings['n_train']}"
+                  f"noise {cell.settings['noise_std']:g} n_train {data.n_train}"
         if console is not None:
             console.print(f"reference {rid} ({setting}): building or loading ...", markup=False, highlight=False)
         say = None if console is None else (lambda text: console.print(text, markup=False, highlight=False,
