@@ -409,11 +409,10 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
         out.update(group_metrics(series[group], group, grad_evals=run["grad_evals"],
                                  sample_seconds=run["sample_seconds"], logdensity_evals=run["logdensity_evals"]))
     out["rhat_max"] = _reduce(np.max, [out[f"rhat_{g}_max"] for g in GROUPS])
-    out.update({k: v for k, v in run.items() if k != "logdensity_evals"})
+    out.update(run)
     out.update(predictive_metrics(idata, y_test))
-    out["logdensity_evals"] = run["logdensity_evals"]  # last: added after the other columns
     out.update(limit_metrics(idata, limits, y_test=y_test))
-    return out
+    return {name: out[name] for name in metric_names()}  # the documented column order
 
 
 # -- distance to the infinite-width limit ------------------------------------------------

@@ -35,6 +35,11 @@ _HEADLINE = ["grad_evals", "sample_seconds", "ess_bulk_pred_median", "ess_bulk_p
 METRIC_COLUMNS = _HEADLINE + [m for m in dg.metric_names() if m not in _HEADLINE]
 #: Every column of ``summary.csv``, in order; extra row keys follow them.
 SUMMARY_COLUMNS = [*SETTINGS_COLUMNS, *METRIC_COLUMNS]
+#: A cell's warnings, one line each, under ``out_dir/cells/<cell>/`` (written by the sweep; the
+#: ``warnings`` column of a row counts them).
+CELL_WARNINGS_FILE = "warnings.txt"
+#: At most this many distinct warning texts are quoted per cell in the report.
+MAX_QUOTED_WARNINGS = 3
 #: Row keys under which a cell's identifier (the keys of ``cells_idata``) is looked up.
 CELL_ID_COLUMNS = ("cell", "key", "cell_key", "hash")
 #: Table columns: (row key, header).
@@ -145,7 +150,8 @@ def comparison_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
 def _add_health(averaged: list[dict], rows: list[dict]) -> None:
     """Set ``chains`` on each seed-averaged entry: the failed-chain reasons of its cells
     (:func:`reprior.health.chain_failure`, ``"seed S: ..."`` per failed seed), "" if none failed;
-    and ``single_chain`` when its cells have one chain each."""
+    ``warnings``, how many warnings its cells raised (the rows' ``warnings`` column); and
+    ``single_chain`` when its cells have one chain each."""
     members: dict[tuple, list[dict]] = {}
     for row in rows:
         members.setdefault((comparison.comparison_key(row), dg.as_number(row.get("width")), row.get("parameterisation")),
@@ -159,6 +165,31 @@ def _add_health(averaged: list[dict], rows: list[dict]) -> None:
         else:
             entry["chains"] = "; ".join(f"FAILED seed {seed}: {why}" for seed, why in failures)
         entry["single_chain"] = bool(cells) and all(health.single_chain(row) for row in cells)
+        entry["warnings"] = sum(_warning_count(row) for row in cells)
+
+
+def _warning_count(row: dict) -> int:
+    """The ``warnings`` figure of a row (0 when absent or not a count)."""
+    count = dg.as_number(row.get("warnings"))
+    return int(count) if count is not None and math.isfinite(count) and count > 0 else 0
+
+
+def cell_warnings(out_dir, rows: list[dict]) -> dict[str, list[str]]:
+    """``{cell: distinct warning texts}`` of the rows whose ``warnings`` count is positive, read from
+    ``out_dir/cells/<cell>/warnings.txt`` (:data:`CELL_WARNINGS_FILE`), each line without its
+    ``(file:line)`` location; a missing or unreadable file gives ``[]`` (the count is still shown)."""
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        cell = next((str(row[k]) for k in CELL_ID_COLUMNS if row.get(k)), None)
+        if cell is None or not _warning_count(row):
+            continue
+        try:
+            lines = (Path(out_dir) / "cells" / cell / CELL_WARNINGS_FILE).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        texts = [line.rsplit(" (", 1)[0] if line.endswith(")") else line for line in lines if line.strip()]
+        out[cell] = list(dict.fromkeys(texts))
+    return out
 
 
 def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
@@ -459,7 +490,8 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
 
     verdict = _Doc()
     files.update(add_accuracy_section(verdict, rows, out_dir))  # reprior.report_accuracy
-    doc = _build(rows, command, files, traces, title, samplers, skipped_cells or [], opening=verdict)
+    doc = _build(rows, command, files, traces, title, samplers, skipped_cells or [], opening=verdict,
+                 warned=cell_warnings(out_dir, rows))
     files.update(add_limits_section(doc, rows, plot_dir))  # "Distance to the infinite-width limit" (issue 11)
     files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
     files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
@@ -481,7 +513,9 @@ def _format_entry(entry: dict, key: str) -> str:
         return sampler_label(entry[key])
     if key == "chains":
         biased = BIASED_SAMPLERS.get(str(entry.get("sampler")))
-        return "; ".join(t for t in (entry.get("chains") or "ok", biased and f"biased kernel ({biased})") if t)
+        count = entry.get("warnings") or 0
+        noted = count and f"{count} warning{'s' if count != 1 else ''} (see Warnings)"
+        return "; ".join(t for t in (entry.get("chains") or "ok", noted, biased and f"biased kernel ({biased})") if t)
     if key == "rhat_max" and entry.get("single_chain"):
         return "n/a (1 chain)"
     text = format_number(entry.get(key))
@@ -490,8 +524,10 @@ def _format_entry(entry: dict, key: str) -> str:
     return text
 
 
-def _build(rows, command, files, traces, title, samplers, skipped_cells=(), opening: _Doc | None = None) -> _Doc:
-    """The report document; ``opening`` (the "Cost to accuracy" section) comes first, after the warnings."""
+def _build(rows, command, files, traces, title, samplers, skipped_cells=(), opening: _Doc | None = None,
+           warned: dict[str, list[str]] | None = None) -> _Doc:
+    """The report document; ``opening`` (the "Cost to accuracy" section) comes first, after the warnings;
+    ``warned`` (:func:`cell_warnings`) gives the "Warnings" section."""
     from .plots import group_title, target_title
 
     doc = _Doc()
@@ -509,6 +545,10 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
     if skipped_cells:
         doc.para(f"Warning: {len(skipped_cells)} cells were left out of this report:")
         doc.bullets(skipped_cells)
+    warned_rows = [row for row in rows if _warning_count(row)]
+    if warned_rows:
+        doc.para(f"Warning: {len(warned_rows)} of {len(rows)} cells raised warnings while sampling (the library's "
+                 "or its dependencies'); they are counted in the `chains` column and listed under Warnings.")
     if any(health.single_chain(row) for row in rows):
         doc.para("One-chain cells have no R-hat (it compares chains: run two or more) and no rank plot.")
     if opening is not None:
@@ -564,6 +604,20 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
             doc.table([h for _, h in SAMPLER_COLUMNS],
                       [[_format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
         doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
+    if warned_rows:
+        doc.heading(2, "Warnings")
+        doc.para("Per cell, the distinct warnings it raised (up to "
+                 f"{MAX_QUOTED_WARNINGS}); every line, with where it was raised, is in "
+                 f"`cells/<cell>/{CELL_WARNINGS_FILE}`.")
+        items = []
+        for row in warned_rows:
+            cell = next((str(row[k]) for k in CELL_ID_COLUMNS if row.get(k)), "?")
+            texts = (warned or {}).get(cell, [])
+            quoted = "; ".join(texts[:MAX_QUOTED_WARNINGS]) or "(file not found)"
+            more = f" (+{len(texts) - MAX_QUOTED_WARNINGS} more)" if len(texts) > MAX_QUOTED_WARNINGS else ""
+            items.append(f"`{cell}` (width {row.get('width')}, {row.get('parameterisation')}, sampler "
+                         f"{row.get('sampler')}, seed {row.get('seed')}): {_warning_count(row)} warnings: {quoted}{more}")
+        doc.bullets(items)
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
                           ("plot_ess_per_grad_theta", "ESS per gradient evaluation (theta) vs width"),

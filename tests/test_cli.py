@@ -596,3 +596,33 @@ def test_strict_counts_failed_chains_and_warnings_go_to_the_cell_log(capsys, tmp
     code, stdout, err = run(capsys, "sweep", "--dataset", "synthetic", "--widths", "3", "--parameterisations",
                             "reprior", *loud, "--no-report", "--out", tmp_path / "again")
     assert code == 0 and "(1 with failed chains)" in stdout
+
+
+def test_report_counts_and_quotes_a_cells_warnings(capsys, tmp_path, monkeypatch):
+    """The report's ``chains`` column counts a cell's warnings and its Warnings section quotes each
+    distinct text once (without the raising file and line), pointing at the cell's warnings.txt."""
+    import warnings
+
+    from reprior.runner import sweep as sweep_mod
+
+    run_cell = sweep_mod.run_cell
+
+    def noisy(*args, **kwargs):
+        for _ in range(2):
+            warnings.warn("a dependency's notice", UserWarning)
+        warnings.warn("another notice", RuntimeWarning)
+        return run_cell(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_cell", noisy)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "sweep", "--dataset", "synthetic", "--widths", "3", "--parameterisations",
+                            "reprior", *TINY, "--out", out)
+    assert code == 0, stdout + err
+    [log] = (out / "cells").glob("*/warnings.txt")
+    cell = log.parent.name
+    report = (out / "report.md").read_text()
+    assert "3 warnings (see Warnings)" in report
+    assert "1 of 1 cells raised warnings while sampling" in report
+    [item] = [line for line in report.splitlines() if line.startswith(f"- `{cell}`")]
+    assert item.endswith("3 warnings: UserWarning: a dependency's notice; RuntimeWarning: another notice"), item
+    assert "warnings.txt" in report and "test_cli.py" not in item

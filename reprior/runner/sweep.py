@@ -31,6 +31,7 @@ import numpy as np
 from .. import checkpoint, interrupts
 from ..comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
 from ..accuracy import CURVE_FILE as ACCURACY_CURVE_FILE  # a cell's running error, one row per draw
+from ..report import CELL_WARNINGS_FILE
 from ..accuracy import DEFAULT_THRESHOLD
 from . import grid as grid_mod
 from . import ownership, references
@@ -43,7 +44,7 @@ CHECKPOINT_DIR = "checkpoint"
 """A cell's chain checkpoints, under its directory (removed when the cell is finished)."""
 
 
-WARNINGS_FILE = "warnings.txt"
+WARNINGS_FILE = CELL_WARNINGS_FILE  # reprior.report reads it back
 """The warnings a cell raised (its own and its dependencies'), one per line; absent when none."""
 
 KEEP_BUDGET_BYTES = 64 * 2**20
