@@ -64,6 +64,60 @@ def noise_prior_from_description(text: str, name: str = "idata"):
                            f"{text} ({error})") from None
 
 
+def noise_prior_text(prior) -> str:
+    """A noise prior as the text :func:`parse_noise_prior` reads back: ``"HalfNormal(scale=0.5)"``
+    (the class and its arguments by name, in sorted order: one text per prior)."""
+    spec = json.loads(describe_noise_prior(prior))
+    args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec["args"].items())
+    return f"{spec['class']}({args})"
+
+
+def parse_noise_prior(text: str, name: str = "noise_prior"):
+    """The noise prior a command line or config file gives as text: a ``numpyro.distributions``
+    class and numeric arguments, positional or by name, as :meth:`BNN.noise_description` writes
+    them: ``"HalfNormal(0.5)"``, ``"LogNormal(loc=-2, scale=0.5)"``, ``"InverseGamma(2, 0.1)"``.
+
+    Only literal numbers are read (the text is parsed, never evaluated); the distribution is
+    checked by :func:`check_noise_prior`.  Anything else raises ValueError naming ``name``.
+    """
+    import ast
+
+    import numpyro.distributions as dist
+
+    expected = "a prior such as HalfNormal(0.5) or LogNormal(loc=-2, scale=0.5) (a numpyro.distributions class)"
+    try:
+        call = ast.parse(str(text).strip(), mode="eval").body
+    except SyntaxError:
+        raise _checks.fail(name, expected, text) from None
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+        raise _checks.fail(name, expected, text)
+    cls = getattr(dist, call.func.id, None)
+    if not (isinstance(cls, type) and issubclass(cls, dist.Distribution)):
+        raise _checks.fail(name, expected, f"{text} (no distribution {call.func.id!r} in numpyro.distributions)")
+
+    def number(node):
+        try:
+            value = ast.literal_eval(node)
+        except ValueError:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{ast.unparse(node)} is not a number")
+        return float(value)
+
+    try:
+        args = [number(a) for a in call.args]
+        kwargs = {k.arg: number(k.value) for k in call.keywords if k.arg is not None}
+        if len(kwargs) != len(call.keywords):
+            raise ValueError("** arguments are not read")
+        prior = cls(*args, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise _checks.fail(name, expected, f"{text} ({error})") from None
+    try:
+        return check_noise_prior(name, prior)
+    except ValueError as error:
+        raise ValueError(str(error).replace(repr(prior), str(text))) from None
+
+
 class BNN:
     """Bayesian neural network ``arch`` with Gaussian noise of std ``noise_std``.
 
@@ -105,11 +159,10 @@ class BNN:
         return self.noise_std
 
     def noise_description(self) -> str:
-        """The noise as text: ``"0.1"`` or ``"HalfNormal(scale=0.5)"``."""
+        """The noise as text: ``"0.1"`` or ``"HalfNormal(scale=0.5)"`` (:func:`noise_prior_text`)."""
         if self.noise_prior is None:
             return f"{self.noise_std:g}"
-        spec = json.loads(describe_noise_prior(self.noise_prior))
-        return f"{spec['class']}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in spec['args'].items())})"
+        return noise_prior_text(self.noise_prior)
 
     def _sigma(self, noise_std):
         """The noise of a density evaluation: the fixed one, or ``noise_std`` (required when inferred)."""

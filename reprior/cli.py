@@ -69,6 +69,14 @@ _positive_float = _number_type(float, lambda v: 0 < v < float("inf"), "a positiv
 _probability = _number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
+def _noise_value(text: str):
+    """``--noise-std``: a positive number, or the text of a prior on it (``HalfNormal(0.5)``: the noise
+    is inferred), which the sweep's options check (:func:`reprior.runner.grid.validate`)."""
+    if "(" in text:
+        return text
+    return _positive_float(text)
+
+
 def _size_type(minimum: int, expected: str):
     """An argparse ``type`` for ``--n-train``/``--n-test``: ``all`` or an integer of at least ``minimum``."""
     number = _number_type(int, lambda v: v >= minimum, expected)
@@ -118,8 +126,9 @@ _SWEEP_FLAGS = [
                                    help="test points (0: none), or all (default: the data set's own)")),
     (("--data-seed",), "data_seed", dict(type=_seed, metavar="S",
                                          help="seed of the data subset (default: 0)")),
-    (("--noise-std",), "noise_std", dict(nargs="+", type=_positive_float, metavar="SIGMA",
-                                         help="observation noise std (default: 0.1)")),
+    (("--noise-std",), "noise_std", dict(nargs="+", type=_noise_value, metavar="SIGMA",
+                                         help="observation noise std (default: 0.1), or a prior on it to "
+                                              "infer it, e.g. 'HalfNormal(0.5)'")),
     (("--parameterisations",), "parameterisations", dict(nargs="+", choices=tuple(grid.PARAMETERISATIONS),
                                                          metavar="P",
                                                          help="standard, reprior, reprior-sampled "
@@ -300,6 +309,11 @@ def add_sbc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-std", type=float, default=0.5)
     parser.add_argument("--sampler-noise-std", type=float, default=None,
                         help="noise std of the sampler's likelihood (default: --noise-std; differ to test power)")
+    parser.add_argument("--noise-prior", default=None, metavar="PRIOR",
+                        help="calibrate an inferred noise: each replication draws its noise from PRIOR "
+                             "(e.g. 'HalfNormal(0.5)'; --noise-std unused) and the sampler infers it")
+    parser.add_argument("--sampler-noise-prior", default=None, metavar="PRIOR",
+                        help="the noise prior the sampler assumes (default: --noise-prior; differ to test power)")
     parser.add_argument("--num-bins", type=int, default=10)
     parser.add_argument("--level", type=float, default=0.01, help="family-wise level (Bonferroni over summaries)")
     parser.add_argument("--seed", type=int, default=0)
@@ -319,7 +333,8 @@ def sbc_command(args: argparse.Namespace) -> int:
         num_draws=args.num_draws, thinning=args.thinning, num_warmup=args.num_warmup, width=args.width,
         depth=args.depth, activation=args.activation, num_data=args.num_data, in_dim=args.in_dim,
         noise_std=args.noise_std, sampler_noise_std=args.sampler_noise_std, num_bins=args.num_bins,
-        level=args.level, seed=args.seed, batch_size=args.batch_size, dtype=args.dtype)
+        level=args.level, seed=args.seed, batch_size=args.batch_size, dtype=args.dtype,
+        noise_prior=args.noise_prior, sampler_noise_prior=args.sampler_noise_prior)
     print(result.table())
     if args.plot:
         sbc.plot_ranks(result, args.plot)

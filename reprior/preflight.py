@@ -242,7 +242,8 @@ def check_numbers(cells, datasets) -> None:
         seen.add(signature)
         data = datasets[cell.data_settings()]
         try:
-            numbers_fit(s["noise_std"], data.x_train, data.y_train, data.x_test if data.n_test else None,
+            fixed = None if isinstance(s["noise_std"], str) else s["noise_std"]  # a prior's text: inferred
+            numbers_fit(fixed, data.x_train, data.y_train, data.x_test if data.n_test else None,
                         dtype=s["dtype"], names=_NUMBER_NAMES)
         except ValueError as err:
             raise ConfigError(f"{err} (data set {s['dataset']!r})") from None
@@ -323,6 +324,17 @@ def check_sbc(args) -> None:
         value = getattr(args, name)
         if value < 2:
             raise ConfigError(f"--{name.replace('_', '-')}: expected an integer >= 2, received {value}")
+    from .bnn import parse_noise_prior
+
+    for flag in ("noise_prior", "sampler_noise_prior"):
+        if getattr(args, flag, None) is not None:
+            try:
+                parse_noise_prior(getattr(args, flag), "--" + flag.replace("_", "-"))
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+    if getattr(args, "sampler_noise_prior", None) is not None and getattr(args, "noise_prior", None) is None:
+        raise ConfigError("--sampler-noise-prior: expected it only with --noise-prior (a fixed noise is not "
+                          f"inferred), received {args.sampler_noise_prior!r} without --noise-prior")
     minimum = MIN_PER_BIN * args.num_bins
     if args.num_replications < minimum:
         raise ConfigError(f"--num-replications: expected at least {minimum} ({MIN_PER_BIN} per rank bin, "

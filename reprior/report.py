@@ -40,6 +40,8 @@ SUMMARY_COLUMNS = [*SETTINGS_COLUMNS, *METRIC_COLUMNS]
 CELL_WARNINGS_FILE = "warnings.txt"
 #: At most this many distinct warning texts are quoted per cell in the report.
 MAX_QUOTED_WARNINGS = 3
+#: The posterior of an inferred noise, tabled under its group's results when finite.
+NOISE_METRICS = ("noise_std_mean", "noise_std_sd")
 #: Row keys under which a cell's identifier (the keys of ``cells_idata``) is looked up.
 CELL_ID_COLUMNS = ("cell", "key", "cell_key", "hash")
 #: Table columns: (row key, header).
@@ -578,6 +580,10 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
              "the headings is in the units of the targets as loaded: standardised (unit variance on the "
              "training points) for diabetes, and for csv and npz unless `standardise = false`; one-hot minus "
              "0.1 for digits and cifar10; raw for synthetic.")
+    noises = {}
+    for entry in comparison.average_over_seeds(rows, NOISE_METRICS):
+        if math.isfinite(entry["noise_std_mean"]):
+            noises.setdefault(comparison.comparison_key(entry), []).append(entry)
     for key, entries in tables:
         doc.heading(3, group_title(key) or "all cells")
         headline = _headline(entries)
@@ -587,6 +593,12 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
         if any(e.get("baseline_failed") for e in entries):
             doc.para("\u2020 the standard cell at this width has failed chains: the ratio divides by an ESS "
                      "that does not measure mixing.")
+        if key in noises:
+            doc.para("The inferred noise: posterior mean and standard deviation of `noise_std` (in the units of "
+                     "the targets as loaded), averaged over seeds.")
+            doc.table(["width", "parameterisation", "seeds", "noise_std mean", "noise_std sd"],
+                      [[str(e["width"]), str(e["parameterisation"]), str(e["num_seeds"]),
+                        format_number(e["noise_std_mean"]), format_number(e["noise_std_sd"])] for e in noises[key]])
     if samplers:
         doc.heading(2, "Samplers against standard NUTS")
         doc.para("Cells that sample the same network and data with different samplers, one row per width, "

@@ -142,3 +142,42 @@ def test_full_sbc(sampler, parameterisation, readout, thinning, num_warmup):
                          thinning=thinning, num_warmup=num_warmup, num_replications=500, num_draws=19,
                          num_bins=10, level=0.01 / len(FULL), batch_size=250)
     assert result.passed, result.table()
+
+
+# -- an inferred noise ------------------------------------------------------------------------------
+NOISE = dict(num_replications=200, num_draws=19, num_bins=10, num_warmup=200, level=0.001, width=4, num_data=8,
+             batch_size=100, noise_prior="HalfNormal(0.5)")
+
+
+def test_noise_prior_arguments_are_checked_naming_them():
+    with pytest.raises(ValueError, match="noise_prior.*Normal"):
+        sbc.run_sbc(noise_prior="Normal(0, 1)", num_replications=4)
+    with pytest.raises(ValueError, match="sampler_noise_prior"):
+        sbc.run_sbc(noise_prior="HalfNormal(0.5)", sampler_noise_prior="Poisson(2)", num_replications=4)
+    with pytest.raises(ValueError, match="sampler_noise_prior"):
+        sbc.run_sbc(sampler_noise_prior="HalfNormal(0.5)", num_replications=4)
+    import numpyro.distributions as dist
+
+    result = sbc.run_sbc(noise_prior=dist.HalfNormal(0.5), num_replications=4, num_draws=3, num_bins=2,
+                         num_warmup=5, thinning=1, width=2, num_data=4)
+    assert result.summary_names == (*sbc.SUMMARY_NAMES, "noise_std")
+    assert result.ranks.shape == (4, len(sbc.SUMMARY_NAMES) + 1) and np.all((0 <= result.ranks) & (result.ranks <= 3))
+    assert json.loads(result.settings["noise_prior"]) == {"class": "HalfNormal", "args": {"scale": 0.5}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler, parameterisation, thinning",
+                         [("nuts", "reprior", 5), ("nuts", "standard", 5), ("elliptical_slice", "reprior", 20)])
+def test_sbc_of_the_joint_posterior_with_an_inferred_noise(sampler, parameterisation, thinning):
+    """The weights and the noise sampled jointly (``BNN(arch, noise_std=HalfNormal(0.5))``): uniform
+    ranks of every summary, the noise among them; a sampler that assumes the wrong prior
+    (HalfNormal(0.15): noise too small) is rejected on the noise.  Thinning as in FULL's NUTS and
+    the lag-1 autocorrelation of the thinned draws checked below 0.2."""
+    options = {"max_tree_depth": 5} if sampler == "nuts" else {}
+    right = sbc.run_sbc(sampler=sampler, parameterisation=parameterisation, thinning=thinning,
+                        sampler_options=options, **NOISE)
+    assert right.passed, right.table()
+    assert np.all(np.abs(right.autocorrelation) < 0.2), right.table()
+    wrong = sbc.run_sbc(sampler=sampler, parameterisation=parameterisation, thinning=thinning,
+                        sampler_options=options, sampler_noise_prior="HalfNormal(0.15)", **NOISE)
+    assert not wrong.passed and wrong.p_values[wrong.summary_names.index("noise_std")] < 1e-10, wrong.table()

@@ -125,7 +125,8 @@ OPTIONS: dict[str, _Option] = {
                                "the data set's own default when not given (`reprior datasets`)", axis=True),
     "n_test": _Option(None, "test points: a number (0: none), \"all\", or the data set's own default when not given"),
     "data_seed": _Option(0, "seed of the data subset (and of synthetic data)"),
-    "noise_std": _Option([0.1], "observation noise standard deviation", axis=True),
+    "noise_std": _Option([0.1], "observation noise standard deviation, or a prior on it to infer it "
+                                "(e.g. \"HalfNormal(0.5)\")", axis=True),
     "parameterisations": _Option(["standard", "reprior"], "standard, reprior, reprior-sampled", axis=True,
                                  aliases=("parameterisation",)),
     "samplers": _Option(["nuts"], "registered sampler names (reprior.kernels.kernel_names())", axis=True,
@@ -260,6 +261,20 @@ def _float(name, value, *, positive=True):
     return float(value)
 
 
+def _noise(name, value):
+    """A fixed noise (a positive number) or an inferred one: a prior's text, as
+    :func:`reprior.bnn.parse_noise_prior` reads it, kept in the canonical form of
+    :func:`reprior.bnn.noise_prior_text` (``"HalfNormal(scale=0.5)"``: one cell key per prior)."""
+    if not isinstance(value, str):
+        return _float(name, value)
+    from ..bnn import noise_prior_text, parse_noise_prior  # NumPyro, only where a prior is given
+
+    try:
+        return noise_prior_text(parse_noise_prior(value, name))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def _choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         raise _bad(name, "one of " + ", ".join(choices), value)
@@ -361,7 +376,7 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     out["n_train"] = [_size("n_train", n, 1) for n in _axis_values("n_train", o["n_train"])]
     out["n_test"] = _size("n_test", o["n_test"], 0)
     out["data_seed"] = _seed("data_seed", o["data_seed"])
-    out["noise_std"] = [_float("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
+    out["noise_std"] = [_noise("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
     out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
                                 for p in _axis_values("parameterisations", o["parameterisations"])]
     out["samplers"] = [_choice("sampler", s, tuple(samplers)) for s in _axis_values("sampler", o["samplers"])]

@@ -186,6 +186,8 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
         return None, "reference off", 0.0, ""
     if data.n_test == 0:
         return None, "no test inputs (n_test = 0)", 0.0, ""
+    if bnn.inferred_noise:
+        return None, "the cell infers its noise; reference posteriors need a fixed noise_std", 0.0, ""
     rid = cell_reference_id(settings, bnn, data)
     start = time.perf_counter()
     if mode != "auto":
@@ -285,11 +287,11 @@ def build_references(options: dict, cells, datasets: dict, *, console=None) -> d
         interrupts.checkpoint()
         data = datasets[cell.data_settings()]
         bnn = build_bnn(cell.settings)
-        rid = cell_reference_id(cell.settings, bnn, data) if data.n_test else None
+        rid = cell_reference_id(cell.settings, bnn, data) if data.n_test and not bnn.inferred_noise else None
         if rid is None or rid in outcomes:
             continue
         setting = f"{cell.settings['arch']} d{cell.settings['depth']} w{cell.settings['width']} " \
-                  f"noise {cell.settings['noise_std']:g} n_train {data.n_train}"
+                  f"noise {bnn.noise_description()} n_train {data.n_train}"
         if console is not None:
             console.print(f"reference {rid} ({setting}): building or loading ...", markup=False, highlight=False)
         say = None if console is None else (lambda text: console.print(text, markup=False, highlight=False,

@@ -113,12 +113,20 @@ def load_all_data(cells) -> dict:
     return datasets
 
 
+def noise_order(noise) -> tuple:
+    """A sort key of a ``noise_std`` setting: fixed noises by value, then priors by their text."""
+    return (0, float(noise), "") if isinstance(noise, (int, float)) else (1, 0.0, str(noise))
+
+
 def build_bnn(settings: dict[str, Any]):
     """The :class:`reprior.BNN` of a cell: its architecture built by the registered
     :attr:`~reprior.architectures.registry.ArchitectureSpec.from_settings`."""
     from .. import BNN
+    from ..bnn import parse_noise_prior
 
-    return BNN(grid_mod.architecture_spec(settings["arch"]).from_settings(settings), settings["noise_std"])
+    noise = settings["noise_std"]  # a number, or a prior's text (an inferred noise)
+    noise = parse_noise_prior(noise, "noise_std") if isinstance(noise, str) else noise
+    return BNN(grid_mod.architecture_spec(settings["arch"]).from_settings(settings), noise)
 
 
 def resolve_keep(settings: dict[str, Any], bnn, x_shape, out_dim: int, budget: int = KEEP_BUDGET_BYTES) -> str:
@@ -513,7 +521,8 @@ def report_rows(store: CellStore, finished: dict[str, dict] | None = None) \
 
     def order(row):
         return (str(row["dataset"]), row["n_train"], str(row["arch"]), row["depth"], str(row["activation"]),
-                row["noise_std"], str(row["sampler"]), row["seed"], row["width"], str(row["parameterisation"]))
+                noise_order(row["noise_std"]), str(row["sampler"]), row["seed"], row["width"],
+                str(row["parameterisation"]))
 
     rows.sort(key=order)
     return rows, paths, commands

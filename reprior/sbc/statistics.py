@@ -16,10 +16,12 @@ from scipy import stats as sps
 
 from .. import _checks
 
-__all__ = ["SUMMARY_NAMES", "SBCResult", "lag1_autocorrelation", "rank_counts", "uniformity_test"]
+__all__ = ["NOISE_SUMMARY", "SUMMARY_NAMES", "SBCResult", "lag1_autocorrelation", "rank_counts", "uniformity_test"]
 
 SUMMARY_NAMES = ("hidden_W[0,0]", "hidden_b[0]", "readout_W[0,0]", "readout_b[0]", "f(x*_0)", "f(x*_1)",
                  "log_likelihood")
+#: The summary added when the noise is inferred (``run_sbc(noise_prior=...)``): :math:`\sigma` itself.
+NOISE_SUMMARY = "noise_std"
 
 
 @dataclasses.dataclass
