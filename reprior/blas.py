@@ -2,8 +2,8 @@
 
 On CPU, JAX's Cholesky factorisation and triangular solves call the LAPACK of
 SciPy's bundled OpenBLAS.  Multi-threaded OpenBLAS on small matrices spins its
-threads, and on a loaded machine we measured a 128 x 128 Cholesky at 364 ms
-instead of 0.26 ms (1400x).  :func:`reprior.sample` therefore runs with
+threads, which on a loaded machine makes a small Cholesky factorisation hundreds
+of times slower (docs/performance.md has the measurement).  :func:`reprior.sample` therefore runs with
 single-threaded BLAS by default (XLA's own matrix products, which dominate the
 cost, keep their own thread pool).  Use :func:`blas_threads` around your own
 ``jit``-compiled calls of the log densities for the same protection.

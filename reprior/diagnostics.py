@@ -1,4 +1,4 @@
-"""Mixing and accuracy metrics of one sampling run (DESIGN.md, section 5).
+"""Mixing and accuracy metrics of one sampling run (docs/diagnostics.md).
 
 High-dimensional posteriors are summarised, as in Hron et al. (2022, section 5),
 by scalar *groups* of quantities whose effective sample size (ESS) and R-hat

@@ -1,4 +1,4 @@
-"""Distance of a finite-width BNN posterior from its infinite-width limit (DESIGN.md, section 5).
+"""Distance of a finite-width BNN posterior from its infinite-width limit (docs/diagnostics.md, "Distance to the infinite-width limit").
 
 Hron et al. (2022) make two claims about the limit :math:`d \\to \\infty` (``d``
 the width): in repriorised coordinates the weight posterior tends to the prior

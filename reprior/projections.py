@@ -26,10 +26,9 @@ where the sign :math:`s_{ij}` is bit ``j mod 32`` of a 32-bit integer hash of
   and reference, builds the full matrix;
 - **cheap**: one hash of three integer mixes per weight covers 32 directions,
   and unit norm needs no normalisation pass.  Per recorded draw the cost is
-  about ``dim`` hashes and ``dim * num`` additions: on a CPU, 1.2 to 3 times a
-  product with a stored ``(dim, num)`` matrix (measured at 10^6 and 10^7
-  float32 weights, 10 directions: 0.3 s at 10^7), without that matrix's
-  ``num`` times the network's memory.
+  about ``dim`` hashes and ``dim * num`` additions, a small multiple of a
+  product with a stored ``(dim, num)`` matrix (docs/performance.md), without
+  that matrix's ``num`` times the network's memory.
 
 Example::
 

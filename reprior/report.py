@@ -494,7 +494,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
     files.update(add_accuracy_section(verdict, rows, out_dir))  # reprior.report_accuracy
     doc = _build(rows, command, files, traces, title, samplers, skipped_cells or [], opening=verdict,
                  warned=cell_warnings(out_dir, rows))
-    files.update(add_limits_section(doc, rows, plot_dir))  # "Distance to the infinite-width limit" (issue 11)
+    files.update(add_limits_section(doc, rows, plot_dir))  # "Distance to the infinite-width limit"
     files["report_md"] = _write_text(out_dir / "report.md", doc.markdown())
     files["report_html"] = _write_text(out_dir / "report.html", doc.html(title))
     return files

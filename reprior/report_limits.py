@@ -1,4 +1,4 @@
-"""The report's "Distance to the infinite-width limit" section (issue 11).
+"""The report's "Distance to the infinite-width limit" section.
 
 For each metric of :data:`reprior.limits.LIMIT_METRICS` worth plotting, one figure
 of the metric against width (log-log where the metric is positive), one line per

@@ -45,9 +45,9 @@ def conv(layer, x, w_std: float, b_std: float, stride: int = 1) -> jax.Array:
     Computed as one matrix product of the ``kh * kw`` shifted copies of the input
     (im2col), not by ``lax.conv_general_dilated``: the same numbers, but XLA's CPU
     convolution runs 3-5x slower inside a loop body (``lax.scan``, ``while_loop``, so
-    every MCMC kernel) than outside one, while a matrix product does not (a depth-8
-    ResNet gradient: 206 ms per iteration in a scan against 38 ms this way; see
-    docs/performance.md).  The patches take ``kh * kw`` times the input's memory.
+    every MCMC kernel) than outside one, while a matrix product does not (the
+    measured gradients of a ResNet are in docs/performance.md).  The patches take
+    ``kh * kw`` times the input's memory.
     """
     kh, kw, c_in, c_out = layer["W"].shape
     _, height, width, _ = x.shape

@@ -204,7 +204,7 @@ def run_cell(cell, data, *, progress_bar: bool = False, limits_dir=None, referen
 
 
 def _cell_limits(s, bnn, data, cell, limits_dir, nngp_width=None):
-    """``(LimitInputs or None, info)``: the limit of the cell, cached under ``limits_dir`` (issue 11).
+    """``(LimitInputs or None, info)``: the limit of the cell, cached under ``limits_dir``.
     A failure leaves the limit metrics NaN and is reported in ``info["limits_error"]``."""
     if limits_dir is None:
         return None, {}
