@@ -192,6 +192,9 @@ def plot_ppc(idata, **kwargs):
 
 
 # -- plots -----------------------------------------------------------------------------
+#: Line styles of the chains in the trace plots drawn here (ArviZ 1.x), in the order ArviZ 0.2x uses.
+_CHAIN_STYLES = ("-", "--", ":", "-.")
+
 def plot_trace(dataset, axes) -> None:
     """Per variable and projection: density per chain (left) and trace per chain (right).
 
@@ -207,10 +210,11 @@ def plot_trace(dataset, axes) -> None:
         values = np.asarray(dataset[name].values)  # (chain, draw, projection)
         left, right = axes[row]
         for k in range(values.shape[2]):
-            for c in range(values.shape[0]):
-                color = f"C{k % 10}"
-                left.hist(values[c, :, k], bins=20, density=True, histtype="step", color=color, alpha=0.8)
-                right.plot(values[c, :, k], color=color, linewidth=0.6, alpha=0.8)
+            for c in range(values.shape[0]):  # a colour per projection, a line style per chain (as on 0.2x)
+                color, style = f"C{k % 10}", _CHAIN_STYLES[c % len(_CHAIN_STYLES)]
+                left.hist(values[c, :, k], bins=20, density=True, histtype="step", color=color, alpha=0.8,
+                          linestyle=style)
+                right.plot(values[c, :, k], color=color, linewidth=0.6, alpha=0.8, linestyle=style)
         left.set_title(name)
         right.set_title(name)
         right.set_xlabel("draw")

@@ -582,7 +582,7 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
              "0.1 for digits and cifar10; raw for synthetic.")
     noises = {}
     for entry in comparison.average_over_seeds(rows, NOISE_METRICS):
-        if math.isfinite(entry["noise_std_mean"]):
+        if math.isfinite(entry["noise_std_mean"]) and not math.isfinite(dg.as_number(entry.get("noise_std"))):
             noises.setdefault(comparison.comparison_key(entry), []).append(entry)
     for key, entries in tables:
         doc.heading(3, group_title(key) or "all cells")

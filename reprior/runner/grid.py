@@ -267,6 +267,8 @@ def _noise(name, value):
     :func:`reprior.bnn.noise_prior_text` (``"HalfNormal(scale=0.5)"``: one cell key per prior)."""
     if not isinstance(value, str):
         return _float(name, value)
+    if "(" not in value:
+        raise _bad(name, "a positive number, or a prior's text such as \"HalfNormal(0.5)\"", value)
     from ..bnn import noise_prior_text, parse_noise_prior  # NumPyro, only where a prior is given
 
     try:
