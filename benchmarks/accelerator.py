@@ -1,9 +1,24 @@
-"""Accelerator check: gradient cost and NUTS mixing in float32 vs float64 on one device.
+"""Accelerator check: gradient cost, NUTS mixing in float32 vs float64, and the samplers table.
 
-Runs without ArviZ (ESS from ``numpyro.diagnostics``) so that it needs only
-JAX and NumPyro on the accelerator machine.  Prints a table and writes JSON.
+Three parts, on one device:
+
+* ``grad_cost``: time per gradient of the standard, repriorised and collapsed
+  log densities, float32 and float64;
+* ``nuts``: collapsed NUTS in both precisions (ESS from ``numpyro.diagnostics``),
+  and the largest difference of their predictive means;
+* ``samplers`` (``--samplers``): the table of the sampler comparison at wide
+  widths in float32: NUTS, split HMC, pCN, pCNL and elliptical slice in both
+  parameterisations, through ``reprior.sample``, with theta and ``rb`` ESS per
+  gradient, per evaluation and per second (``reprior.diagnostics.cell_metrics``)
+  and the failed-chain verdict (``reprior.health.chain_failure``).  Cells run
+  repriorised first and narrowest first, until ``--budget-seconds`` is spent; the
+  cells left are listed under ``skipped`` (censored, not measured).
+
+Prints one JSON line per result and writes the whole as JSON: to ``--json``, or
+with ``--samplers`` by default to ``docs/results/accelerator_<device>.json``.
 
     python benchmarks/accelerator.py --json results.json [--quick]
+    python benchmarks/accelerator.py --samplers --budget-seconds 420      # a device's 8 minutes
 """
 
 from __future__ import annotations
@@ -82,11 +97,61 @@ def collapsed_nuts(data, width, dtype, num_warmup, num_samples):
     }
 
 
+#: The samplers of the table and their settings: NUTS capped as in the CPU presets; the
+#: gradient-light kernels thinned so that a recorded draw is a few iterations.
+SAMPLERS = {"nuts": ({"max_tree_depth": 6}, 1), "split_hmc": ({}, 1), "pcn": ({}, 10), "pcnl": ({}, 5),
+            "elliptical_slice": ({}, 5)}
+TABLE_METRICS = ("ess_per_grad_theta", "ess_per_eval_theta", "ess_per_second_theta", "ess_per_eval_rb",
+                 "ess_per_second_rb", "rhat_max", "accept_mean", "grad_evals", "logdensity_evals",
+                 "sample_seconds", "compile_seconds")
+
+
+def sampler_table(data, widths, *, num_warmup, num_samples, num_chains, budget_seconds, dtype="float32"):
+    """``(rows, skipped)``: one row per (width, parameterisation, sampler) run before the budget ran out."""
+    from reprior.diagnostics import cell_metrics
+    from reprior.health import chain_failure
+
+    rows, skipped, start = [], [], time.perf_counter()
+    for width in widths:
+        bnn = reprior.BNN(reprior.MLP(width), 0.1)
+        for parameterisation in ("reprior", "standard"):
+            for sampler, (options, thinning) in SAMPLERS.items():
+                cell = {"dtype": dtype, "width": width, "parameterisation": parameterisation, "sampler": sampler,
+                        "thinning": thinning, "sampler_options": options}
+                if time.perf_counter() - start > budget_seconds:
+                    skipped.append(cell)
+                    continue
+                began = time.perf_counter()
+                idata = reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test,
+                                       parameterisation=parameterisation, sampler=sampler, sampler_options=options,
+                                       num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                                       thinning=thinning, keep="none", dtype=dtype, seed=0, progress_bar=False)
+                metrics = cell_metrics(idata)
+                row = {**cell, **{k: float(metrics[k]) for k in TABLE_METRICS},
+                       "failure": chain_failure(metrics), "wall_seconds": time.perf_counter() - began}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows, skipped
+
+
+def device_slug(device) -> str:
+    """``nvidia_h100_80gb_hbm3`` from a device's kind (its platform when it has none)."""
+    kind = str(getattr(device, "device_kind", "") or device.platform).lower()
+    return "".join(c if c.isalnum() else "_" for c in kind).strip("_") or "device"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long run on any machine (tests)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--samplers", action="store_true", help="the samplers table only (see the docstring)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="widths of the samplers table (default 4096 16384 65536; --quick: 32)")
+    parser.add_argument("--budget-seconds", type=float, default=None,
+                        help="the samplers table stops starting cells after this long (default 420; --quick: none)")
     args = parser.parse_args(argv)
+    if args.samplers:
+        return samplers_main(args)
     widths = [64, 128] if args.quick else [1024, 4096, 16384]
     draws = 20 if args.quick else 300
     data = load_dataset("digits", flatten=True, n_train=128, n_test=32, seed=0)
@@ -113,5 +178,33 @@ def main(argv=None):
             json.dump(results, fh, indent=1)
 
 
+def samplers_main(args):
+    """``--samplers``: the table at ``--widths`` in float32, written to ``--json`` or docs/results."""
+    widths = args.widths or ([32] if args.quick else [4096, 16384, 65536])
+    if args.budget_seconds is None:
+        args.budget_seconds = float("inf") if args.quick else 420.0
+    draws = 20 if args.quick else 200
+    data = load_dataset("digits", flatten=True, n_train=128, n_test=32, seed=0)
+    device = jax.devices()[0]
+    header = {
+        "command": " ".join(sys.argv), "machine": platform.platform(), "device": str(device),
+        "device_kind": str(getattr(device, "device_kind", "")), "jax": jax.__version__,
+        "env": {k: os.environ.get(k, "") for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "XLA_PYTHON_CLIENT_PREALLOCATE")},
+        "widths": widths, "num_warmup": draws, "num_samples": draws, "num_chains": 2,
+        "budget_seconds": args.budget_seconds, "n_train": 128, "n_test": 32,
+    }
+    print(json.dumps(header), flush=True)
+    start = time.perf_counter()
+    rows, skipped = sampler_table(data, widths, num_warmup=draws, num_samples=draws, num_chains=2,
+                                  budget_seconds=args.budget_seconds)
+    results = {"header": header, "samplers": rows, "skipped": skipped, "wall_seconds": time.perf_counter() - start}
+    path = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results",
+                                     f"accelerator_{device_slug(device)}.json")
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=1)
+    print(f"{len(rows)} cells measured, {len(skipped)} skipped (budget); written to {path}")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
