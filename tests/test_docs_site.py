@@ -35,7 +35,7 @@ def test_every_page_is_in_the_navigation():
     twice = sorted({page for page in listed if listed.count(page) > 1})
     assert not twice, f"pages listed twice in mkdocs.yml's `nav`: {twice}"
     nav = set(listed)
-    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    pages = {p.relative_to(DOCS).as_posix() for p in [*DOCS.rglob("*.md"), *DOCS.glob("notebooks/*.ipynb")]}
     missing, dangling = sorted(pages - nav), sorted(nav - pages)
     assert not missing, f"add these pages to `nav` in mkdocs.yml: {missing}"
     assert not dangling, f"mkdocs.yml's `nav` names pages that do not exist: {dangling}"
