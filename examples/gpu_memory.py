@@ -1,6 +1,6 @@
 """The memory reprior.sample estimates for a run at each width, as the table of docs/gpu.md.
 
-    python docs/examples/gpu_memory.py
+    python examples/gpu_memory.py
 
 The figures are those of the check ``reprior.sample`` makes before sampling
 (``reprior._memory.estimate_run_bytes``, deliberately generous), for a depth-1 MLP on digits
