@@ -25,7 +25,7 @@ from conftest import run_in_fresh_interpreters
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("grad_cost", "mixing", "ideal", "float32", "scale", "precision", "accelerator",
-              "loop_conv", "overhead")  # run with --quick
+              "loop_conv", "overhead", "user_architectures")  # run with --quick
 HEADER_KEYS = {"machine", "cpu", "cpu_count", "versions", "command", "env", "jax_backend", "jax_devices"}
 
 # A hand-made mixing result for ideal.py to compare with (keeps ideal independent of mixing's run).
@@ -319,6 +319,51 @@ def test_overhead(results):
         assert all(0 < v < 1e3 * results["elapsed"] for v in parts.values())
         assert r["one_factorisation"] is True
         assert close(r["collect_over_bare"], parts["collect"] / r["bare_ms"])
+
+
+@pytest.mark.slow
+def test_user_architectures(results):
+    """The example CNNs (plain JAX and Flax NNX) under NUTS: one cell each (--quick), figures from cell_metrics."""
+    data = check_run(results, "user_architectures")
+    assert data["cpu_affinity"] and all(isinstance(c, int) for c in data["cpu_affinity"])
+    assert "XLA_FLAGS" in data["header"]["env"] and data["header"]["versions"]["flax"]
+    assert len(data["header"]["load_average_at_start"]) == 3 and len(data["load_average_at_end"]) == 3
+    assert data["data"]["x_train_shape"] == [16, 8, 8, 1] and data["data"]["x_test_shape"] == [4, 8, 8, 1]
+    rows = data["rows"]
+    assert [(r["arch"], r["width"], r["parameterisation"]) for r in rows] == [
+        ("cnn", 4, "standard"), ("flax_cnn", 4, "reprior")]
+    draws = 2 * 10  # --quick: 2 chains of 10 draws, max_tree_depth 4
+    for r in rows:
+        # one 3x3 convolution 1 -> 4 channels and its bias, the readout 4 -> 10 and its bias: the same network
+        assert r["num_params"] == 9 * 4 + 4 + 10 * (4 + 1)
+        assert r["num_draws"] == draws and draws <= r["grad_evals"] <= draws * (2**4 - 1)
+        assert close(r["steps_per_draw"], r["grad_evals"] / draws)
+        assert 0 < r["sample_seconds"] < r["wall_seconds"] < results["elapsed"]
+        assert 0.0 <= r["accept_mean"] <= 1.0 and r["rhat_max"] >= r["rhat_theta_max"]
+        assert r["failed"] == (r["rhat_max"] > 1.1)
+        for g in ("theta", "pred"):  # ESS per gradient and per second: the same ESS
+            assert close(r[f"ess_per_grad_{g}"] * r["grad_evals"], r[f"ess_bulk_{g}_median"])
+            assert close(r[f"ess_per_second_{g}"] * r["sample_seconds"], r[f"ess_bulk_{g}_median"])
+    assert data["ratios"] == []  # no width has both parameterisations of one architecture in --quick
+
+
+def test_user_architectures_ratios_only_between_healthy_cells():
+    """``user_architectures.ratios``: reprior/standard per architecture and width, none where chains failed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import user_architectures as ua
+
+    def row(arch, width, parameterisation, theta, pred, rhat):
+        return {"arch": arch, "width": width, "parameterisation": parameterisation, "ess_per_grad_theta": theta,
+                "ess_per_grad_pred": pred, "rhat_max": rhat, "failed": rhat is None or rhat > ua.RHAT_LIMIT}
+    rows = [row("cnn", 16, "standard", 0.01, 0.02, 1.01), row("cnn", 16, "reprior", 0.04, 0.1, 1.0),
+            row("cnn", 64, "standard", 0.01, 0.02, 1.5), row("cnn", 64, "reprior", 0.04, 0.1, 1.0),
+            row("flax_cnn", 16, "reprior", 0.04, 0.1, 1.0)]  # no standard cell: no ratio
+    ok, failed = ua.ratios(rows)
+    assert (ok["arch"], ok["width"], ok["ratio_status"]) == ("cnn", 16, "ok")
+    assert close(ok["ratio_ess_per_grad_theta"], 4.0) and close(ok["ratio_ess_per_grad_pred"], 5.0)
+    assert failed["width"] == 64 and failed["ratio_ess_per_grad_theta"] is None
+    assert failed["ratio_ess_per_grad_pred"] is None and failed["rhat_max_standard"] == 1.5
+    assert failed["ratio_status"].startswith("not a result") and "standard (R-hat 1.5 > 1.1)" in failed["ratio_status"]
 
 
 def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
