@@ -153,10 +153,14 @@ class ReferencePosterior:
 class ReferenceNotCertified(ValueError):
     """A reference posterior that failed certification; ``diagnostics`` says why (``failures``)."""
 
-    def __init__(self, message: str, diagnostics: dict, reference: ReferencePosterior | None = None):
+    def __init__(self, message: str, diagnostics: dict, reference: ReferencePosterior | None = None,
+                 runs: dict | None = None):
         super().__init__(message)
         self.diagnostics = diagnostics
         self.reference = reference
+        #: ``{kernel name: its run}`` (results of :func:`reprior.sample`, in memory only): pass
+        #: them as ``init=`` to :func:`reference_posterior` to continue the chains with more draws.
+        self.runs = runs or {}
 
 
 def _jsonable(value):
@@ -307,7 +311,8 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
                         num_warmup: int = 1000, num_samples: int = 1000, thinning: int | dict = 1, seed: int = 0,
                         dtype: str | None = None, sampler_options: dict | None = None,
                         threshold: float = DEFAULT_THRESHOLD, certify: bool = True,
-                        chain_method: str = "sequential", progress_bar: bool = False) -> ReferencePosterior:
+                        chain_method: str = "sequential", progress_bar: bool = False,
+                        init: dict | None = None) -> ReferencePosterior:
     """A certified reference posterior of ``f(x_test)`` from repriorised chains of several kernels.
 
     Args:
@@ -326,6 +331,12 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
         chain_method: as for :func:`reprior.sample`; ``"vectorized"`` chains share each
             step's fixed costs, which dominate at small widths.
         progress_bar: show each kernel's progress bar.
+        init: an earlier attempt's runs, ``{kernel name: result of reprior.sample}`` (what
+            :attr:`ReferenceNotCertified.runs` holds), to continue rather than start again:
+            each kernel's chains go on from where they stopped (no second warm-up) until they
+            hold ``num_samples`` draws in all, so a reference that failed certification for
+            want of draws costs only the draws it lacked.  Every other argument must be the
+            earlier attempt's.
 
     Returns:
         A :class:`ReferencePosterior`; ``diagnostics`` holds ``kernels`` (per kernel: R-hat
@@ -361,18 +372,22 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
                            sorted(set(thin) - set(samplers)))
     for name, value in thin.items():
         _checks.positive_int(f"thinning[{name!r}]", value)
-    stats, kernels, resolved = {}, {}, None
+    init = _check_reference_init(init, samplers, num_samples)
+    stats, kernels, runs, resolved = {}, {}, {}, None
     for i, name in enumerate(samplers):
+        earlier = init.get(name)
+        more = num_samples - (0 if earlier is None else _draws_per_chain(earlier))
         with warnings.catch_warnings():  # a failed run is reported by the certification instead
             warnings.filterwarnings("ignore", message="reprior.sample", category=RuntimeWarning)
             idata = sample(bnn, x, y, x_test=x_test, parameterisation="reprior", readout="exact", sampler=name,
-                           num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                           thinning=thin[name], seed=seed + i, dtype=dtype, sampler_options=options.get(name),
-                           keep="none", num_projections=1, chain_method=chain_method,
-                           progress_bar=progress_bar)
+                           num_warmup=None if earlier is not None else num_warmup, num_samples=more,
+                           num_chains=num_chains, thinning=thin[name], seed=seed + i, dtype=dtype,
+                           sampler_options=options.get(name), keep="none", num_projections=1,
+                           chain_method=chain_method, progress_bar=progress_bar, pointwise=False, init=earlier)
         resolved = idata.attrs["dtype"]
         stats[name] = kernel_statistics(*rb_draws(idata))
         kernels[name] = _kernel_summary(idata, stats[name])
+        runs[name] = idata
         del idata
     moments, figures = combine(stats, threshold)
     failures = certification_failures(kernels, figures)
@@ -396,5 +411,26 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
                                    x_test_digest=inputs_digest(x_test_arr))
     if failures and certify:
         raise ReferenceNotCertified(f"reference posterior not certified for {setting}: " + "; ".join(failures),
-                                    diagnostics, reference)
+                                    diagnostics, reference, runs)
     return reference
+
+
+def _draws_per_chain(idata) -> int:
+    return int(idata.posterior_predictive.sizes["draw"])
+
+
+def _check_reference_init(init, samplers: tuple, num_samples: int) -> dict:
+    """``init`` as ``{kernel name: run}``, checked against the kernels and the draws asked for."""
+    if init is None:
+        return {}
+    if not isinstance(init, dict) or set(init) != set(samplers):
+        received = sorted(init) if isinstance(init, dict) else type(init).__name__
+        raise _checks.fail("init", f"the earlier runs of the kernels {list(samplers)}, keyed by name "
+                           "(ReferenceNotCertified.runs)", received)
+    for name, run in init.items():
+        if not hasattr(run, "posterior_predictive"):
+            raise _checks.fail(f"init[{name!r}]", "a result of reprior.sample", type(run).__name__)
+        if _draws_per_chain(run) >= num_samples:
+            raise _checks.fail("num_samples", f"more draws per chain than the {_draws_per_chain(run)} of the "
+                               f"run that init[{name!r}] continues", num_samples)
+    return init

@@ -66,6 +66,29 @@ def test_a_short_run_is_refused_with_the_failing_figures():
     assert not ref.certified and ref.mean.shape == (3, 1)
 
 
+def test_a_continued_reference_equals_one_longer_build():
+    # continuing a failed attempt's chains (init=err.runs) is one longer run of each kernel (same seeds,
+    # same adaptation): its moments and diagnostics' draw counts equal a single build's, to round-off
+    x, y = regression_data(8, seed=1)
+    bnn = reprior.BNN(reprior.MLP(width=4, depth=1), noise_std=0.5)
+    args = dict(samplers=("pcnl", "split_hmc"), num_chains=2, num_warmup=20, dtype="float64")
+    with pytest.raises(ReferenceNotCertified) as caught:
+        reference_posterior(bnn, x, y, x[:3], num_samples=30, **args)
+    runs = caught.value.runs
+    assert set(runs) == {"pcnl", "split_hmc"}
+    continued = reference_posterior(bnn, x, y, x[:3], num_samples=70, certify=False, init=runs, **args)
+    whole = reference_posterior(bnn, x, y, x[:3], num_samples=70, certify=False, **args)
+    for name in ("mean", "second_moment", "second_moment_var", "rb_var"):
+        np.testing.assert_allclose(getattr(continued, name), getattr(whole, name), rtol=1e-9, atol=1e-12)
+    for kernel in ("pcnl", "split_hmc"):
+        assert continued.diagnostics["kernels"][kernel]["num_draws"] == 2 * 70
+        assert continued.diagnostics["kernels"][kernel]["grad_evals"] == whole.diagnostics["kernels"][kernel]["grad_evals"]
+    with pytest.raises(ValueError, match="num_samples.*more draws per chain than the 30"):
+        reference_posterior(bnn, x, y, x[:3], num_samples=30, init=runs, **args)
+    with pytest.raises(ValueError, match="init.*the earlier runs of the kernels"):
+        reference_posterior(bnn, x, y, x[:3], num_samples=70, init={"pcnl": runs["pcnl"]}, **args)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(samplers=("nuts",)), "samplers"), (dict(samplers=("nuts", "nuts")), "samplers"),
     (dict(num_chains=1), "num_chains"), (dict(threshold=1.0), "threshold"),

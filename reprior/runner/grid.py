@@ -151,7 +151,7 @@ OPTIONS: dict[str, _Option] = {
     "reference_num_chains": _Option(4, "chains per reference kernel"),
     "reference_num_warmup": _Option(500, "warm-up iterations per reference chain"),
     "reference_num_samples": _Option(2000, "recorded draws per reference chain"),
-    "reference_max_num_samples": _Option(8000, "an uncertified reference is rebuilt with more draws (at least twice, enough for ESS 400 at its rate), up to this"),
+    "reference_max_num_samples": _Option(8000, "an uncertified reference's chains are continued to more draws (at least twice, enough for ESS 400 at its rate), up to this"),
     "reference_thinning": _Option(1, "iterations per recorded reference draw: a number or {kernel = number}"),
     "reference_sampler_options": _Option({}, "per reference kernel settings, e.g. {nuts = {max_tree_depth = 6}}"),
     "b2_threshold": _Option(0.01, "accuracy threshold of the cost-to-accuracy verdict, in (0, 1)"),

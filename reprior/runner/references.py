@@ -199,24 +199,26 @@ def cell_reference(settings: dict, bnn, data, options: dict, out_root, *, say=No
             say(f"reference {rid} (width {settings['width']}): {text}")
 
     def build():  # more draws (next_num_samples) until certified or past the budget's most
-        num_samples = budget["num_samples"]
+        num_samples, runs = budget["num_samples"], None
         while True:
             tell(f"building from {', '.join(budget['samplers'])}, {budget['num_chains']} chains x "
-                 f"{num_samples} draws each ...")
+                 f"{num_samples} draws each ..." if runs is None else
+                 f"continuing its chains to {num_samples} draws each ...")
             try:
                 return reference_posterior(
                     bnn, data.x_train, data.y_train, data.x_test, samplers=budget["samplers"],
                     num_chains=budget["num_chains"], num_warmup=budget["num_warmup"], num_samples=num_samples,
                     thinning=budget["thinning"], dtype=settings["dtype"], sampler_options=budget["sampler_options"],
-                    threshold=budget["threshold"])
+                    threshold=budget["threshold"], init=runs)
             except ReferenceNotCertified as err:
                 failing = "; ".join(err.diagnostics.get("failures", [])) or str(err)
                 more = next_num_samples(num_samples, err.diagnostics, budget["max_num_samples"])
                 if more is None:
                     tell(f"not certified at {num_samples} draws ({failing}); reference_max_num_samples reached")
+                    err.runs = {}  # the chains are not kept past the last attempt
                     raise
-                tell(f"not certified at {num_samples} draws ({failing}); again with {more}")
-                num_samples = more
+                tell(f"not certified at {num_samples} draws ({failing}); continued to {more}")
+                num_samples, runs = more, err.runs
 
     try:
         reference = ReferenceStore(Path(out_root) / REFERENCES_DIR).get_or_build(rid, budget, build)
@@ -309,3 +311,52 @@ def build_references(options: dict, cells, datasets: dict, *, console=None) -> d
                           f"{outcomes[rid]['build_seconds']:.0f} s, {outcomes[rid]['logdensity_evals']:,} "
                           "log-density evaluations", markup=False, highlight=False, soft_wrap=True)
     return outcomes
+
+
+#: The start of ``reference_failure`` for a cell scored while its reference was not certified.
+NO_CERTIFIED_REFERENCE = "no certified reference"
+
+
+def awaits_reference(record: dict | None, options: dict) -> bool:
+    """True when a finished cell's ``record`` was scored without a certified reference that a sweep
+    with ``options`` (``reference = "auto"``) may be able to build now."""
+    if options.get("reference", "off") != "auto" or not isinstance(record, dict):
+        return False
+    return str(record.get("metrics", {}).get("reference_failure", "")).startswith(NO_CERTIFIED_REFERENCE)
+
+
+def rescore_cell(store, key: str, data, options: dict, *, say=None) -> dict | None:
+    """Score a finished cell's stored draws again, now that its reference may be certified.
+
+    A cell that finished while its reference failed certification keeps its draws
+    (``idata.nc``), so a later sweep whose budget can certify the reference (a larger
+    ``reference_max_num_samples``) builds it (:func:`cell_reference`) and scores the stored
+    draws against it, rewriting ``metrics.json`` with the cost-to-accuracy columns and the
+    manifest, instead of sampling the cell again.  Runs under the cell's lock; the two
+    rewrites are made with interrupts deferred, so a Ctrl-C cannot leave one without the
+    other.  Returns the new metrics, or None when the reference is still not certified (the
+    cell is left as it was)."""
+    from .. import _arviz, interrupts
+    from .sweep import build_bnn
+
+    with store.lock(key):
+        record = store.read_record(key)
+        if not awaits_reference(record, options):
+            return None
+        settings = record["settings"]
+        reference, failure, seconds, rid = cell_reference(settings, build_bnn(settings), data, options, store.root,
+                                                          say=say)
+        if reference is None:
+            return None
+        idata = _arviz.from_netcdf(store.idata_path(key))
+        accuracy, curve = score_cell(idata, reference, failure, options["b2_threshold"], rid)
+        metrics = {**record["metrics"], **accuracy}
+        info = {**record.get("info", {}), "reference_seconds": record.get("info", {}).get("reference_seconds", 0.0)
+                + seconds}
+        with interrupts.deferred():
+            if curve is not None:
+                from ..accuracy import CURVE_FILE
+
+                write_curve(store.cell_dir(key) / CURVE_FILE, curve)
+            store.finish(key, settings, metrics, info)
+        return metrics

@@ -64,6 +64,7 @@ class SweepResult:
     busy: dict[str, str] = field(default_factory=dict)
     redone: dict[str, str] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)  # finished, but its chains failed (the health rule)
+    rescored: list[str] = field(default_factory=list)  # finished before, scored again against a new reference
     strict: bool = False  # broken chains make the exit status 1
     interrupted: bool = False
     signum: int = 2
@@ -330,11 +331,13 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     if keys is not None:
         cells = [cell for cell in cells if cell.key in set(keys)]
     result = SweepResult(cells=cells, strict=strict)
-    todo = []
+    todo, rescore = [], []
     for cell in cells:
         state = store.state(cell.key, cell.settings)
         if state.finished:
             result.skipped.append(cell.key)
+            if references.awaits_reference(state.record, options):
+                rescore.append(cell)
         else:
             if state.state == "broken":
                 result.redone[cell.key] = state.reason
@@ -343,8 +346,11 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     for key, reason in result.redone.items():
         _say(console, f"redoing broken cell {key}: {reason}", style="yellow")
 
-    if datasets is None or any(c.data_settings() not in datasets for c in todo):
-        datasets = load_all_data(todo)  # every data set first: a bad path fails before any sampling
+    if rescore and not quiet:
+        _say(console, f"{len(rescore)} finished cells were scored without a certified reference: scored "
+                      "again if it certifies now")
+    if datasets is None or any(c.data_settings() not in datasets for c in todo + rescore):
+        datasets = load_all_data(todo + rescore)  # every data set first: a bad path fails before any sampling
 
     ownership.claim(store.root, "out", force=force)  # the marker, before any cell
     reference_options = {k: v for k, v in options.items() if k.startswith("reference") or k == "b2_threshold"}
@@ -365,6 +371,10 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                     _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet,
                              reference_options, widest[cell.settings["arch"]])
                 progress.advance(task)
+            for cell in rescore:
+                interrupts.checkpoint()
+                _rescore_one(cell, datasets[cell.data_settings()], store, result, progress.console, quiet,
+                             reference_options)
     except KeyboardInterrupt as err:
         result.interrupted = True
         result.signum = interrupts.exit_code(err) - 128
@@ -399,6 +409,35 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
             _say(console, f"        {result.report['report_html']}")
             _say(console, f"        {result.report['summary_csv']}")
     return result
+
+
+def _rescore_one(cell, data, store, result, console, quiet, reference_options) -> None:
+    """Score a finished cell's draws again against its reference (:func:`references.rescore_cell`)."""
+    say = None if quiet else (lambda text: _say(console, text))
+    try:
+        metrics = references.rescore_cell(store, cell.key, data, reference_options, say=say)
+    except CellBusy as busy:
+        result.busy[cell.key] = str(busy)
+        return
+    except Exception as err:  # the cell stays as it was, scored without a reference
+        _say(console, f"could not score {cell.key} {cell.label()} again: {type(err).__name__}: {err}", style="red")
+        return
+    if metrics is not None:
+        result.rescored.append(cell.key)
+        if not quiet:
+            _say(console, f"scored again {cell.key} {cell.label()}: {_accuracy_phrase(metrics)}")
+
+
+def _accuracy_phrase(metrics: dict) -> str:
+    """Gradients to the threshold on the predictions and on the hidden weights, or the run's whole cost."""
+    parts = []
+    for label, reached, grads in (("predictions", "b2_reached", "grads_to_b2"),
+                                  ("hidden weights", "b2_rb_reached", "grads_to_b2_rb")):
+        if metrics.get(reached):
+            parts.append(f"{label} below the threshold after {metrics[grads]:.3g} gradients")
+        else:
+            parts.append(f"{label} not below it in {metrics.get('budget_grads', float('nan')):.3g}")
+    return "; ".join(parts)
 
 
 def _write_warnings(path: Path, caught) -> Path | None:
