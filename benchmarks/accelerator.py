@@ -9,8 +9,8 @@ Three parts, on one device:
 * ``samplers`` (``--samplers``): the table of the sampler comparison at wide
   widths in float32: NUTS, split HMC, pCN, pCNL and elliptical slice in both
   parameterisations, through ``reprior.sample``, with theta and ``rb`` ESS per
-  gradient, per evaluation and per second (``reprior.diagnostics.cell_metrics``)
-  and the failed-chain verdict (``reprior.health.chain_failure``).  Cells run
+  gradient, per evaluation and per second (``reprior.evaluation.diagnostics.cell_metrics``)
+  and the failed-chain verdict (``reprior.inference.health.chain_failure``).  Cells run
   repriorised first and narrowest first, until ``--budget-seconds`` is spent; the
   cells left are listed under ``skipped`` (censored, not measured).
 
@@ -36,9 +36,9 @@ import numpy as np
 from numpyro.diagnostics import effective_sample_size
 
 import reprior
-from reprior.data import load_dataset
-from reprior.driver import run_chains
-from reprior.kernels import get_kernel, make_kernel
+from reprior.experiments.data import load_dataset
+from reprior.inference.driver import run_chains
+from reprior.inference.kernels import get_kernel, make_kernel
 
 
 def time_grad(fn, params, repeats=20):
@@ -108,8 +108,8 @@ TABLE_METRICS = ("ess_per_grad_theta", "ess_per_eval_theta", "ess_per_second_the
 
 def sampler_table(data, widths, *, num_warmup, num_samples, num_chains, budget_seconds, dtype="float32"):
     """``(rows, skipped)``: one row per (width, parameterisation, sampler) run before the budget ran out."""
-    from reprior.diagnostics import cell_metrics
-    from reprior.health import chain_failure
+    from reprior.evaluation.diagnostics import cell_metrics
+    from reprior.inference.health import chain_failure
 
     rows, skipped, start = [], [], time.perf_counter()
     for width in widths:

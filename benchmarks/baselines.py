@@ -12,7 +12,7 @@ best repriorised cell and prints their ratio:
   gradient; gradient-free kernels are counted fairly);
 * ``ess_per_second_theta`` / ``ess_per_second_rb``: per second of sampling.
 
-Cells whose chains failed (:func:`reprior.health.chain_failure`) are left out
+Cells whose chains failed (:func:`reprior.inference.health.chain_failure`) are left out
 and listed.  Rows are matched on the data and network (dataset, n_train,
 depth, activation, noise); give several files to combine sweeps (e.g. NUTS
 cells run separately).  Per-second ratios are meaningful only for cells timed
@@ -56,7 +56,7 @@ def read_rows(paths) -> list[dict]:
 
 def compare(rows: list[dict]) -> list[dict]:
     """One entry per (matched setting, width): best standard and best repriorised cell per metric."""
-    from reprior.health import chain_failure
+    from reprior.inference.health import chain_failure
 
     groups: dict[tuple, list[dict]] = {}
     for row in rows:

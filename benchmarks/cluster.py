@@ -41,7 +41,7 @@ CELL_ITERATIONS = 2 * (400 + 400)
 
 
 def _reprior(*args) -> list[str]:
-    return [sys.executable, "-m", "reprior.cli", *args]
+    return [sys.executable, "-m", "reprior.experiments.cli", *args]
 
 
 def _timed(argv) -> tuple[int, float]:
@@ -121,7 +121,7 @@ def parallel() -> dict:
 
     jax.config.update("jax_enable_x64", True)
     import reprior
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("synthetic", n_train=32, n_test=8)
     bnn = reprior.BNN(reprior.MLP(256, 1), 0.1)

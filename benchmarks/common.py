@@ -294,7 +294,7 @@ def _ess_columns(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def prediction_projections(f_test: np.ndarray, num: int = 10, seed: int = 0) -> np.ndarray:
     """Fixed random unit projections of flattened test predictions: ``(chain, draw, m, k) -> (chain, draw, num)``."""
-    from reprior.projections import projection_matrix
+    from reprior.core.projections import projection_matrix
 
     c, d = f_test.shape[:2]
     flat = f_test.reshape(c, d, -1)
@@ -331,7 +331,7 @@ def fallback_metrics(idata) -> dict:
 def mixing_metrics(idata) -> dict:
     """Mixing metrics of a ``reprior.sample`` result, plus sampler statistics.
 
-    Uses ``reprior.diagnostics.cell_metrics`` where it exists (``metrics_source``
+    Uses ``reprior.evaluation.diagnostics.cell_metrics`` where it exists (``metrics_source``
     says which), else :func:`fallback_metrics`.  The keys used by the benchmark
     tables (``ess_bulk_{pred,theta}_median``, ``ess_per_grad_{pred,theta}``,
     ``ess_per_second_{pred,theta}``) are recomputed by the fallback when
@@ -339,10 +339,10 @@ def mixing_metrics(idata) -> dict:
     """
     out = {}
     try:
-        from reprior.diagnostics import cell_metrics
+        from reprior.evaluation.diagnostics import cell_metrics
 
         out.update({k: _plain(v) for k, v in cell_metrics(idata).items()})
-        out["metrics_source"] = "reprior.diagnostics.cell_metrics"
+        out["metrics_source"] = "reprior.evaluation.diagnostics.cell_metrics"
     except ImportError:
         out["metrics_source"] = "benchmarks.common.fallback_metrics"
     needed = [f"{m}_{g}" for m in ("ess_per_grad", "ess_per_second") for g in ("pred", "theta")]

@@ -91,7 +91,7 @@ def mixing_part(args) -> tuple[list[dict], list[dict]]:
     import numpy as np
 
     from mixing import run_cell
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", n_train=args.n, n_test=args.n_test, seed=args.seed, flatten=True)
     width = args.mixing_width or args.width

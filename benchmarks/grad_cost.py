@@ -61,8 +61,8 @@ def paper_log_density(bnn, params, x, y):
     import jax.numpy as jnp
     from jax.scipy.linalg import cho_solve, solve_triangular
 
-    from reprior import repriorise as rp
-    from reprior.architectures import readout_matrix, with_readout
+    from reprior.core import repriorise as rp
+    from reprior.core.architectures import readout_matrix, with_readout
 
     psi = bnn.features(params, x)  # once: the standard density below reuses it
     n, p = psi.shape
@@ -82,7 +82,7 @@ def logdensity_fns(bnn):
     (theta or phi), ``"hidden"`` (the hidden weights) or ``"psi"`` (the features, given)."""
     import jax.numpy as jnp
 
-    from reprior import repriorise as rp
+    from reprior.core import repriorise as rp
 
     def features(hidden, x, y):
         psi = bnn.features({"hidden": hidden}, x)
@@ -115,7 +115,7 @@ def make_arch(arch: str, width: int, depth: int):
 
 
 def load_data(arch: str, n: int, seed: int):
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", n_train=n, n_test=0, seed=seed, flatten=(arch == "mlp"))
     return data.x_train, data.y_train

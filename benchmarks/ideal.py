@@ -8,7 +8,7 @@ variables, is the best the repriorised sampler can hope for:
 ``joint``   ``d`` = all weights (what ``standard`` and ``readout="sampled"`` sample).
 
 The sampler is the one ``reprior.sample`` uses (NumPyro NUTS built by
-``reprior.kernels.make_kernel``, driven by ``reprior.driver.run_chains``: same
+``reprior.inference.kernels.make_kernel``, driven by ``reprior.inference.driver.run_chains``: same
 warm-up, adaptation and tree depth), started from exact N(0, I) draws.  ESS is
 ArviZ's median bulk ESS over 10 fixed random unit projections (as for
 ``theta_proj`` in ``mixing``), and of the log density, per gradient evaluation
@@ -53,9 +53,9 @@ def run_ideal(dim: int, args, *, num_projections: int = 10) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from reprior.driver import run_chains
-    from reprior.kernels import get_kernel, make_kernel
-    from reprior.projections import projection_matrix
+    from reprior.inference.driver import run_chains
+    from reprior.inference.kernels import get_kernel, make_kernel
+    from reprior.core.projections import projection_matrix
 
     with jax.enable_x64(True):
         def potential_fn(z):
@@ -121,7 +121,7 @@ RUNNER_SETTINGS = {"standard": "standard", "reprior": "exact", "reprior-sampled"
 
 def mixing_from_runs(summary_csv: Path) -> dict:
     """The NUTS cells of a ``reprior sweep`` (its ``summary.csv``) in ``mixing.json``'s row format."""
-    from reprior.report import read_summary_csv
+    from reprior.experiments.report import read_summary_csv
 
     rows = []
     for cell in read_summary_csv(summary_csv):

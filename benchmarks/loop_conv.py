@@ -6,7 +6,7 @@ repriorised log likelihood of a wide ResNet (digits 8x8, depth 8) four ways,
 for each of two convolution implementations:
 
 * ``xla``: ``lax.conv_general_dilated`` (NHWC/HWIO), what ``reprior`` used before;
-* ``im2col``: ``reprior.architectures.layers.conv``, one matrix product of the
+* ``im2col``: ``reprior.core.architectures.layers.conv``, one matrix product of the
   ``kh * kw`` shifted inputs (the same numbers: the log likelihood and its
   gradient under both are compared, ``loglik_rel_diff`` and ``grad_rel_diff``);
 
@@ -47,7 +47,7 @@ def xla_conv(layer, x, w_std: float, b_std: float, stride: int = 1):
 @contextlib.contextmanager
 def convolution(name: str):
     """Run the ResNet with the named convolution (the module-level name the ResNet calls)."""
-    from reprior.architectures import layers, resnet
+    from reprior.core.architectures import layers, resnet
 
     saved = resnet.conv
     resnet.conv = {"xla": xla_conv, "im2col": layers.conv}[name]
@@ -66,11 +66,11 @@ def programs(width: int, depth: int, n: int, steps: int, seed: int):
     import jax.numpy as jnp
 
     import reprior
-    from reprior.data import load_dataset
-    from reprior.samplers.base import Density
-    from reprior.target import build_target
+    from reprior.experiments.data import load_dataset
+    from reprior.inference.samplers.base import Density
+    from reprior.core.target import build_target
 
-    pcn = importlib.import_module("reprior.samplers.pcn")  # the module: reprior.samplers.pcn is also a function
+    pcn = importlib.import_module("reprior.inference.samplers.pcn")  # the module: reprior.inference.samplers.pcn is also a function
     data = load_dataset("digits", n_train=n, n_test=1, seed=seed, flatten=False)
     bnn = reprior.BNN(reprior.ResNet(width, depth=depth), 0.1)
     target = build_target(bnn, jnp.asarray(data.x_train), jnp.asarray(data.y_train))

@@ -111,7 +111,7 @@ def main(argv=None):
     if bad:
         p.error(f"--settings: expected names among {list(SETTINGS)}, received {bad}")
 
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     info = common.header()
     common.print_header(info, "mixing: NUTS ESS per gradient and per second, standard vs repriorised")

@@ -43,8 +43,8 @@ def problem(width: int, n_train: int, n_test: int, seed: int, noise_std: float):
     import jax.numpy as jnp
 
     import reprior
-    from reprior.data import load_dataset
-    from reprior.target import build_target
+    from reprior.experiments.data import load_dataset
+    from reprior.core.target import build_target
 
     data = load_dataset("digits", n_train=n_train, n_test=n_test, seed=seed, flatten=True)
     bnn = reprior.BNN(reprior.MLP(width, depth=1), noise_std)
@@ -55,7 +55,7 @@ def bare_program(sampler: str, target, iterations: int, seed: int):
     """``(fn, args)``: ``iterations`` transitions of the kernel's own step in one ``lax.scan``."""
     import jax
 
-    from reprior.samplers.registry import make_kernel
+    from reprior.inference.samplers.registry import make_kernel
 
     kernel = make_kernel(sampler, target)
     z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(seed), 1))
@@ -75,9 +75,9 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
     """``{part: (fn, args)}``: each piece of a recorded draw, and ``collect`` (the whole draw)."""
     import jax
 
-    from reprior import repriorise as rp
-    from reprior import sampling
-    from reprior.projections import project_tree
+    from reprior.core import repriorise as rp
+    from reprior.inference import sampling
+    from reprior.core.projections import project_tree
 
     key = jax.random.key(0)
     collect = sampling._make_collect_fn(target, x_test, keep, num_projections, 0)

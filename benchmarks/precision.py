@@ -50,7 +50,7 @@ def _pairs(width: int, n: int, num_pairs: int, b: float, seed: int, noise_std: f
 
     import reprior
     from grad_cost import load_data
-    from reprior.target import build_target
+    from reprior.core.target import build_target
 
     x, y = load_data("mlp", n, seed)
     bnn = reprior.BNN(reprior.MLP(width=width), noise_std)
@@ -77,8 +77,8 @@ def _ratios(bnn, x, y, flat, proposals, b: float, dtype: str) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from reprior.samplers.pcn import pcnl_log_accept
-    from reprior.target import build_target
+    from reprior.inference.samplers.pcn import pcnl_log_accept
+    from reprior.core.target import build_target
 
     with jax.enable_x64(dtype == "float64"):
         target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype))
@@ -149,7 +149,7 @@ def _failure_row(bnn, data, sampler: str, jitter: float, iterations: int) -> dic
 def failures_part(args) -> list[dict]:
     """pCNL at each (width, noise) in float32 (NUTS at the first noise), and pCNL with jitter where it failed."""
     import reprior
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", flatten=True, n_train=args.failure_n, n_test=0, seed=args.seed)
     rows = []
@@ -192,7 +192,7 @@ def chains_part(args) -> list[dict]:
     import numpy as np
 
     import reprior
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", flatten=True, n_train=args.n, n_test=args.chain_n_test, seed=args.seed)
     bnn = reprior.BNN(reprior.MLP(width=args.chain_width), noise_std=args.noise_std)

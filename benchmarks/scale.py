@@ -11,7 +11,7 @@ total (over ``--num-chains`` chains, ``--thinning`` iterations per draw) after
 ``--num-warmup`` warm-up iterations per chain.  Reported per run: wall-clock
 seconds of the whole call (compilation, warm-up and sampling, as a user waits
 for them) and of each phase, the gradient and density evaluations, ESS of the
-test-prediction and theta projections (``reprior.diagnostics.cell_metrics``),
+test-prediction and theta projections (``reprior.evaluation.diagnostics.cell_metrics``),
 and whether the wall time is within ``--target-minutes``.  When a run has fewer
 draws than ``--target-draws`` (to keep an expensive sampler short), the time for
 ``--target-draws`` is *projected* as compile + warm-up + sampling seconds scaled
@@ -32,7 +32,7 @@ import common  # noqa: E402
 def run(sampler: str, args, data) -> dict:
     """One ``reprior.sample`` run; its timings, costs and ESS."""
     import reprior
-    from reprior.diagnostics import cell_metrics
+    from reprior.evaluation.diagnostics import cell_metrics
 
     bnn = reprior.BNN(reprior.MLP(width=args.width), args.noise_std)
     per_chain = -(-args.num_draws // args.num_chains)
@@ -88,7 +88,7 @@ def main(argv=None):
     info = common.header()
     common.print_header(info, "scale: repriorised sampling of a very wide network")
 
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", n_train=args.n, n_test=args.n_test, seed=args.seed, flatten=True)
     rows = []

@@ -11,7 +11,7 @@ parameterisation) cell is one ``reprior.sample`` run on digits images
 every cell), float64; ``reprior`` is the repriorised density with the readout
 drawn exactly (``readout="exact"``, reprior's default).
 
-Metrics are ``reprior.diagnostics.cell_metrics``: median bulk ESS of the 10
+Metrics are ``reprior.evaluation.diagnostics.cell_metrics``: median bulk ESS of the 10
 random projections of the weights in standard coordinates (``theta``) and of
 the test predictions (``pred``), per sampling-phase gradient evaluation.  The
 ratio reprior/standard is reported per architecture and width only where both
@@ -68,7 +68,7 @@ def _number(value):
 def run_cell(arch_name: str, make_arch, width: int, parameterisation: str, data, args) -> dict:
     """One ``reprior.sample`` run and its metrics."""
     import reprior
-    from reprior.diagnostics import cell_metrics
+    from reprior.evaluation.diagnostics import cell_metrics
 
     bnn = reprior.BNN(make_arch(width), args.noise_std)
     start = time.perf_counter()
@@ -161,7 +161,7 @@ def main(argv=None):
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     common.print_header(info, "user architectures: NUTS ESS per gradient, standard vs repriorised")
     print(f"cpu affinity: {affinity}\n", flush=True)
-    data = reprior.data.load_dataset("digits", n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    data = reprior.experiments.data.load_dataset("digits", n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     result = {"benchmark": "user_architectures", "header": info, "cpu_affinity": affinity, "settings": vars(args),
               "data": {"dataset": "digits", "x_train_shape": list(data.x_train.shape),
                        "y_train_shape": list(data.y_train.shape), "x_test_shape": list(data.x_test.shape)},

@@ -3,7 +3,7 @@
     python examples/gpu_memory.py
 
 The figures are those of the check ``reprior.sample`` makes before sampling
-(``reprior._memory.estimate_run_bytes``, deliberately generous), for a depth-1 MLP on digits
+(``reprior.inference.memory.estimate_run_bytes``, deliberately generous), for a depth-1 MLP on digits
 (n = 128 training and 64 test points, 10 outputs, 64 inputs), 4 chains of 1000 draws, in
 float32 and float64, with the chains held one at a time (``chain_method="sequential"``) or
 all at once (``"vectorized"``, ``"parallel"``), storing the readout (``keep="readout"``) or no
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import reprior
-from reprior._memory import count_params, estimate_run_bytes
+from reprior.inference.memory import count_params, estimate_run_bytes
 
 N_TRAIN, N_TEST, IN_DIM, OUT_DIM, CHAINS, DRAWS = 128, 64, 64, 10, 4, 1000
 

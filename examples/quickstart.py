@@ -89,7 +89,7 @@ def print_table(standard: dict, reprior: dict) -> None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import reprior
-    from reprior.data import load_dataset
+    from reprior.experiments.data import load_dataset
 
     data = load_dataset("digits", flatten=True, n_train=args.n_train, n_test=args.n_test)
     bnn = reprior.BNN(reprior.MLP(width=args.width, depth=args.depth), noise_std=args.noise_std)

@@ -5,10 +5,10 @@ weights so that the posterior approaches the prior N(0, I) as width grows.
 
 The package loads lazily (PEP 562): ``import reprior`` is pure Python and
 fast, and JAX, NumPyro and the kernels load on the first use of a public name
-(``reprior.sample``, ``reprior.BNN``, ...) or a submodule (``reprior.nngp``).
-That first load runs with SIGINT and SIGTERM deferred (:mod:`reprior.interrupts`):
+(``reprior.sample``, ``reprior.BNN``, ...) or a submodule (``reprior.core.nngp``).
+That first load runs with SIGINT and SIGTERM deferred (:mod:`reprior._util.interrupts`):
 a Ctrl-C that lands while XLA's native libraries load could otherwise crash
-the interpreter, so it is raised as :class:`~reprior.interrupts.Interrupted`
+the interpreter, so it is raised as :class:`~reprior._util.interrupts.Interrupted`
 (a ``KeyboardInterrupt``) once the imports are done.  The command line imports
 only this light layer before it installs its own handling, so an interrupt at
 any moment ends it with one line and exit status 130 (143 for SIGTERM).
@@ -23,30 +23,32 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from . import _arviz_version
-from . import interrupts as _interrupts  # pure Python
+from . import _moved
+from ._util import arviz_version as _arviz_version
+from ._util import interrupts as _interrupts  # pure Python
 
 _arviz_version.check_version()
+_moved.install()  # the first layout's module paths (reprior.core.nngp, reprior.experiments.data, ...) stay importable
 
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "BNN": ".bnn",
-    "FeatureArchitecture": ".architectures",
-    "MLP": ".architectures",
-    "ReferencePosterior": ".reference",
-    "ReferenceNotCertified": ".reference",
-    "ResNet": ".architectures",
-    "blas_threads": ".blas",
-    "bnn_model": ".models",
-    "build_target": ".target",
-    "cost_to_accuracy": ".accuracy",
-    "from_chains": ".chains",
-    "from_equinox": ".architectures",
-    "from_flax": ".architectures",
-    "reference_posterior": ".reference",
-    "sample": ".sampling",
+    "BNN": ".core.bnn",
+    "FeatureArchitecture": ".core.architectures",
+    "MLP": ".core.architectures",
+    "ReferencePosterior": ".evaluation.reference",
+    "ReferenceNotCertified": ".evaluation.reference",
+    "ResNet": ".core.architectures",
+    "blas_threads": "._util.blas",
+    "bnn_model": ".inference.models",
+    "build_target": ".core.target",
+    "cost_to_accuracy": ".evaluation.accuracy",
+    "from_chains": ".inference.chains",
+    "from_equinox": ".core.architectures",
+    "from_flax": ".core.architectures",
+    "reference_posterior": ".evaluation.reference",
+    "sample": ".inference.sampling",
 }
 
 __all__ = ["BNN", "FeatureArchitecture", "MLP", "ReferenceNotCertified", "ReferencePosterior", "blas_threads",
@@ -63,7 +65,7 @@ def _load(module: str):
 def __getattr__(name: str):
     # ``from . import x`` inside the package asks here first for a submodule not yet imported:
     # a submodule is imported as itself, nothing more (no import cycles).
-    if name in _EXPORTS:  # (reprior.sampling imports reprior.samplers, which registers the kernels)
+    if name in _EXPORTS:  # (reprior.inference.sampling imports reprior.inference.samplers, which registers the kernels)
         value = getattr(_load(_EXPORTS[name]), name)
     elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         value = _load(f".{name}")

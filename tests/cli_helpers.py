@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reprior import _files, cli
+from reprior._util import files as _files
+from reprior.experiments import cli
 
 
 def run(capsys, *argv):

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-# One BLAS thread for the LAPACK behind JAX's CPU Cholesky/eigh (see reprior.blas):
+# One BLAS thread for the LAPACK behind JAX's CPU Cholesky/eigh (see reprior._util.blas):
 # multi-threaded OpenBLAS on small matrices is up to 1000x slower on a busy machine.
 # Must be set before SciPy's OpenBLAS is loaded, i.e. before the first JAX linear algebra.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -70,6 +70,28 @@ def assert_tree_allclose(a, b, *, rtol, atol=0.0):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
+def dense_repriorisation(psi, y, noise_std, phi_out):
+    """The repriorisation map from the dense ``p x p`` matrices, in plain NumPy (a reference for tests).
+
+    :math:`G = \\Psi^\\top\\Psi + \\sigma^2 I_p`, :math:`\\mu = G^{-1}\\Psi^\\top Y` by a dense solve,
+    :math:`G^{-1/2}` the symmetric root from NumPy's eigendecomposition of :math:`G`.  Returns
+    :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}` ``(p, k)`` and the
+    log-Jacobian :math:`\\log|\\det\\partial\\theta_{\\mathrm{out}}/\\partial\\phi_{\\mathrm{out}}| =
+    k\\,(p\\log\\sigma - \\tfrac12\\log\\det G)` (``slogdet``), so that
+    :math:`\\log p(\\phi, Y) = \\log p(\\theta(\\phi), Y) + \\log|\\det|` is the density of the repriorised
+    coordinates by the change of variables alone, with none of the package's ``n x n`` identities.
+    """
+    psi, y, phi_out = (np.asarray(a, np.float64) for a in (psi, y, phi_out))
+    p, k = psi.shape[1], y.shape[1]
+    gram = psi.T @ psi + noise_std**2 * np.eye(p)
+    evals, evecs = np.linalg.eigh(gram)
+    inv_root = evecs @ np.diag(evals**-0.5) @ evecs.T
+    theta_out = np.linalg.solve(gram, psi.T @ y) + noise_std * inv_root @ phi_out
+    sign, logdet = np.linalg.slogdet(gram)
+    assert sign == 1
+    return theta_out, k * (p * np.log(noise_std) - 0.5 * logdet)
+
+
 def importance_sampling_predictive(bnn, x, y, x_test, *, num_draws: int = 20_000, seed: int = 2024):
     """Exact posterior predictive moments of f at ``x_test`` (one output) by importance sampling from the prior.
 
@@ -79,7 +101,7 @@ def importance_sampling_predictive(bnn, x, y, x_test, *, num_draws: int = 20_000
     :math:`Y \\sim N(0, K + s^2 I)`, mean :math:`K_*^T (K + s^2 I)^{-1} Y` and variance
     :math:`\\mathrm{diag}(K_{**} - K_*^T (K + s^2 I)^{-1} K_*)`.  JAX computes only the features
     (matrix products); the linear algebra is NumPy's batched routines, independent of
-    ``reprior.repriorise`` (the code under test), and not XLA's batched CPU factorisations (a vmap of
+    ``reprior.core.repriorise`` (the code under test), and not XLA's batched CPU factorisations (a vmap of
     20 000 of them once stopped, all threads idle, inside a long pytest run).
 
     Returns the mean and sd of f, their standard errors (delta method) and the effective

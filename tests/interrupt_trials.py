@@ -27,7 +27,7 @@ SWEEP = ["sweep", "--dataset", "synthetic", "--n-train", "8", "--n-test", "4", "
          "--parameterisations", "standard", "reprior", "--num-warmup", "20", "--num-samples", "20",
          "--num-chains", "2", "--sampler", "hmc", "--sampler-option", "num_steps=3", "--no-report"]
 CHILD = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "import sys, reprior.cli; sys.exit(reprior.cli.main())")  # SIGINT as in a terminal, from the start
+         "import sys, reprior.experiments.cli; sys.exit(reprior.experiments.cli.main())")  # SIGINT as in a terminal, from the start
 
 
 def trial(out: Path, signum: int, delay: float) -> dict:
@@ -41,7 +41,7 @@ def trial(out: Path, signum: int, delay: float) -> dict:
     else:
         sent = False
     text, _ = proc.communicate(timeout=900)
-    from reprior.runner.store import CellStore
+    from reprior.experiments.runner.store import CellStore
 
     finished, broken = CellStore(out).scan()
     return {"delay": round(delay, 2), "signal_sent": sent, "exit": proc.returncode,

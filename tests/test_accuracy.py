@@ -1,14 +1,14 @@
-"""Cost to accuracy (reprior.accuracy): b^2 against closed forms, the crossing rule, cost accounting."""
+"""Cost to accuracy (reprior.evaluation.accuracy): b^2 against closed forms, the crossing rule, cost accounting."""
 
 import math
 
 import numpy as np
 import pytest
 
-from reprior._arviz import from_dict
-from reprior.accuracy import (ACCURACY_COLUMNS, CURVE_COLUMNS, check_threshold, cost_to_accuracy, crossing_index,
-                              error_curve)
-from reprior.reference import ReferencePosterior, inputs_digest
+from reprior.inference.arviz_compat import from_dict
+from reprior.evaluation.accuracy import (ACCURACY_COLUMNS, CURVE_COLUMNS, check_threshold, cost_to_accuracy,
+                                         crossing_index, error_curve)
+from reprior.evaluation.reference import ReferencePosterior, inputs_digest
 
 
 def _idata(m, v, *, grads_per_draw=3, warmup_grads=2, num_warmup=5, x_test=None, seconds=(1.0, 4.0)):
@@ -165,7 +165,7 @@ def test_curve_columns():
 
 
 def test_a_cell_without_reference_keeps_its_whole_cost(rng):
-    from reprior.runner.references import score_cell
+    from reprior.experiments.runner.references import score_cell
 
     x_test = rng.normal(size=(3, 2))
     idata = _idata(np.zeros((2, 10, 3, 1)), np.zeros((2, 10, 3)), x_test=x_test)

@@ -1,4 +1,4 @@
-"""Tests for reprior.architectures (MLP and the shared readout): layout, forward pass, init, validation.
+"""Tests for reprior.core.architectures (MLP and the shared readout): layout, forward pass, init, validation.
 
 The ResNet has its own file, ``tests/test_resnet.py``.
 """
@@ -16,7 +16,7 @@ from conftest import float_dtype
 from scipy.special import erf as np_erf
 
 import reprior
-from reprior.architectures import ACTIVATIONS, MLP, readout_matrix, split_readout, with_readout
+from reprior.core.architectures import ACTIVATIONS, MLP, readout_matrix, split_readout, with_readout
 
 NP_ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),

@@ -16,11 +16,11 @@ import pytest
 from conftest import regression_data
 
 import reprior
-from reprior import _arviz
-from reprior.bnn import arch_from_attrs, describe_arch
-from reprior.diagnostics import cell_metrics
-from reprior.inference_data import STATE_GROUP, group_arrays
-from reprior.models import unflatten_params
+from reprior.inference import arviz_compat as _arviz
+from reprior.core.bnn import arch_from_attrs, describe_arch
+from reprior.evaluation.diagnostics import cell_metrics
+from reprior.inference.inference_data import STATE_GROUP, group_arrays
+from reprior.inference.models import unflatten_params
 
 matplotlib.use("Agg")
 
@@ -79,8 +79,8 @@ def test_predictive_draws_are_the_network_plus_gaussian_noise(run, name, x):
 
 def test_pointwise_false_records_no_pointwise_quantities():
     """The per-draw function without ``pointwise``: no log likelihood, no predictive y (the rest is kept)."""
-    from reprior import sampling
-    from reprior.target import build_target
+    from reprior.inference import sampling
+    from reprior.core.target import build_target
 
     with jax.enable_x64(True):
         target = build_target(BNN, jnp.asarray(X), jnp.asarray(Y))

@@ -371,7 +371,7 @@ def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import baselines
 
-    from reprior.report import write_summary_csv
+    from reprior.experiments.report import write_summary_csv
 
     setting = {"dataset": "digits", "n_train": 128, "depth": 1, "activation": "relu", "noise_std": 0.1,
                "arch": "mlp", "width": 64, "num_chains": 2, "num_samples": 100, "rhat_max": 1.0}
@@ -416,7 +416,7 @@ def test_ideal_reads_a_sweep_summary(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import ideal
 
-    from reprior.report import write_summary_csv
+    from reprior.experiments.report import write_summary_csv
 
     cells = [{"width": 64, "parameterisation": p, "sampler": s, "ess_per_grad_pred": g, "ess_per_grad_theta": g / 2,
               "ess_per_grad_phi": g / 3, "steps_per_draw": 31.0}

@@ -1,4 +1,4 @@
-"""Tests for reprior.bnn: coordinate maps, log-Jacobian and log densities of whole networks.
+"""Tests for reprior.core.bnn: coordinate maps, log-Jacobian and log densities of whole networks.
 
 The identities are checked to float64 precision (rtol 1e-10, 1e-9 for sums of
 many terms) on small MLPs with p < n and p > n, so that both the primal (p x p)
@@ -17,8 +17,8 @@ from conftest import assert_tree_allclose, regression_data
 from jax.flatten_util import ravel_pytree
 
 import reprior
-from reprior import repriorise as rp
-from reprior.architectures import readout_matrix, with_readout
+from reprior.core import repriorise as rp
+from reprior.core.architectures import readout_matrix, with_readout
 
 NOISE = 0.2
 

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reprior import _checks, cli
-from reprior.runner import grid
+from reprior._util import checks as _checks
+from reprior.experiments import cli
+from reprior.experiments.runner import grid
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

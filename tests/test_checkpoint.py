@@ -1,4 +1,4 @@
-"""Tests for reprior.checkpoint and resumable chains in reprior.driver.
+"""Tests for reprior.inference.checkpoint and resumable chains in reprior.inference.driver.
 
 A run interrupted at a chunk boundary (Ctrl-C, SIGTERM) and rerun with the
 same checkpoint path must give the draws, statistics and warm-up statistics of
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from numpyro.infer import HMC
 
-from reprior import checkpoint as ck
-from reprior.driver import run_chains
-from reprior.kernels import hmc_stats
+from reprior.inference import checkpoint as ck
+from reprior.inference.driver import run_chains
+from reprior.inference.kernels import hmc_stats
 
 SCALES = np.array([1.0, 0.5, 2.0])
 SETTINGS = dict(num_warmup=9, num_samples=10, num_chains=2, thinning=1)  # chunks of 1: 19 chunks per chain
@@ -219,7 +219,7 @@ import jax
 sys.path.insert(0, sys.argv[1])
 import test_checkpoint as t
 from reprior import checkpoint as ck
-from reprior.interrupts import Interrupted
+from reprior._util.interrupts import Interrupted
 kill = lambda n: os.kill(os.getpid(), signal.SIGTERM) if n == 14 else None
 try:
     with jax.enable_x64(True):

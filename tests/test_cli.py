@@ -1,4 +1,4 @@
-"""Tests for the ``reprior`` command line (in-process through ``reprior.cli.main`` unless a process is needed)."""
+"""Tests for the ``reprior`` command line (in-process through ``reprior.experiments.cli.main`` unless a process is needed)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import reprior
-from reprior import cli
+from reprior.experiments import cli
 
 from cli_helpers import one_line_error, run  # tests/cli_helpers.py
 
@@ -258,7 +258,7 @@ def test_every_loader_samples(capsys, tmp_path, name):
 
 @pytest.mark.e2e  # a CLI sweep, resumed, then reported: about 40 s
 def test_sweep_resume_and_report(capsys, tmp_path):
-    pytest.importorskip("reprior.report")
+    pytest.importorskip("reprior.experiments.report")
     out_dir = tmp_path / "out"
     argv = ["sweep", "--dataset", "synthetic", "--widths", "3", "5", "--parameterisations", "standard", "reprior",
             *TINY, "--out", out_dir]
@@ -378,7 +378,7 @@ def test_tutorial_commands_parse(capsys, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_tutorial_runs(capsys, tmp_path, monkeypatch):
     """Every command of the tutorial, in order, in a scratch directory."""
-    pytest.importorskip("reprior.report")
+    pytest.importorskip("reprior.experiments.report")
     monkeypatch.chdir(tmp_path)
     for kind, step in _tutorial_steps():
         if kind == "file":
@@ -400,7 +400,7 @@ OTHER_ID = "0123456789abcdef"
 
 def _tiny_reference(reference_id: str, *, certified: bool = True) -> reprior.ReferencePosterior:
     """A well-formed reference file of 3 test inputs and 1 output, built without sampling."""
-    from reprior.reference import ReferencePosterior
+    from reprior.evaluation.reference import ReferencePosterior
 
     ones = np.ones((3, 1))
     return ReferencePosterior(mean=0 * ones, var=ones, second_moment=ones, second_moment_var=2 * ones,
@@ -410,9 +410,9 @@ def _tiny_reference(reference_id: str, *, certified: bool = True) -> reprior.Ref
 
 def _grid_reference_id(tmp_path: Path) -> str:
     """The reference id of the cells of ``REF_GRID`` (one setting), as the sweep computes it."""
-    from reprior.choices import default_dtype
-    from reprior.runner import sweep
-    from reprior.runner.references import cell_reference_id
+    from reprior._util.choices import default_dtype
+    from reprior.experiments.runner import sweep
+    from reprior.experiments.runner.references import cell_reference_id
 
     options = cli._sweep_options(cli.build_parser().parse_args(["sweep", *REF_GRID, "--out", str(tmp_path)]))
     _, cells = sweep.plan(options, dtype=default_dtype())
@@ -523,7 +523,7 @@ def _summary_rows(out: Path) -> list[dict]:
 
 @pytest.mark.e2e  # a reference that fails certification, two sweeps of two cells: 25 s (60 s compiling afresh)
 def test_an_uncertified_reference_is_refused_and_the_sweep_goes_on(capsys, tmp_path):
-    pytest.importorskip("reprior.report")
+    pytest.importorskip("reprior.experiments.report")
     out = tmp_path / "out"
 
     # reprior reference: one line naming the setting and a failing figure, the failure stored
@@ -569,8 +569,8 @@ def test_strict_counts_failed_chains_and_warnings_go_to_the_cell_log(capsys, tmp
     failed is counted in the final line, and --strict makes that exit status 1."""
     import warnings
 
-    from reprior import health
-    from reprior.runner import sweep as sweep_mod
+    from reprior.inference import health
+    from reprior.experiments.runner import sweep as sweep_mod
 
     monkeypatch.setattr(health, "chain_failure", lambda metrics: "R-hat 1.5 > 1.1")  # every cell: failed chains
     run_cell = sweep_mod.run_cell
@@ -603,7 +603,7 @@ def test_report_counts_and_quotes_a_cells_warnings(capsys, tmp_path, monkeypatch
     distinct text once (without the raising file and line), pointing at the cell's warnings.txt."""
     import warnings
 
-    from reprior.runner import sweep as sweep_mod
+    from reprior.experiments.runner import sweep as sweep_mod
 
     run_cell = sweep_mod.run_cell
 

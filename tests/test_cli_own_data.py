@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import one_line_error, run
-from reprior.runner import grid
+from reprior.experiments.runner import grid
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from conftest import regression_data
 
 import reprior
-from reprior import _arviz
-from reprior.inference_data import STATE_GROUP
+from reprior.inference import arviz_compat as _arviz
+from reprior.inference.inference_data import STATE_GROUP
 
 X, Y = regression_data(12)
 X_TEST = X[:3] + 0.5

@@ -1,4 +1,4 @@
-"""Tests for reprior.data: every loader, on built-in data and on small files made here."""
+"""Tests for reprior.experiments.data: every loader, on built-in data and on small files made here."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprior import data
-from reprior.data import TARGET_OFFSET, Dataset, list_datasets, load_dataset
+from reprior.experiments.data import TARGET_OFFSET, Dataset, list_datasets, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -269,14 +268,22 @@ def test_digits_defaults_and_flatten():
     assert load_dataset("digits", flatten=False).x_train.shape == (256, 8, 8, 1)
 
 
-def test_constant_pixels_do_not_divide_by_zero():
+def test_constant_pixels_do_not_divide_by_zero(tmp_path):
     """digits has pixels that are zero in every image; a std guard keeps them finite."""
     ds = load_dataset("diabetes", n_train=1, n_test=3)  # one row: every column has zero variance
     np.testing.assert_array_equal(ds.x_train, 0.0)
     np.testing.assert_array_equal(ds.info["standardisation"]["x"]["std"], 1.0)
     assert np.all(np.isfinite(ds.x_test))
-    stats = data._fit_standardiser(np.zeros((4, 3)), "per_feature")
-    np.testing.assert_array_equal(stats["std"], 1.0)
+    # Several rows, columns constant in them (all zero; all 5): std 1, so they become 0 in training.
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.standard_normal(8), np.zeros(8), np.full(8, 5.0)])
+    np.savez(tmp_path / "constant.npz", x=x, y=rng.standard_normal(8))
+    ds = load_dataset("npz", path=tmp_path / "constant.npz", n_train=6, n_test=2)
+    std = np.asarray(ds.info["standardisation"]["x"]["std"])
+    np.testing.assert_array_equal(std[1:], 1.0)
+    assert abs(std[0] - 1.0) > 1e-3  # the varying column is scaled by its own std
+    np.testing.assert_array_equal(ds.x_train[:, 1:], 0.0)
+    assert np.all(np.isfinite(ds.x_test))
 
 
 # ---------------------------------------------------------------------------
@@ -566,13 +573,16 @@ def test_flattened_and_as_images_round_trip():
 
 
 def test_data_is_a_leaf_module_without_jax():
-    """Only NumPy, the standard library and reprior._checks at module level; scikit-learn only inside loaders."""
-    tree = ast.parse((REPO / "reprior" / "data.py").read_text())
-    allowed = {"__future__", "csv", "io", "pickle", "dataclasses", "pathlib", "typing", "numpy", "_checks"}
+    """Only NumPy, the standard library and reprior._util.checks at module level; scikit-learn only inside loaders."""
+    tree = ast.parse((REPO / "reprior" / "experiments" / "data.py").read_text())
+    allowed = {"__future__", "csv", "io", "pickle", "dataclasses", "pathlib", "typing", "numpy",
+               "reprior._util.checks"}
     top_level = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             top_level |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "reprior":
+            top_level |= {f"{node.module}.{a.name}" for a in node.names}  # the package's own: by full name
         elif isinstance(node, ast.ImportFrom):
             top_level |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
     assert top_level <= allowed, top_level - allowed

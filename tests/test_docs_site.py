@@ -42,13 +42,15 @@ def test_every_page_is_in_the_navigation():
 
 
 def _public_modules() -> list[str]:
-    """``reprior.<name>`` for every public top-level module and package of the library."""
+    """Every public module and package of the layers (``reprior.core.nngp``, ``reprior.inference.samplers``,
+    ...): the layer folders' own modules, not the private ``_util`` helpers or ``_``-names."""
     names = []
-    for path in sorted((ROOT / "reprior").iterdir()):
-        if path.name.startswith("_"):
-            continue
-        if path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()):
-            names.append(f"reprior.{path.stem}")
+    for layer in ("core", "inference", "evaluation", "experiments"):
+        for path in sorted((ROOT / "reprior" / layer).iterdir()):
+            if path.name.startswith("_"):
+                continue
+            if path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()):
+                names.append(f"reprior.{layer}.{path.stem}")
     return names
 
 
@@ -56,7 +58,7 @@ def test_every_public_module_has_a_reference_entry():
     # Packages are documented with their submodules (`show_submodules: true`), so listing them is enough.
     documented = set()
     for page in (DOCS / "reference").glob("*.md"):
-        documented |= set(re.findall(r"^::: (reprior(?:\.\w+)?)\s*$", page.read_text(), flags=re.M))
+        documented |= set(re.findall(r"^::: (reprior(?:\.\w+){0,2})\s*$", page.read_text(), flags=re.M))
     missing = [name for name in _public_modules() if name not in documented]
     assert not missing, f"add `::: <module>` blocks for {missing} to a page of docs/reference/"
 
@@ -72,7 +74,7 @@ def _converter():
 def test_rest_markup_becomes_markdown():
     convert = _converter()
     doc = "\n".join([
-        "Sum :math:`a + b`, see :func:`~reprior.sample` and :mod:`reprior.nngp`.",
+        "Sum :math:`a + b`, see :func:`~reprior.sample` and :mod:`reprior.core.nngp`.",
         "",
         ".. math::",
         "",
@@ -96,7 +98,7 @@ def test_rest_markup_becomes_markdown():
         "End.",
     ])
     assert convert(doc).split("\n") == [
-        "Sum $a + b$, see `reprior.sample` and `reprior.nngp`.",
+        "Sum $a + b$, see `reprior.sample` and `reprior.core.nngp`.",
         "",
         "$$", "x = \\frac{1}{2}", "+ y", "$$",
         "",
@@ -121,5 +123,5 @@ def test_strict_build(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     html = (tmp_path / "site" / "reference" / "analysis" / "index.html").read_text()
-    assert 'id="reprior.projections.project"' in html  # the reference is generated from the code
+    assert 'id="reprior.core.projections.project"' in html  # the reference is generated from the code
     assert 'class="arithmatex"' in html  # maths from the docstrings reaches MathJax

@@ -1,4 +1,4 @@
-"""Tests for reprior.driver: the chunked, pre-compiled chain loop around NumPyro kernels.
+"""Tests for reprior.inference.driver: the chunked, pre-compiled chain loop around NumPyro kernels.
 
 Targets here are small Gaussians, so that compilation is cheap and results
 can be compared exactly between chain methods.
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from numpyro.infer import HMC
 
-from reprior.driver import _chunk_size, run_chains
-from reprior.kernels import hmc_stats
+from reprior.inference.driver import run_chains
+from reprior.inference.kernels import hmc_stats
 
 SCALES = np.array([1.0, 0.5, 2.0])
 
@@ -171,9 +171,13 @@ def test_draws_target_the_gaussian(mixed_run):
     assert abs(noise.mean()) < 4 / np.sqrt(noise.size) and abs(noise.std() - 1) < 4 / np.sqrt(2 * noise.size)
 
 
-def test_chunk_size():
-    assert _chunk_size(0) == 1 and _chunk_size(1) == 1 and _chunk_size(20) == 1
-    assert _chunk_size(21) == 2 and _chunk_size(500) == 25
+@pytest.mark.parametrize("num_samples, chunk", [(1, 1), (20, 1), (21, 2), (500, 25)])
+def test_a_chunk_is_a_twentieth_of_the_run_rounded_up(num_samples, chunk):
+    """Seen through the progress calls, one per chunk: ``ceil(total / 20)`` iterations each (at least one),
+    so a run reports at most 20 times; the last chunk is partial (no warm-up: no warm-up calls)."""
+    _, calls = run("vectorized", num_warmup=0, num_samples=num_samples, num_chains=1, thinning=1)
+    assert calls[0] == (0, "compiling")
+    assert calls[1:] == [(min(done, num_samples), "sampling") for done in range(chunk, num_samples + chunk, chunk)]
 
 
 def test_unknown_chain_method_is_refused():
@@ -193,7 +197,7 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, sys.argv[1])
 import test_driver as t
-from reprior import driver
+from reprior.inference import driver
 assert jax.local_device_count() == 2, jax.local_devices()
 with jax.enable_x64(True):
     runs = {m: t.run(m)[0] for m in ("sequential", "vectorized", "parallel")}

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprior import _files, cli, limits, preflight
-from reprior.data import load_dataset
-from reprior.runner import ownership
-from reprior.runner.store import CellStore
-from reprior.runner.sweep import write_sweep_report
+from reprior._util import files as _files
+from reprior.experiments import cli, preflight
+from reprior.evaluation import limits
+from reprior.experiments.data import load_dataset
+from reprior.experiments.runner import ownership
+from reprior.experiments.runner.store import CellStore
+from reprior.experiments.runner.sweep import write_sweep_report
 
 from cli_helpers import one_line_error, run  # tests/cli_helpers.py
 
@@ -207,7 +209,7 @@ def test_report_adopts_an_earlier_sweep_folder(tmp_path, monkeypatch):
     out = tmp_path / "o"
     finished_cell(CellStore(out))
     written = {}
-    monkeypatch.setattr("reprior.report.write_report", lambda root, rows, **kw: written.setdefault("rows", rows))
+    monkeypatch.setattr("reprior.experiments.report.write_report", lambda root, rows, **kw: written.setdefault("rows", rows))
     write_sweep_report(out)
     assert (out / ownership.MARKER_FILE).is_file() and len(written["rows"]) == 1
 
@@ -277,7 +279,7 @@ SBC_PATHS = {
 def test_sbc_output_paths_are_checked_before_the_work(capsys, tmp_path, monkeypatch, flags, fragments):
     (tmp_path / "f").write_text("a file")
     (tmp_path / "d.json").mkdir()
-    monkeypatch.setattr("reprior.sbc.run_sbc", lambda **kw: pytest.fail("ran SBC before checking its paths"))
+    monkeypatch.setattr("reprior.experiments.sbc.run_sbc", lambda **kw: pytest.fail("ran SBC before checking its paths"))
     before = tree(tmp_path)
     message = one_line_error(*run(capsys, "sbc", *[f.replace("{tmp}", str(tmp_path)) for f in flags])[::2])
     for fragment in fragments:
@@ -295,7 +297,7 @@ def test_sbc_json_is_written_atomically(capsys, tmp_path, monkeypatch):
         def to_dict(self):
             return {"passed": True}
 
-    monkeypatch.setattr("reprior.sbc.run_sbc", lambda **kw: Result())
+    monkeypatch.setattr("reprior.experiments.sbc.run_sbc", lambda **kw: Result())
     code, out, err = run(capsys, "sbc", "--json", tmp_path / "r.json")
     assert code == 0, err
     assert json.loads((tmp_path / "r.json").read_text()) == {"passed": True}
@@ -625,7 +627,7 @@ NUMBERS = {
 @pytest.mark.parametrize("bnn_kw, kw, dtype, name, fragment", list(NUMBERS.values()), ids=list(NUMBERS))
 def test_degenerate_numbers_are_refused_before_the_work(monkeypatch, bnn_kw, kw, dtype, name, fragment):
     import reprior
-    from reprior import sampling
+    from reprior.inference import sampling
 
     monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("sampled before judging the numbers"))
     call = dict(x=_X, y=_Y, num_warmup=1, num_samples=1, num_chains=1, progress_bar=False, dtype=dtype)
@@ -638,7 +640,7 @@ def test_degenerate_numbers_are_refused_before_the_work(monkeypatch, bnn_kw, kw,
 
 def test_numbers_at_the_edge_of_the_range_pass(monkeypatch):
     import reprior
-    from reprior import sampling
+    from reprior.inference import sampling
 
     monkeypatch.setattr(sampling, "_sample", lambda *a, **k: "sampled")
     for noise, dtype in ((1e-12, "float64"), (1e-3, "float32"), (1e100, "float64")):
@@ -667,7 +669,7 @@ def test_degenerate_numbers_on_the_command_line(capsys, tmp_path, flags, fragmen
 
 
 def test_cgroup_limits_v1_and_v2(tmp_path):
-    from reprior import _memory
+    from reprior.inference import memory as _memory
 
     (tmp_path / "job" / "step").mkdir(parents=True)
     (tmp_path / "memory.max").write_text("max\n")
@@ -688,8 +690,8 @@ def test_rlimit_as_lowers_the_job_limit():
     script = textwrap.dedent("""
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.RLIM_INFINITY))
-        from reprior import _memory
-        limit = _memory.job_memory_limit()
+        from reprior.inference import memory
+        limit = memory.job_memory_limit()
         print(limit.num_bytes, limit.source)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
@@ -701,7 +703,7 @@ def test_rlimit_as_lowers_the_job_limit():
 
 def test_sample_refuses_a_width_beyond_the_job_limit(monkeypatch):
     import reprior
-    from reprior import _memory, sampling
+    from reprior.inference import memory as _memory, sampling
 
     monkeypatch.setattr(sampling, "_sample", lambda *a, **k: "sampled")
     monkeypatch.setattr(_memory, "device_memory_limit", lambda: _memory.MemoryLimit(2**20, "RLIMIT_AS (ulimit -v)"))
@@ -716,8 +718,8 @@ def test_sample_refuses_a_width_beyond_the_job_limit(monkeypatch):
 
 
 def test_the_preflight_names_the_job_limit(monkeypatch):
-    from reprior import _memory
-    from reprior.runner import grid
+    from reprior.inference import memory as _memory
+    from reprior.experiments.runner import grid
 
     monkeypatch.setattr(_memory, "device_memory_limit", lambda: _memory.MemoryLimit(2**20, "cgroup limit /x"))
     options = grid.validate(grid.merge({"widths": [100000], "datasets": ["synthetic"], "n_train": [8], "n_test": 4}))

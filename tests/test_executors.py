@@ -1,4 +1,4 @@
-"""Tests for reprior.runner.executors, reprior.runner.jobs and reprior.runner.status.
+"""Tests for reprior.experiments.runner.executors, reprior.experiments.runner.jobs and reprior.experiments.runner.status.
 
 The ``local`` executor runs for real (tiny cells, a process each).  The
 ``slurm`` executor is checked with submitit's own mocked SLURM
@@ -18,9 +18,9 @@ import pytest
 import submitit  # noqa: F401  (imported at collection: its logger then writes to the session's stderr, not
 #                  to a test's captured stream that pytest closes when the test ends)
 
-from reprior import cli
-from reprior.runner import executors, status
-from reprior.runner.store import CellStore
+from reprior.experiments import cli
+from reprior.experiments.runner import executors, status
+from reprior.experiments.runner.store import CellStore
 
 TINY = ["sweep", "--dataset", "synthetic", "--n-train", "8", "--n-test", "4", "--parameterisations", "reprior",
         "--num-warmup", "4", "--num-samples", "4", "--num-chains", "2", "--sampler", "hmc",
@@ -65,7 +65,7 @@ def test_local_executor_runs_each_cell_in_its_own_process(tmp_path, capsys):
     assert not any((out / "cells" / key / "checkpoint").exists() for key in finished)  # removed when finished
     code, lines = status_lines(out, capsys)
     assert code == 0
-    # both cells finished; their tiny chains may have R-hat above 1.1, shown as failed chains (reprior.health)
+    # both cells finished; their tiny chains may have R-hat above 1.1, shown as failed chains (reprior.inference.health)
     summary = lines[0].replace(f"{out}: 2 cells: ", "")
     counts = {state: int(n) for n, state in (part.split(" ", 1) for part in summary.split(", "))}
     assert counts.get("done", 0) + counts.get("failed chains", 0) == 2
@@ -117,7 +117,7 @@ def test_ctrl_c_stops_local_cells_at_a_chunk_and_keeps_their_checkpoints(tmp_pat
     import time
 
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "reprior.cli", *CTRL_C_CELL, "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "reprior.experiments.cli", *CTRL_C_CELL, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 500
     while proc.poll() is None and (_checkpoint_done(out) or 0) < 400 and time.monotonic() < deadline:
@@ -137,7 +137,7 @@ def cli_status(out):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "reprior.cli", "status", str(out)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "reprior.experiments.cli", "status", str(out)], capture_output=True,
                           text=True).stdout.splitlines()
 
 
@@ -209,17 +209,17 @@ def test_slurm_executor_submits_one_array_and_a_task_runs_the_cell(tmp_path, cap
         submission.process_job(Path(jobs[key0]["stdout"]).parent)
     assert list(CellStore(out).finished()) == [key0]
     code, lines = status_lines(out, capsys)
-    # the task's 4-draw cell has R-hat far above 1.1: finished, with failed chains (reprior.health)
+    # the task's 4-draw cell has R-hat far above 1.1: finished, with failed chains (reprior.inference.health)
     assert lines[0] == f"{out}: 3 cells: 0 done, 1 failed chains, 0 running, 0 failed, 2 pending"
     assert lines[1].startswith(f"{key0}  failed chains  job {array_id}_0")
-    assert lines[1].split("  | ")[1].startswith("R-hat ")  # the reasons (reprior.health.chain_failure)
+    assert lines[1].split("  | ")[1].startswith("R-hat ")  # the reasons (reprior.inference.health.chain_failure)
     assert all("submitted, not started" in line for line in lines[2:])
 
 
 def test_cell_job_asks_submitit_to_requeue_the_same_call():
     """On SLURM's time-limit signal submitit calls ``checkpoint``: it saves the run in progress (none
     here) and returns the same call, which submitit requeues."""
-    from reprior.runner.jobs import CellJob
+    from reprior.experiments.runner.jobs import CellJob
 
     args = ({"out": "x"}, "float64", "0123456789abcdef", "reprior sweep ...", 5.0)
     delayed = CellJob().checkpoint(*args)
@@ -265,9 +265,9 @@ def test_status_of_a_missing_directory_is_one_line(tmp_path, capsys):
 def test_a_job_reports_failed_chains_and_strict_makes_the_executor_exit_1(tmp_path, monkeypatch):
     """The child of an executor says whether its finished cell's chains failed; the parent counts them
     in its final line, and with ``--strict`` (``submit_sweep(strict=True)``) exits 1, as the inline sweep does."""
-    from reprior import health
-    from reprior.runner import sweep as sweep_module
-    from reprior.runner.jobs import CellJob
+    from reprior.inference import health
+    from reprior.experiments.runner import sweep as sweep_module
+    from reprior.experiments.runner.jobs import CellJob
 
     monkeypatch.setattr(health, "chain_failure", lambda metrics: "R-hat 1.5 > 1.1")  # every cell: failed chains
     out = tmp_path / "out"

@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprior._arviz import from_dict
-from reprior import _checks, interrupts, preflight
-from reprior import diagnostics as dg
-from reprior import report as report_mod
-from reprior.data import load_dataset
-from reprior.runner import grid
-from reprior.runner.store import CellBusy, CellStore
-from reprior.runner.sweep import write_sweep_report
+from reprior.inference.arviz_compat import from_dict
+from reprior._util import checks as _checks, interrupts
+from reprior.experiments import preflight
+from reprior.evaluation import diagnostics as dg
+from reprior.experiments import report as report_mod
+from reprior.experiments.data import load_dataset
+from reprior.experiments.runner import grid
+from reprior.experiments.runner.store import CellBusy, CellStore
+from reprior.experiments.runner.sweep import write_sweep_report
 
 from cli_helpers import one_line_error, run  # tests/cli_helpers.py
 
@@ -518,7 +519,7 @@ def test_a_cell_being_rewritten_is_running_not_broken(tmp_path):
     assert store.state(key).state == "broken"
     with store.lock(key):
         holder = subprocess.run([sys.executable, "-c", (
-            "import sys; from reprior.runner.store import CellStore; "
+            "import sys; from reprior.experiments.runner.store import CellStore; "
             f"print(CellStore(sys.argv[1]).state({key!r}).state)"), str(tmp_path)],
             capture_output=True, text=True, timeout=120)
     assert holder.stdout.strip() == "running", holder.stderr
@@ -546,7 +547,7 @@ def test_a_dead_holder_leaves_no_stale_lock(tmp_path):
     """kill -9 of the lock holder: the OS drops its lock, the next writer takes the cell."""
     store = CellStore(tmp_path)
     key = grid.cell_key(SETTINGS)
-    code = ("import sys, time; from reprior.runner.store import CellStore; "
+    code = ("import sys, time; from reprior.experiments.runner.store import CellStore; "
             f"s = CellStore(sys.argv[1]); l = s.lock({key!r}); l.__enter__(); print('held', flush=True); "
             "time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
@@ -571,7 +572,7 @@ def test_finishing_never_deletes_another_writers_temporary_file(tmp_path):
     foreign.write_bytes(b"in progress")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        from reprior._files import _HOST
+        from reprior._util.files import _HOST
 
         alive = store.cell_dir(key) / f".tmp-{_HOST}-{sleeper.pid}-abcd1234-idata.nc"  # a live local writer
         alive.write_bytes(b"in progress")
@@ -588,7 +589,7 @@ def test_finishing_removes_the_files_of_a_dead_local_writer(tmp_path):
     store.cell_dir(key).mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True, timeout=60)
-    from reprior._files import _HOST
+    from reprior._util.files import _HOST
 
     orphan = store.cell_dir(key) / f".tmp-{_HOST}-{dead.stdout.strip()}-abcd1234-idata.nc"
     orphan.write_bytes(b"left by a crash")
@@ -667,7 +668,7 @@ def test_a_failed_repriorised_cell_is_not_a_headline(tmp_path):
 
 
 def test_a_failed_cell_is_marked_in_the_plots(tmp_path):
-    from reprior import plots
+    from reprior.experiments import plots
 
     def hollow(fig):  # per panel: the failed points, drawn as hollow markers
         return [sum(line.get_gid() == plots.FAILED_GID for line in ax.get_lines()) for ax in fig.axes]
@@ -715,13 +716,24 @@ def test_report_files_are_replaced_atomically(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def sigint_handled():
+    """SIGINT handled as in an interactive session: a shell starts a background job with SIGINT
+    ignored, and :func:`reprior._util.interrupts.deferred` leaves an ignored signal alone."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_waits_for_the_next_checkpoint(signum, code):
+def test_a_signal_waits_for_the_next_checkpoint(signum, code, sigint_handled):
     reached = []
     with pytest.raises(interrupts.Interrupted) as caught:
         with interrupts.deferred():
             os.kill(os.getpid(), signum)
-            time.sleep(0.01)
+            deadline = time.monotonic() + 5  # the kernel may hand the signal to another thread: wait for it
+            while interrupts.pending() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             reached.append("after the signal")  # not raised inside "XLA"
             assert interrupts.pending() == signum
             interrupts.checkpoint()
@@ -732,7 +744,7 @@ def test_a_signal_waits_for_the_next_checkpoint(signum, code):
     assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # handlers restored
 
 
-def test_a_signal_at_the_end_of_a_deferred_block_is_raised_there():
+def test_a_signal_at_the_end_of_a_deferred_block_is_raised_there(sigint_handled):
     with pytest.raises(interrupts.Interrupted):
         with interrupts.deferred():
             with interrupts.deferred():  # nested: the outer block owns the signal
@@ -756,7 +768,7 @@ def test_deferred_outside_the_main_thread_changes_nothing():
     assert seen == [before]
 
 
-def test_deferring_stops_a_chain_loop_at_the_next_chunk_boundary():
+def test_deferring_stops_a_chain_loop_at_the_next_chunk_boundary(sigint_handled):
     done = []
 
     @interrupts.deferring
@@ -774,7 +786,7 @@ def test_deferring_stops_a_chain_loop_at_the_next_chunk_boundary():
 
 
 def test_the_driver_chain_loop_is_deferred():
-    from reprior import driver
+    from reprior.inference import driver
 
     assert driver.run_chains.__wrapped__.__name__ == "run_chains"
 
@@ -809,8 +821,8 @@ TINY = ["sweep", "--dataset", "synthetic", "--n-train", "8", "--n-test", "4", "-
 
 def _child(out: Path, *extra):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    code = ("import signal, sys, reprior.cli; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "sys.exit(reprior.cli.main())")
+    code = ("import signal, sys, reprior.experiments.cli; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.exit(reprior.experiments.cli.main())")
     return subprocess.Popen([sys.executable, "-c", code, *TINY, "--out", str(out), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -1,4 +1,4 @@
-"""Tests for reprior.health: the one failed-chain rule, on plain figures, summary rows and a run's arrays."""
+"""Tests for reprior.inference.health: the one failed-chain rule, on plain figures, summary rows and a run's arrays."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from reprior import health
-from reprior.health import MAX_BAD_FRACTION, MAX_RHAT, MIN_ACCEPT, chain_failure, failure_reasons
-from reprior.sampling import failure_report
+from reprior.inference import health
+from reprior.inference.health import MAX_BAD_FRACTION, MAX_RHAT, MIN_ACCEPT, chain_failure, failure_reasons
+from reprior.inference.sampling import failure_report
 
 HEALTHY = dict(accept_mean=0.8, num_divergent=0, num_nonfinite=0, num_draws=1000, num_chains=2, rhat_max=1.01,
                num_nonfinite_values=0)

@@ -1,13 +1,13 @@
-"""reprior.inference_data: the layout of reprior.sample's result, the same on ArviZ 0.2x and 1.x."""
+"""reprior.inference.inference_data: the layout of reprior.sample's result, the same on ArviZ 0.2x and 1.x."""
 
 import warnings
 
 import numpy as np
 import pytest
 
-from reprior import _arviz
-from reprior.driver import ChainRun
-from reprior.inference_data import to_inference_data
+from reprior.inference import arviz_compat as _arviz
+from reprior.inference.driver import ChainRun
+from reprior.inference.inference_data import to_inference_data
 
 C, S, W, N, M, K, P = 2, 40, 5, 6, 3, 2, 4  # chains, draws, warm-up, train, test, outputs, projections
 

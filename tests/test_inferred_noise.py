@@ -1,4 +1,4 @@
-"""Inferred noise: a prior on noise_std, sampled jointly with the weights (reprior.target, "Inferred noise")."""
+"""Inferred noise: a prior on noise_std, sampled jointly with the weights (reprior.core.target, "Inferred noise")."""
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +8,9 @@ import pytest
 from numpyro.infer.util import log_density
 
 import reprior
-from reprior.architectures import readout_matrix, with_readout
-from reprior.models import bnn_model, flatten_params
-from reprior.target import NOISE_KEY, build_target
+from reprior.core.architectures import readout_matrix, with_readout
+from reprior.inference.models import bnn_model, flatten_params
+from reprior.core.target import NOISE_KEY, build_target
 
 @pytest.fixture(autouse=True)
 def x64():
@@ -45,12 +45,12 @@ def test_repriorised_density_is_standard_plus_log_jacobian(prior, width):
     posterior = rep.readout_posterior(z)
     theta, _ = rep.to_params(z, None)
     lhs = rep.log_density(z)
-    rhs = std.log_density({**theta, NOISE_KEY: z[NOISE_KEY]}) + reprior.repriorise.log_abs_det_jacobian(posterior, 1)
+    rhs = std.log_density({**theta, NOISE_KEY: z[NOISE_KEY]}) + reprior.core.repriorise.log_abs_det_jacobian(posterior, 1)
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10)
     # and the BNN's constrained log joint, plus the log-Jacobian of u -> sigma
     u_jac = rep.noise_transform().log_abs_det_jacobian(z[NOISE_KEY], sigma)
     np.testing.assert_allclose(lhs, bnn.log_density(theta, x, y, noise_std=sigma) + u_jac
-                               + reprior.repriorise.log_abs_det_jacobian(posterior, 1), rtol=1e-10)
+                               + reprior.core.repriorise.log_abs_det_jacobian(posterior, 1), rtol=1e-10)
 
 
 @pytest.mark.parametrize("width", [3, 12])
@@ -121,7 +121,7 @@ def test_bad_noise_priors_are_refused_naming_noise_std(prior):
 def test_consumers_that_need_a_number_refuse_a_prior():
     x, y = _data()
     bnn = reprior.BNN(reprior.MLP(width=4), noise_std=dist.HalfNormal(0.5))
-    from reprior import limits
+    from reprior.evaluation import limits
     with pytest.raises(ValueError, match="noise_std"):
         limits.hidden_log_likelihood_fn(bnn, x, y)
     with pytest.raises(ValueError, match="noise_std"):
@@ -137,7 +137,7 @@ def test_sample_records_the_noise_and_metrics_read_it():
     sigma = np.asarray(idata.posterior["noise_std"])
     assert sigma.shape == (2, 20) and np.all(sigma > 0)
     assert reprior.BNN.from_idata(idata).noise_description() == "HalfNormal(scale=1)"
-    from reprior.diagnostics import cell_metrics, metric_names
+    from reprior.evaluation.diagnostics import cell_metrics, metric_names
     assert {"noise_std_mean", "noise_std_sd"} <= set(metric_names())
     m = cell_metrics(idata, y_test=np.asarray(y[:3]))
     np.testing.assert_allclose(m["noise_std_mean"], sigma.mean(), rtol=1e-12)

@@ -1,4 +1,4 @@
-"""Tests of the log-Sobolev bound on the KL to the prior (reprior.kl_bound, reprior.limits.score_sq_norms)
+"""Tests of the log-Sobolev bound on the KL to the prior (reprior.evaluation.kl_bound, reprior.evaluation.limits.score_sq_norms)
 against closed forms (Gaussian linear model) and exact posterior draws of a small BNN."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reprior import BNN, MLP, kl_bound
-from reprior.limits import bnn_log_evidence, hidden_log_likelihood_fn, hidden_score_sq_norms, score_sq_norms
+from reprior import BNN, MLP
+from reprior.evaluation import kl_bound
+from reprior.evaluation.limits import bnn_log_evidence, hidden_log_likelihood_fn, hidden_score_sq_norms, score_sq_norms
 
 
 def _linear_model(d=5, n=8, noise=0.7, seed=0):
@@ -113,20 +114,19 @@ def test_small_bnn_bound_from_exact_posterior_draws_is_above_the_kl_estimates():
 # -- the limit metrics and the report ---------------------------------------------------------------
 def _idata_with_hidden_draws(bnn, x, num_chains=2, num_draws=6, seed=0):
     """An InferenceData holding prior draws of the hidden weights as the posterior (names as reprior.sample)."""
-    from reprior._arviz import from_dict
-    from reprior.diagnostics import _site_name
+    from reprior.inference.arviz_compat import from_dict
+    from reprior.inference.models import flatten_params  # the site names: those of the posterior group
 
     keys = jax.random.split(jax.random.key(seed), num_chains * num_draws)
     hidden = jax.vmap(lambda k: bnn.init(k, jnp.asarray(x), 1)["hidden"])(keys)
-    paths = jax.tree_util.tree_flatten_with_path({"hidden": hidden})[0]
-    posterior = {_site_name(path): np.asarray(leaf).reshape((num_chains, num_draws) + leaf.shape[1:])
-                 for path, leaf in paths}
+    posterior = {name: np.asarray(leaf).reshape((num_chains, num_draws) + leaf.shape[1:])
+                 for name, leaf in flatten_params({"hidden": hidden}).items()}
     return from_dict({"posterior": posterior}, attrs={"noise_std": bnn.noise_std}), hidden
 
 
 def test_limit_metrics_report_the_bound_from_the_stored_draws_chain_by_chain():
-    from reprior.diagnostics import limit_metrics
-    from reprior.limits import LimitInputs
+    from reprior.evaluation.diagnostics import limit_metrics
+    from reprior.evaluation.limits import LimitInputs
 
     with jax.enable_x64(True):
         x = np.linspace(-1, 1, 5)[:, None]
@@ -143,8 +143,8 @@ def test_limit_metrics_report_the_bound_from_the_stored_draws_chain_by_chain():
 def test_limit_inputs_estimate_the_kernel_of_an_architecture_without_a_closed_form(tmp_path):
     from test_nngp_monte_carlo import RandomFourier
 
-    from reprior.diagnostics import limit_metrics
-    from reprior.limits import limit_inputs
+    from reprior.evaluation.diagnostics import limit_metrics
+    from reprior.evaluation.limits import limit_inputs
 
     with jax.enable_x64(True):
         x = np.random.default_rng(0).standard_normal((6, 2))
@@ -169,8 +169,8 @@ def test_limit_inputs_estimate_the_kernel_of_an_architecture_without_a_closed_fo
 
 
 def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it(tmp_path):
-    from reprior.report import _Doc
-    from reprior.report_limits import add_limits_section, flagged_cells
+    from reprior.experiments.report import _Doc
+    from reprior.experiments.report_limits import add_limits_section, flagged_cells
 
     rows = []
     for w in (64, 256, 1024):
@@ -192,9 +192,9 @@ def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it
 
 
 def test_without_stored_draws_the_bound_comes_from_the_weighted_smc_particles():
-    from reprior._arviz import from_dict
-    from reprior.diagnostics import limit_metrics
-    from reprior.limits import EvidenceEstimate, LimitInputs, evidence_summary
+    from reprior.inference.arviz_compat import from_dict
+    from reprior.evaluation.diagnostics import limit_metrics
+    from reprior.evaluation.limits import EvidenceEstimate, LimitInputs, evidence_summary
 
     with jax.enable_x64(True):
         x = np.linspace(-1, 1, 5)[:, None]

@@ -1,4 +1,4 @@
-"""Tests of reprior.limits: every metric against a closed form or an exactly known case."""
+"""Tests of reprior.evaluation.limits: every metric against a closed form or an exactly known case."""
 
 from __future__ import annotations
 
@@ -10,23 +10,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reprior import BNN, MLP, nngp
-from reprior import repriorise as rp
-from reprior.limits import (
-    LIMIT_METRICS,
-    NNGPReference,
-    accuracy_metrics,
-    gaussian_w2,
-    gp_log_evidence,
-    hidden_draw_statistics,
-    hidden_log_likelihood_fn,
-    kish_ess,
-    limit_inputs,
-    log_evidence_smc,
-    mixture_moments,
-    nngp_reference,
-    predictive_limit_metrics,
-)
+from reprior import BNN, MLP
+from reprior.core import nngp
+from reprior.core import repriorise as rp
+from reprior.evaluation.limits import (LIMIT_METRICS, NNGPReference, accuracy_metrics, gaussian_w2, gp_log_evidence,
+                                       hidden_draw_statistics, hidden_log_likelihood_fn, kish_ess, limit_inputs,
+                                       log_evidence_smc, mixture_moments, nngp_reference, predictive_limit_metrics)
 
 from conftest import regression_data
 
@@ -286,9 +275,9 @@ def test_tiny_sweep_nngp_pred_dist_falls_with_width(tmp_path):
     O(1/d), so the ratio of the two widths' distances is expected to be >= sqrt(256) = 16;
     asking for 3 leaves a factor 5 for the Monte Carlo error of ~100 draws.
     """
-    from reprior.runner import grid
-    from reprior.runner.store import CellStore
-    from reprior.runner.sweep import run_sweep
+    from reprior.experiments.runner import grid
+    from reprior.experiments.runner.store import CellStore
+    from reprior.experiments.runner.sweep import run_sweep
 
     options = grid.validate(grid.merge(dict(
         datasets=["synthetic"], n_train=[8], n_test=6, widths=[8, 2048], parameterisations=["reprior"],
@@ -328,7 +317,7 @@ def _rows(seeds=(0, 1), widths=(64, 256, 1024)):
 def test_fit_slope_matches_numpy_polyfit(rng):
     w = np.array([32, 64, 128, 256, 512.0])
     v = 3 * w**-0.5 * np.exp(0.1 * rng.standard_normal(5))
-    from reprior.report_limits import fit_slope
+    from reprior.experiments.report_limits import fit_slope
 
     slope, se = fit_slope(w, v)
     coef, cov = np.polyfit(np.log(w), np.log(v), 1, cov="unscaled")
@@ -338,7 +327,7 @@ def test_fit_slope_matches_numpy_polyfit(rng):
 
 
 def test_slope_table_recovers_power_laws():
-    from reprior.report_limits import slope_table
+    from reprior.experiments.report_limits import slope_table
 
     table = {(t["metric"], t["parameterisation"]): t for t in slope_table(_rows())}
     assert table["nngp_kernel_dist", "reprior"]["slope"] == pytest.approx(-0.5, abs=1e-12)
@@ -348,8 +337,8 @@ def test_slope_table_recovers_power_laws():
 
 
 def test_limits_section_writes_its_plots(tmp_path):
-    from reprior.report import _Doc
-    from reprior.report_limits import add_limits_section
+    from reprior.experiments.report import _Doc
+    from reprior.experiments.report_limits import add_limits_section
 
     doc = _Doc()
     files = add_limits_section(doc, _rows(), tmp_path)
@@ -362,9 +351,9 @@ def test_limits_section_writes_its_plots(tmp_path):
 
 def test_limit_metrics_without_stored_hidden_draws_use_the_smc_particles(rng):
     """keep != "all": E_post[log L] and the kernel distance come from the evidence summary."""
-    from reprior._arviz import from_dict
-    from reprior.diagnostics import limit_metrics
-    from reprior.limits import LimitInputs
+    from reprior.inference.arviz_compat import from_dict
+    from reprior.evaluation.diagnostics import limit_metrics
+    from reprior.evaluation.limits import LimitInputs
 
     ref = _reference(rng)
     mean = np.broadcast_to(ref.mean, (1, 2) + ref.mean.shape)

@@ -1,4 +1,4 @@
-"""Tests for reprior.nngp: dual activations, NNGP kernels, posterior, distance."""
+"""Tests for reprior.core.nngp: dual activations, NNGP kernels, posterior, distance."""
 
 import functools
 import math
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from reprior import nngp
-from reprior.architectures import ACTIVATIONS, MLP, Architecture, ResNet
-from reprior.architectures import resnet
-from reprior.architectures.layers import conv
+from reprior.core import nngp
+from reprior.core.architectures import ACTIVATIONS, MLP, Architecture, ResNet
+from reprior.core.architectures import resnet
+from reprior.core.architectures.layers import conv
 
 ACTS = tuple(ACTIVATIONS)
 

@@ -1,4 +1,4 @@
-"""Tests of reprior.nngp.monte_carlo_nngp_kernel against closed forms.
+"""Tests of reprior.core.nngp.monte_carlo_nngp_kernel against closed forms.
 
 The standardised error ``z = (K_mc - K) / stderr`` of an entry is Student-t with
 ``S - 1`` degrees of freedom where the estimand is exact.  With ``S >= 96`` draws,
@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reprior import MLP, ResNet, nngp
-from reprior import _checks
-from reprior.architectures.base import Architecture, hyperparameter, readout_b_std, readout_w_std
+from reprior import MLP, ResNet
+from reprior.core import nngp
+from reprior._util import checks as _checks
+from reprior.core.architectures.base import Architecture, hyperparameter, readout_b_std, readout_w_std
 
 Z_MAX = 5.0
 

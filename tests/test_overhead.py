@@ -1,8 +1,8 @@
 """The per-draw work of ``reprior.sample``: one factorisation serves every recorded quantity.
 
-``collect`` (:func:`reprior.sampling._make_collect_fn`) computes the readout draw,
+``collect`` (:func:`reprior.inference.sampling._make_collect_fn`) computes the readout draw,
 ``log_marginal_likelihood`` and the Rao-Blackwellised predictive from one
-eigendecomposition (:meth:`reprior.target.Target.readout_posterior`), and the
+eigendecomposition (:meth:`reprior.core.target.Target.readout_posterior`), and the
 projections of theta and phi from one pass over the hidden weights.  These
 tests check that the shared forms equal the separate functions they replace,
 that the compiled draw holds one factorisation, and that float32 at small
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import reprior
-from reprior import repriorise as rp
-from reprior import sampling
-from reprior.data import load_dataset
-from reprior.projections import project_tree
-from reprior.target import build_target
+from reprior.core import repriorise as rp
+from reprior.inference import sampling
+from reprior.experiments.data import load_dataset
+from reprior.core.projections import project_tree
+from reprior.core.target import build_target
 
 SIGMA = 0.3
 

@@ -1,12 +1,12 @@
-"""Tests for reprior.plots: every function writes a non-empty PNG and leaves pyplot alone."""
+"""Tests for reprior.experiments.plots: every function writes a non-empty PNG and leaves pyplot alone."""
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from reprior._arviz import from_dict
-from reprior import plots
+from reprior.inference.arviz_compat import from_dict
+from reprior.experiments import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -154,7 +154,7 @@ def test_one_width_panel_spans_an_octave_and_a_half_around_it():
 
 
 def test_rhat_figure_draws_the_failure_rule_on_a_shared_axis():
-    from reprior import health
+    from reprior.inference import health
 
     rows = _sampler_rows(samplers=("nuts",)) + [dict(r, arch="resnet", depth=8) for r in _sampler_rows(samplers=("nuts",))]
     fig = plots.rhat_figure(rows)

@@ -11,7 +11,7 @@ import pytest
 from jax.extend import core as jex_core
 from jax.flatten_util import ravel_pytree
 
-from reprior.projections import DEFAULT_BLOCK_SIZE, project, project_tree, projection_matrix
+from reprior.core.projections import DEFAULT_BLOCK_SIZE, project, project_tree, projection_matrix
 
 
 def test_directions_are_pinned():
@@ -144,7 +144,7 @@ def test_project_tree_rejects_empty_or_integer_trees():
 
 
 def test_project_leaves_with_or_without_the_words_table_is_project_tree():
-    from reprior.projections import project_leaves, project_tree, projection_words
+    from reprior.core.projections import project_leaves, project_tree, projection_words
 
     rng = np.random.default_rng(5)
     tree = {"a": jnp.asarray(rng.normal(size=(7, 3))), "b": jnp.asarray(rng.normal(size=(40,)))}

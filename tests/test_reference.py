@@ -1,4 +1,4 @@
-"""Reference posteriors (reprior.reference) and their store (reprior.runner.references)."""
+"""Reference posteriors (reprior.evaluation.reference) and their store (reprior.experiments.runner.references)."""
 
 import json
 import subprocess
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import reprior
-from reprior.reference import (MAX_RHAT, MIN_ESS, ReferenceNotCertified, ReferencePosterior, combine,
-                               inputs_digest, kernel_statistics, reference_id, reference_posterior)
-from reprior.runner.references import REFERENCE_FILE, ReferenceStore, reference_file
+from reprior.evaluation.reference import (MAX_RHAT, MIN_ESS, ReferenceNotCertified, ReferencePosterior, combine,
+                                          inputs_digest, kernel_statistics, reference_id, reference_posterior)
+from reprior.experiments.runner.references import REFERENCE_FILE, ReferenceStore, reference_file
 
 from conftest import importance_sampling_predictive, regression_data
 
@@ -184,8 +184,8 @@ def test_store_remembers_a_failure_for_its_budget_only(tmp_path):
 def test_two_processes_build_one_reference(tmp_path):
     script = textwrap.dedent(f"""
         import time, numpy as np
-        from reprior.reference import ReferencePosterior
-        from reprior.runner.references import ReferenceStore
+        from reprior.evaluation.reference import ReferencePosterior
+        from reprior.experiments.runner.references import ReferenceStore
         def build():
             with open({str(tmp_path / 'calls.txt')!r}, "a") as f:
                 f.write("built\\n")
@@ -215,7 +215,7 @@ def test_reference_file_finds_and_checks_a_setting(tmp_path):
 
 
 def test_next_attempt_asks_for_enough_draws_at_the_rate_measured():
-    from reprior.runner.references import next_num_samples
+    from reprior.experiments.runner.references import next_num_samples
 
     kernels = {"nuts": {"ess_bulk_min": 900.0, "ess_tail_min": 1200.0}, "pcnl": {"ess_bulk_min": 80.0,
                                                                                    "ess_tail_min": 150.0}}
@@ -229,7 +229,7 @@ def test_next_attempt_asks_for_enough_draws_at_the_rate_measured():
 
 
 def test_the_plan_counts_the_references_to_build():
-    from reprior.runner import grid, sweep
+    from reprior.experiments.runner import grid, sweep
 
     options = grid.validate(grid.merge(grid.load_config("experiments/quick.toml"), {"widths": [8, 16]}))
     _, cells = sweep.plan(options, dtype="float64")

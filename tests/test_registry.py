@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from reprior import _checks, nngp
-from reprior.architectures import MLP, ResNet, registry
-from reprior.architectures.base import Architecture, check_activation, hyperparameter, readout_b_std, readout_w_std
-from reprior.cli import build_parser
-from reprior.runner import grid, sweep
+from reprior._util import checks as _checks
+from reprior.core import nngp
+from reprior.core.architectures import MLP, ResNet, registry
+from reprior.core.architectures.base import Architecture, check_activation, hyperparameter, readout_b_std, readout_w_std
+from reprior.experiments.cli import build_parser
+from reprior.experiments.runner import grid, sweep
 
 
 @dataclasses.dataclass(frozen=True)

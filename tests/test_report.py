@@ -1,4 +1,4 @@
-"""Tests for reprior.report: summary.csv schema, tables and ratios, report files, the docs example."""
+"""Tests for reprior.experiments.report: summary.csv schema, tables and ratios, report files, the docs example."""
 
 import csv
 import math
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprior._arviz import from_dict
-from reprior import diagnostics as dg
-from reprior import report, report_accuracy
+from reprior.inference.arviz_compat import from_dict
+from reprior.evaluation import diagnostics as dg
+from reprior.experiments import report, report_accuracy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "diagnostics.md"
 REQUIRED = ["arch", "depth", "width", "parameterisation", "readout", "sampler", "seed", "num_chains", "num_samples",

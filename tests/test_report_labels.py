@@ -1,6 +1,6 @@
 """Report headings and labels: the noise and its units, biased kernels, each command once."""
 
-from reprior import report
+from reprior.experiments import report
 
 
 def _row(sampler, param, width=8, **metrics):

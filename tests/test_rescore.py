@@ -1,6 +1,6 @@
 """A finished cell scored while its reference failed certification is scored again, from its stored
 draws and without sampling it again, by a later sweep in the same folder whose budget certifies the
-reference (reprior.runner.references.rescore_cell); that reference is built by continuing the failed
+reference (reprior.experiments.runner.references.rescore_cell); that reference is built by continuing the failed
 attempt's chains (reference_posterior(init=...))."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for reprior.architectures.resnet: layout, forward pass, scales, init, validation."""
+"""Tests for reprior.core.architectures.resnet: layout, forward pass, scales, init, validation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reprior.architectures import ResNet
+from reprior.core.architectures import ResNet
 
 RNG = np.random.default_rng(0)
 # N(0, 1) images of the size of sklearn's digits, 8x8x1.
@@ -142,7 +142,7 @@ def np_conv(layer, x, w_std, b_std, stride=1):
 @pytest.mark.parametrize("height, width", [(8, 8), (7, 6), (1, 1), (2, 5)])
 def test_conv_matches_xla_convolution_and_numpy(kernel, stride, height, width):
     """The im2col convolution equals XLA's own 'SAME' convolution and the loop reference."""
-    from reprior.architectures.layers import conv
+    from reprior.core.architectures.layers import conv
 
     rng = np.random.default_rng(height * 100 + width * 10 + stride + kernel)
     x = rng.standard_normal((2, height, width, 3))

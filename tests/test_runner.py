@@ -1,4 +1,4 @@
-"""Tests for reprior.runner: grid expansion, cell keys, shards, the cell store, resume after kill/Ctrl-C."""
+"""Tests for reprior.experiments.runner: grid expansion, cell keys, shards, the cell store, resume after kill/Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprior.runner import grid
-from reprior.runner.store import CellStore, atomic_write
+from reprior.experiments.runner import grid
+from reprior.experiments.runner.store import CellStore, atomic_write
 
 NAMES = dict(samplers=("nuts", "hmc"), datasets=("synthetic", "digits", "diabetes"),
              activations=("relu", "erf", "gelu", "tanh"))
@@ -157,7 +157,7 @@ def test_cell_key_changes_with_every_setting():
 
 
 def test_cell_key_same_in_another_process():
-    code = ("import json, sys; from reprior.runner.grid import cell_key; "
+    code = ("import json, sys; from reprior.experiments.runner.grid import cell_key; "
             "print(cell_key(json.loads(sys.stdin.read())))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(SETTINGS), capture_output=True, text=True,
@@ -271,7 +271,7 @@ def _finish_cell(store: CellStore, settings: dict, **metrics) -> str:
 
 
 def _status(out, capsys):
-    from reprior import cli
+    from reprior.experiments import cli
 
     capsys.readouterr()
     code = cli.main(["status", str(out)])
@@ -300,8 +300,8 @@ def test_status_shows_failed_chains_apart_from_done(tmp_path, capsys):
         f"{slow}  failed chains  -                   mlp w=64 reprior nuts seed=2  | accept 0.005, 12% divergent",
         f"{lone}  done           -                   mlp w=64 reprior nuts seed=3",
         "f" * 16 + "  failed         -                   mlp w=64 reprior nuts seed=4  | ValueError: bad"]
-    from reprior.health import chain_failure
-    from reprior.runner.status import sweep_status
+    from reprior.inference.health import chain_failure
+    from reprior.experiments.runner.status import sweep_status
 
     cells = {c.key: c for c in sweep_status(out)}
     for key in (healthy, stuck, slow, lone):  # the reports' rule, on the same record
@@ -323,8 +323,8 @@ def test_status_shows_failed_chains_apart_from_done(tmp_path, capsys):
     ({"nonfinite": 61}, None, "1.5 s; FAILED (10.2% non-finite)"),
 ])
 def test_summary_line_says_when_the_chains_failed(metrics, num_chains, tail):
-    from reprior.health import chain_failure
-    from reprior.runner.sweep import _summary_line
+    from reprior.inference.health import chain_failure
+    from reprior.experiments.runner.sweep import _summary_line
 
     metrics = {**HEALTHY_METRICS, **metrics}
     line = _summary_line(metrics, 1.5, num_chains=num_chains)
@@ -335,7 +335,7 @@ def test_summary_line_says_when_the_chains_failed(metrics, num_chains, tail):
         assert _summary_line(metrics, 1.5) == line  # the default: unknown
 
 def test_keep_auto_bounds_the_stored_draws():
-    from reprior.runner.sweep import KEEP_BUDGET_BYTES, build_bnn, resolve_keep
+    from reprior.experiments.runner.sweep import KEEP_BUDGET_BYTES, build_bnn, resolve_keep
 
     def keep(width, **extra):
         (cell,) = _cells(widths=[width], parameterisations=["reprior"], **{"num_samples": 150, **extra})
@@ -371,8 +371,8 @@ def _start(out: Path):
     when this test run was started in the background by a shell without job control (which starts
     it with SIGINT ignored, a setting children inherit)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    code = ("import signal, sys, reprior.cli; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "sys.exit(reprior.cli.main())")
+    code = ("import signal, sys, reprior.experiments.cli; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.exit(reprior.experiments.cli.main())")
     return subprocess.Popen([sys.executable, "-c", code, *TINY, "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

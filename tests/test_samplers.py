@@ -1,4 +1,4 @@
-"""Tests for reprior.samplers: underdamped HMC, pCN, pCNL, elliptical slice sampling, MCLMC and adjusted MCLMC.
+"""Tests for reprior.inference.samplers: underdamped HMC, pCN, pCNL, elliptical slice sampling, MCLMC and adjusted MCLMC.
 
 Monte Carlo checks use tolerances of 4 standard errors, the standard error
 being sd / sqrt(ESS) with ArviZ's ESS of the very quantity being averaged, and
@@ -13,11 +13,11 @@ import pytest
 from numpyro.infer import MCMC
 
 import reprior
-import reprior.samplers  # noqa: F401  (registers the kernels)
-from reprior.kernels import get_kernel, kernel_names, make_kernel
-from reprior.samplers import Density
-from reprior.samplers.integrators import velocity_verlet
-from reprior.samplers.pcn import pcnl_log_accept
+import reprior.inference.samplers  # noqa: F401  (registers the kernels)
+from reprior.inference.kernels import get_kernel, kernel_names, make_kernel
+from reprior.inference.samplers import Density
+from reprior.inference.samplers.integrators import velocity_verlet
+from reprior.inference.samplers.pcn import pcnl_log_accept
 
 NAMES = ("underdamped_hmc", "pcn", "pcnl", "elliptical_slice", "mclmc", "adjusted_mclmc")
 
@@ -402,14 +402,14 @@ def test_registered_with_options_validated_before_tracing():
 
 
 def test_registry_reads_options_from_the_builder_and_refuses_overwrites():
-    from reprior.kernels import KernelSpec, register_kernel
+    from reprior.inference.kernels import KernelSpec, register_kernel
 
     assert get_kernel("pcnl").options == ("step_size", "target_accept_prob", "adapt_step_size", "reference_std",
                                          "max_delta_energy")
     assert get_kernel("nuts").input == "potential_fn" and get_kernel("mclmc").input == "density"
 
     def build_short(potential_fn, *, num_steps=2):
-        return reprior.samplers.hmc(potential_fn, num_steps=num_steps)
+        return reprior.inference.samplers.hmc(potential_fn, num_steps=num_steps)
 
     register_kernel("test_short_hmc", KernelSpec(build_short, get_kernel("hmc").stats_fn))
     assert get_kernel("test_short_hmc").options == ("num_steps",)

@@ -35,9 +35,9 @@ import pytest
 from conftest import assert_predictives_agree, importance_sampling_predictive, predictive_moments, regression_data
 
 import reprior
-from reprior._arviz import group_names
-from reprior import repriorise as rp
-from reprior.projections import projection_matrix
+from reprior.inference.arviz_compat import group_names
+from reprior.core import repriorise as rp
+from reprior.core.projections import projection_matrix
 
 WIDTH, NOISE, N_TRAIN = 16, 0.2, 20
 X_TEST = np.array([[0.0, 0.0], [1.5, -1.0], [-3.0, 2.0]])  # the last one outside the data
@@ -323,9 +323,9 @@ def test_failed_factorisations_are_counted_and_warned_never_a_crash():
 def test_chains_stuck_apart_fail_on_r_hat_with_the_reports_rule():
     """Two pCN chains with a tiny fixed step and no adaptation stay near their distinct starting points:
     acceptance near 1, no divergence, yet R-hat far above 1.1.  ``reprior.sample`` says so, by the
-    rule and with the R-hat that the report computes (:func:`reprior.diagnostics.cell_metrics`)."""
-    from reprior.diagnostics import cell_metrics
-    from reprior.health import chain_failure
+    rule and with the R-hat that the report computes (:func:`reprior.evaluation.diagnostics.cell_metrics`)."""
+    from reprior.evaluation.diagnostics import cell_metrics
+    from reprior.inference.health import chain_failure
 
     x, y = regression_data(8, 2, 1, seed=5)
     bnn = reprior.BNN(reprior.MLP(4), noise_std=0.3)

@@ -1,4 +1,4 @@
-"""Tests for reprior.sbc: the rank statistics, the target, and SBC of the samplers.
+"""Tests for reprior.experiments.sbc: the rank statistics, the target, and SBC of the samplers.
 
 The default suite runs a small SBC (elliptical slice and underdamped HMC, in
 repriorised coordinates, 200 replications) and shows that the test has power:
@@ -17,8 +17,9 @@ import pytest
 from scipy import stats as sps
 
 import reprior
-from reprior import sbc
-from reprior.target import Target
+from reprior.evaluation import sbc
+from reprior.experiments import cli
+from reprior.core.target import Target
 
 # Family-wise level 0.001: a correct sampler is rejected once in a thousand runs (a CI suite with a
 # dozen statistical tests at 0.01 fails one run in ten by chance alone), while the wrong sampler's
@@ -101,11 +102,11 @@ def test_small_sbc_passes_and_rejects_a_wrong_sampler(sampler, thinning):
 
 def test_command_prints_writes_plot_and_json(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    sbc.add_arguments(parser)
+    cli.add_sbc_arguments(parser)
     plot, out = tmp_path / "ranks.png", tmp_path / "sbc.json"
     args = parser.parse_args(["--thinning", "10", "--num-replications", "200", "--level", "0.001",
                               "--plot", str(plot), "--json", str(out)])
-    assert sbc.command(args) == 0  # the same settings as the small test: the executable is reused
+    assert cli.sbc_command(args) == 0  # the same settings as the small test: the executable is reused
     assert "PASS" in capsys.readouterr().out
     assert plot.stat().st_size > 10_000
     saved = json.loads(out.read_text())

@@ -1,7 +1,7 @@
-"""Tests for reprior.samplers.split_hmc: HMC split at the N(0, I) prior (kicks and exact rotations).
+"""Tests for reprior.inference.samplers.split_hmc: HMC split at the N(0, I) prior (kicks and exact rotations).
 
 The references are written from the maths (the module docstring of
-:mod:`reprior.samplers.split_hmc`), in NumPy, not from the code: the integrator
+:mod:`reprior.inference.samplers.split_hmc`), in NumPy, not from the code: the integrator
 as a loop of kicks and rotations, the energy error as the difference of the
 full Hamiltonian.  Monte Carlo checks use 4 Monte Carlo standard errors
 (ArviZ's ``mcse``, from the ESS of the very series averaged) with fixed seeds,
@@ -19,11 +19,11 @@ from conftest import importance_sampling_predictive, predictive_moments
 from numpyro.infer import MCMC
 
 import reprior
-from reprior import sbc
-from reprior.kernels import get_kernel, kernel_names, make_kernel
-from reprior.samplers import Density
-from reprior.samplers import integrators as integ
-from reprior.samplers.split_hmc import SplitHMCParams, build_kernel, init, propose
+from reprior.evaluation import sbc
+from reprior.inference.kernels import get_kernel, kernel_names, make_kernel
+from reprior.inference.samplers import Density
+from reprior.inference.samplers import integrators as integ
+from reprior.inference.samplers.split_hmc import SplitHMCParams, build_kernel, init, propose
 
 #: McLachlan's two-stage coefficient, written out here rather than read from the module.
 MCLACHLAN_B = 0.1931833275037836
@@ -461,7 +461,7 @@ BNN_SMALL = reprior.BNN(reprior.MLP(width=8, depth=1), noise_std=0.3)
 
 @pytest.fixture(scope="module")
 def small_bnn_runs():
-    data = reprior.data.load_dataset("synthetic", n_train=16, n_test=4, seed=0, in_dim=2)
+    data = reprior.experiments.data.load_dataset("synthetic", n_train=16, n_test=4, seed=0, in_dim=2)
     runs = {}
     for sampler in ("split_hmc", "nuts"):
         runs[sampler] = reprior.sample(BNN_SMALL, data.x_train, data.y_train, x_test=data.x_test, sampler=sampler,

@@ -8,7 +8,7 @@ import csv
 
 import pytest
 
-from reprior.runner import grid
+from reprior.experiments.runner import grid
 
 from cli_helpers import one_line_error, run  # tests/cli_helpers.py
 

@@ -19,9 +19,9 @@ import pytest
 from cli_helpers import one_line_error, run
 
 import reprior
-from reprior import nngp
-from reprior.architectures import FeatureArchitecture, loading, registry
-from reprior.runner import grid
+from reprior.core import nngp
+from reprior.core.architectures import FeatureArchitecture, loading, registry
+from reprior.experiments.runner import grid
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -94,8 +94,8 @@ def test_reprior_draws_every_hidden_leaf_from_the_structure_of_init():
 def test_repr_replace_equality_and_recorded_settings():
     mlp = reprior.MLP(width=8)
     arch = mlp_copy(mlp, width=8, settings={"activation": "relu"})
-    assert repr(arch) == ("FeatureArchitecture(name='mlp-copy', init=reprior.architectures.mlp.MLP._init_hidden, "
-                          "features=reprior.architectures.mlp.MLP.hidden_features, width=8, "
+    assert repr(arch) == ("FeatureArchitecture(name='mlp-copy', init=reprior.core.architectures.mlp.MLP._init_hidden, "
+                          "features=reprior.core.architectures.mlp.MLP.hidden_features, width=8, "
                           "settings={'activation': 'relu'}, out_w_std=1.0, out_b_std=0.1)")
     wide = dataclasses.replace(arch, width=1)
     assert wide.width == 1 and wide.features_fn == mlp.hidden_features and wide != arch
@@ -150,7 +150,7 @@ def test_numpyro_model_and_nngp_take_a_feature_architecture():
     import numpyro  # noqa: F401
     from numpyro.infer.util import potential_energy
 
-    from reprior.models import flatten_params
+    from reprior.inference.models import flatten_params
 
     with jax.enable_x64(True):
         x, y = data()

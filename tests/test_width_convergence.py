@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import reprior
-from reprior.nngp import kernel_distance, nngp_kernel
+from reprior.core.nngp import kernel_distance, nngp_kernel
 
 WIDTHS = (64, 256, 1024, 4096)
 

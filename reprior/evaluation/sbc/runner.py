@@ -1,0 +1,253 @@
+"""The replications of simulation-based calibration, vectorised and compiled once.
+
+Each replication draws a truth from the prior, simulates data, runs a
+registered sampler on the posterior (the same :class:`reprior.core.target.Target`
+as :func:`reprior.sample`) and ranks the truth among the thinned draws; the
+ranks go to :mod:`reprior.evaluation.sbc.statistics`.  The method and its settings are
+described in :mod:`reprior.experiments.sbc`; the command line (``reprior sbc``) is in
+:mod:`reprior.experiments.cli`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reprior._util import checks as _checks
+from reprior.core import repriorise as rp
+from reprior._util.choices import default_dtype
+from reprior.core.architectures import MLP
+from reprior.core.architectures.layers import ACTIVATIONS
+from reprior._util.choices import DTYPES
+from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel
+from reprior.core.target import PARAMETERISATIONS, READOUTS, Target
+from reprior.evaluation.sbc.statistics import (NOISE_SUMMARY, SUMMARY_NAMES, SBCResult, lag1_autocorrelation,
+                                               uniformity_test)
+
+__all__ = ["run_sbc"]
+
+
+# -- one replication ------------------------------------------------------------------------
+def _summaries(arch, theta, x, x_test, y, noise_std, inferred: bool = False) -> jax.Array:
+    """The scalar summaries ``(num_summaries,)`` of standard-coordinate parameters ``theta`` at the
+    noise ``noise_std`` (the draw's own when the noise is ``inferred``, then also a summary)."""
+    layer = theta["hidden"][0]
+    f_test = arch.apply(theta, x_test)[:, 0]
+    loglik = rp.gaussian_log_likelihood(arch.apply(theta, x), y, noise_std)
+    values = [layer["W"][0, 0], layer["b"][0], theta["readout"]["W"][0, 0], theta["readout"]["b"][0],
+              f_test[0], f_test[1], loglik]
+    return jnp.stack(values + [jnp.asarray(noise_std, loglik.dtype)] if inferred else values)
+
+
+def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior=None):
+    """``(key, noise_std, sampler_noise_std) -> (ranks, draw summaries, diagnostics)`` for one replication.
+
+    With ``noise_prior`` (a NumPyro distribution) the true noise of each replication is drawn from it
+    (``noise_std`` unused) and the sampler infers the noise under ``sampler_noise_prior``; the noise is
+    then one more summary (:data:`reprior.evaluation.sbc.statistics.NOISE_SUMMARY`)."""
+    stats_fn = get_kernel(opts["sampler"]).stats_fn
+    make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # validate options before tracing
+    inferred = noise_prior is not None
+
+    def replicate(key, noise_std, sampler_noise_std):
+        truth_key, noise_key, init_key, run_key, draw_key = jax.random.split(key, 5)
+        theta = arch.init(truth_key, x, 1)
+        if inferred:
+            noise_std = noise_prior.sample(jax.random.fold_in(noise_key, 1)).astype(x.dtype)
+        y = arch.apply(theta, x) + noise_std * jax.random.normal(noise_key, (x.shape[0], 1), x.dtype)
+        # the same target as reprior.sample, with a traced noise level (or the noise inferred)
+        target = Target(arch, None if inferred else sampler_noise_std, x, y, opts["parameterisation"],
+                        opts["readout"], opts["form"], noise_prior=sampler_noise_prior if inferred else None)
+        kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
+        z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(init_key, 1))
+
+        def step(state, _):
+            state = kernel.sample(state, (), {})
+            s = stats_fn(state)
+            return state, (s["accept_prob"], s["diverging"], s["num_grad_evals"], s["num_logdensity_evals"])
+
+        state = kernel.init(run_key, opts["num_warmup"], z0, (), {})
+        state, (_, _, warm_grads, warm_evals) = jax.lax.scan(step, state, None, length=opts["num_warmup"])
+
+        def draw(state, key):
+            state, diag = jax.lax.scan(step, state, None, length=opts["thinning"])
+            z = getattr(state, kernel.sample_field)
+            theta_l, _ = target.to_params(z, key)
+            sigma = target.noise_std_at(z) if inferred else noise_std
+            return state, (_summaries(arch, theta_l, x, x_test, y, sigma, inferred), diag)
+
+        _, (draws, (accept, diverging, grads, evals)) = jax.lax.scan(
+            draw, state, jax.random.split(draw_key, opts["num_draws"]))
+        truth = _summaries(arch, theta, x, x_test, y, noise_std, inferred)
+        ranks = jnp.sum(draws < truth, axis=0)
+        diagnostics = {
+            "accept_prob": jnp.mean(accept),
+            "num_divergences": jnp.sum(diverging),
+            "grad_evals": jnp.sum(warm_grads) + jnp.sum(grads),
+            "logdensity_evals": jnp.sum(warm_evals) + jnp.sum(evals),
+        }
+        return ranks, draws, diagnostics
+
+    return replicate
+
+
+def _validate(opts):
+    _checks.one_of("sampler", opts["sampler"], kernel_names())
+    _checks.one_of("parameterisation", opts["parameterisation"], PARAMETERISATIONS)
+    _checks.one_of("readout", opts["readout"], READOUTS)
+    _checks.one_of("form", opts["form"], rp.FORMS)
+    _checks.one_of("activation", opts["activation"], tuple(ACTIVATIONS))
+    for name in ("num_replications", "num_draws", "thinning", "width", "depth", "num_data", "in_dim", "num_bins",
+                 "batch_size"):
+        _checks.positive_int(name, opts[name])
+    _checks.nonnegative_int("num_warmup", opts["num_warmup"])
+    _checks.nonnegative_int("seed", opts["seed"])
+    _checks.positive_float("noise_std", opts["noise_std"])
+    _checks.positive_float("sampler_noise_std", opts["sampler_noise_std"])
+    if opts["noise_prior"] is None and opts["sampler_noise_prior"] is not None:
+        raise _checks.fail("sampler_noise_prior", "None unless noise_prior is given (a fixed noise is not inferred)",
+                           opts["sampler_noise_prior"])
+    _checks.probability("level", opts["level"])
+    if opts["num_bins"] < 2 or (opts["num_draws"] + 1) % opts["num_bins"]:
+        raise _checks.fail("num_bins", f"at least 2 and a divisor of num_draws + 1 = {opts['num_draws'] + 1}",
+                           opts["num_bins"])
+    if opts["dtype"] is not None:
+        _checks.one_of("dtype", opts["dtype"], DTYPES)
+    if opts["sampler_options"] is not None and not isinstance(opts["sampler_options"], dict):
+        raise _checks.fail("sampler_options", "a dict of sampler settings", opts["sampler_options"])
+
+
+def _inputs(seed: int, num_data: int, in_dim: int):
+    """Fixed design: training and two test inputs, i.i.d. N(0, 1) (NumPy, seeded)."""
+    rng = np.random.default_rng([seed, 0x5BC])
+    return rng.standard_normal((num_data, in_dim)), rng.standard_normal((2, in_dim))
+
+
+def run_sbc(*, sampler: str = "elliptical_slice", parameterisation: str = "reprior", readout: str = "exact",
+            sampler_options: dict | None = None, num_replications: int = 200, num_draws: int = 19,
+            thinning: int = 10, num_warmup: int = 200, width: int = 8, depth: int = 1, activation: str = "relu",
+            num_data: int = 10, in_dim: int = 2, noise_std: float = 0.5, sampler_noise_std: float | None = None,
+            num_bins: int = 10, level: float = 0.01, seed: int = 0, batch_size: int = 100,
+            dtype: str | None = None, form: str = "auto", noise_prior=None, sampler_noise_prior=None) -> SBCResult:
+    """Simulation-based calibration of ``sampler`` on a small MLP; see the module docstring.
+
+    Args:
+        sampler, sampler_options: a registered kernel and its settings.
+        parameterisation, readout, form: the target, as in :func:`reprior.sample`.
+        num_replications: number of (truth, data, posterior run) replications ``N``.
+        num_draws: kept draws ``L`` per replication; ranks lie in ``0..L``.
+        thinning: sampler iterations per kept draw (make the draws nearly independent).
+        num_warmup: warm-up (adaptation) iterations per replication.
+        width, depth, activation: the MLP (NTK parameterisation, default scales).
+        num_data, in_dim: training inputs ``X: (num_data, in_dim)``, i.i.d. N(0, 1), fixed by ``seed``.
+        noise_std: :math:`\\sigma` of the data-generating likelihood.
+        sampler_noise_std: :math:`\\sigma` of the likelihood the sampler targets
+            (default ``noise_std``; set it differently to see SBC reject a wrong sampler).
+        num_bins: chi-square bins; must divide ``num_draws + 1``.
+        level: family-wise level of the test (Bonferroni over the summaries).
+        seed: seeds the inputs and every replication.
+        batch_size: replications vectorised per compiled call.
+        dtype: ``"float64"`` (default on CPU) or ``"float32"``, for this call only.
+        noise_prior: calibrate an *inferred* noise: a prior on :math:`\\sigma` (a NumPyro
+            distribution on the positive reals, or its text, ``"HalfNormal(0.5)"``, as
+            :func:`reprior.core.bnn.parse_noise_prior` reads); each replication draws its true
+            :math:`\\sigma` from it (``noise_std`` is then unused), the sampler infers it jointly with
+            the weights (``BNN(arch, noise_std=prior)``), and :math:`\\sigma` is one more summary.
+        sampler_noise_prior: the prior the sampler assumes (default ``noise_prior``; set it
+            differently to see SBC reject a wrong one).
+
+    Returns:
+        :class:`SBCResult`.
+    """
+    noise_prior, sampler_noise_prior = _noise_prior_texts(noise_prior, sampler_noise_prior)
+    opts = dict(sampler=sampler, parameterisation=parameterisation, readout=readout, sampler_options=sampler_options,
+                num_replications=num_replications, num_draws=num_draws, thinning=thinning, num_warmup=num_warmup,
+                width=width, depth=depth, activation=activation, num_data=num_data, in_dim=in_dim,
+                noise_std=noise_std, sampler_noise_std=noise_std if sampler_noise_std is None else sampler_noise_std,
+                num_bins=num_bins, level=level, seed=seed, batch_size=batch_size, dtype=dtype, form=form,
+                noise_prior=noise_prior, sampler_noise_prior=sampler_noise_prior)
+    _validate(opts)
+    if noise_prior is not None and sampler_noise_prior is None:
+        opts["sampler_noise_prior"] = noise_prior
+    opts["sampler_options"] = dict(sampler_options or {})
+    opts["dtype"] = dtype or default_dtype()
+    opts["batch_size"] = min(batch_size, num_replications)
+    with jax.enable_x64(opts["dtype"] == "float64"):
+        ranks, draws, diagnostics, timings = _run(opts)
+    counts, chi2, p_values = uniformity_test(ranks, num_draws, num_bins)
+    names = SUMMARY_NAMES + ((NOISE_SUMMARY,) if noise_prior is not None else ())
+    rejected = p_values < level / len(names)
+    return SBCResult(
+        ranks=ranks, summary_names=names, counts=counts, chi2=chi2, p_values=p_values, level=level,
+        rejected=rejected, autocorrelation=lag1_autocorrelation(draws),
+        accept_prob=float(np.mean(diagnostics["accept_prob"])),
+        num_divergences=int(np.sum(diagnostics["num_divergences"])),
+        grad_evals=float(np.mean(diagnostics["grad_evals"])),
+        logdensity_evals=float(np.mean(diagnostics["logdensity_evals"])),
+        settings=opts, timings=timings)
+
+
+_STATIC = ("sampler", "parameterisation", "readout", "form", "num_warmup", "thinning", "num_draws", "width", "depth",
+           "activation", "num_data", "in_dim", "seed", "batch_size", "dtype", "noise_prior", "sampler_noise_prior")
+
+
+def _noise_prior_texts(noise_prior, sampler_noise_prior):
+    """The two noise priors as the JSON text :func:`reprior.core.bnn.describe_noise_prior` writes (hashable:
+    the compiled replications are cached on it), each checked and naming its argument; None stays None."""
+    from reprior.core.bnn import check_noise_prior, describe_noise_prior, parse_noise_prior
+
+    out = []
+    for name, prior in (("noise_prior", noise_prior), ("sampler_noise_prior", sampler_noise_prior)):
+        if prior is None:
+            out.append(None)
+            continue
+        prior = parse_noise_prior(prior, name) if isinstance(prior, str) else check_noise_prior(name, prior)
+        out.append(describe_noise_prior(prior))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(static: tuple, sampler_options: tuple):
+    """The compiled batch of replications ``(keys, noise_std, sampler_noise_std) -> outputs``.
+
+    Cached on the static settings, so that runs differing only in the noise
+    levels or in the number of replications (e.g. a correct and a deliberately
+    wrong sampler) compile once.  Call inside the matching ``enable_x64`` mode.
+    """
+    opts = dict(zip(_STATIC, static), sampler_options=dict(sampler_options))
+    dtype = jnp.dtype(opts["dtype"])
+    x, x_test = (jnp.asarray(a, dtype) for a in _inputs(opts["seed"], opts["num_data"], opts["in_dim"]))
+    arch = MLP(width=opts["width"], depth=opts["depth"], activation=opts["activation"])
+    from reprior.core.bnn import noise_prior_from_description
+
+    priors = [None if opts[k] is None else noise_prior_from_description(opts[k], k)
+              for k in ("noise_prior", "sampler_noise_prior")]
+    batched = jax.jit(jax.vmap(_make_replicate(arch, x, x_test, opts, *priors), in_axes=(0, None, None)))
+    keys = jax.random.split(jax.random.key(0), opts["batch_size"])
+    scalar = jnp.zeros((), dtype)
+    return batched.lower(keys, scalar, scalar).compile()
+
+
+def _run(opts):
+    dtype = jnp.dtype(opts["dtype"])
+    size = opts["batch_size"]
+    start = time.perf_counter()
+    compiled = _compiled(tuple(opts[k] for k in _STATIC), tuple(sorted(opts["sampler_options"].items())))
+    timings = {"compile_seconds": time.perf_counter() - start}
+    keys = jax.random.split(jax.random.key(opts["seed"]), opts["num_replications"])
+    noise = jnp.asarray(opts["noise_std"], dtype), jnp.asarray(opts["sampler_noise_std"], dtype)
+    start = time.perf_counter()
+    outputs = []
+    for begin in range(0, opts["num_replications"], size):
+        batch = keys[begin:begin + size]
+        real = batch.shape[0]
+        if real < size:  # pad the last batch to the compiled shape
+            batch = jnp.concatenate([batch, keys[:size - real]])
+        outputs.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[:real], compiled(batch, *noise)))
+    timings["run_seconds"] = time.perf_counter() - start
+    ranks, draws, diagnostics = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *outputs)
+    return ranks.astype(np.int64), draws, diagnostics, timings

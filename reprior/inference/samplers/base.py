@@ -1,0 +1,130 @@
+"""What every kernel of this package shares: the density it is handed and the Metropolis step.
+
+Targets here have an N(0, I) prior on every sampled scalar (see
+:mod:`reprior.core.target`), and kernels are handed the two functions of a
+:class:`Density` on flat arrays:
+
+* ``log_likelihood_fn(z)``: :math:`\\ell(z)`, the log likelihood without the
+  prior and without additive constants (Gaussian-reference kernels need no
+  more, and get it without any cancellation);
+* ``logdensity_fn(z)``: :math:`\\ell(z) - \\tfrac12|z|^2`, the log posterior up to
+  a constant (gradient-based kernels with an identity metric).
+
+Every kernel's info records ``nonfinite``: the proposal's log likelihood (or
+its gradient) was not finite, e.g. a Cholesky factorisation failed in float32.
+Such a proposal is rejected; it is counted apart from an energy-error
+divergence (``is_divergent``), whose value is finite but too far off.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from reprior.core.target import squared_norm
+
+
+class Density(NamedTuple):
+    """A target with an N(0, I) prior, as the kernels use it (pytree positions).
+
+    Attributes:
+        log_likelihood_fn: ``z -> l(z)``, no prior, no constants.
+        logdensity_fn: ``z -> l(z) - |z|^2 / 2``.
+    """
+
+    log_likelihood_fn: Callable
+    logdensity_fn: Callable
+
+    @property
+    def potential_fn(self) -> Callable:
+        """``z -> -logdensity(z)``: NumPyro's potential energy."""
+        fn = self.logdensity_fn
+        return lambda z: -fn(z)
+
+    @classmethod
+    def of(cls, target) -> "Density":
+        """From a :class:`reprior.core.target.Target`, a ``Density`` or a ``potential_fn``."""
+        if isinstance(target, Density):
+            return target
+        if hasattr(target, "log_likelihood") and hasattr(target, "logdensity"):
+            return cls(target.log_likelihood, target.logdensity)
+        if callable(target):
+            def log_likelihood_fn(z, potential_fn=target):
+                return 0.5 * squared_norm(z) - potential_fn(z)
+
+            return cls(log_likelihood_fn, lambda z, potential_fn=target: -potential_fn(z))
+        from reprior._util import checks as _checks
+
+        raise _checks.fail("target", "a reprior Target, a Density or a callable potential_fn", target)
+
+    def on_flat(self, unravel, reference_std: float = 1.0) -> "FlatDensity":
+        """The same functions on flat vectors, for a Gaussian reference N(0, s^2 I).
+
+        With ``reference_std = s != 1`` the likelihood relative to that reference is
+        :math:`\\ell(z) - \\tfrac12|z|^2 + |z|^2/(2s^2)`; with ``s = 1`` it is :math:`\\ell`
+        itself, untouched.
+        """
+        log_likelihood, logdensity = self.log_likelihood_fn, self.logdensity_fn
+        if reference_std == 1.0:
+            def reference_loglik(flat):
+                return log_likelihood(unravel(flat))
+        else:
+            def reference_loglik(flat):
+                return logdensity(unravel(flat)) + 0.5 * (flat @ flat) / reference_std**2
+        return FlatDensity(reference_loglik, lambda flat: logdensity(unravel(flat)), reference_std)
+
+
+class FlatDensity(NamedTuple):
+    """:class:`Density` on flat vectors, relative to a Gaussian reference of std ``reference_std``."""
+
+    log_likelihood_fn: Callable  # flat -> log likelihood relative to N(0, s^2 I)
+    logdensity_fn: Callable  # flat -> l - |z|^2/2
+    reference_std: float
+
+    def log_prior(self, flat) -> jax.Array:
+        """The reference's log density without its constant, :math:`-|z|^2/(2s^2)`."""
+        return -0.5 * (flat @ flat) / self.reference_std**2
+
+
+def is_finite(value, grad=None) -> jax.Array:
+    """Whether a log likelihood (and its gradient, if given) is finite."""
+    ok = jnp.isfinite(value)
+    if grad is not None:
+        ok = ok & jnp.all(jnp.isfinite(grad))
+    return ok
+
+
+class MetropolisResult(NamedTuple):
+    """Outcome of :func:`metropolis`: which point was kept, and the statistics of the step."""
+
+    accepted: jax.Array  # () bool
+    accept_prob: jax.Array  # () min(1, exp(log_accept)), 0 when non-finite
+    is_divergent: jax.Array  # () finite log ratio below -max_delta_energy
+    nonfinite: jax.Array  # () the proposal was not finite
+
+
+def metropolis(rng_key, log_accept, proposal_finite, max_delta_energy: float) -> MetropolisResult:
+    """The Metropolis decision for a log acceptance ratio ``log_accept``.
+
+    A non-finite proposal (``proposal_finite`` false, or a NaN ratio) is
+    rejected and flagged ``nonfinite``; a finite ratio below
+    ``-max_delta_energy`` is flagged ``is_divergent`` (and almost surely rejected).
+    """
+    nonfinite = ~proposal_finite | jnp.isnan(log_accept)
+    log_accept = jnp.where(nonfinite, -jnp.inf, log_accept)
+    accept_prob = jnp.minimum(1.0, jnp.exp(log_accept))
+    accepted = jax.random.uniform(rng_key, (), accept_prob.dtype) < accept_prob
+    return MetropolisResult(accepted, accept_prob, ~nonfinite & (-log_accept > max_delta_energy), nonfinite)
+
+
+def select(pred, on_true, on_false):
+    """``jnp.where`` over matching pytrees (``pred`` a scalar boolean); ``None`` leaves stay ``None``."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def flatten(position):
+    """``(flat, unravel)`` of a pytree position."""
+    return ravel_pytree(position)

@@ -1,0 +1,530 @@
+"""``reprior.sample``: posterior sampling of a BNN, returned as ArviZ ``InferenceData``.
+
+The front door of the inference layer (the chains are compiled in :mod:`reprior.inference.driver`).
+What is sampled, its prior and likelihood, the starting points and the map back to theta, phi and predictions
+all come from :class:`reprior.core.target.Target` (:func:`reprior.core.target.build_target`):
+
+=====================  ===============================  ===================================
+setting                sampled variables                log density
+=====================  ===============================  ===================================
+``standard``           theta (all weights)              log N(theta) + log N(Y; f, s^2 I)
+``reprior, sampled``   phi (hidden and phi_out)         log N(phi) + log N(Y; 0, K + s^2 I)
+``reprior, exact``     phi_hidden only                  log N(phi_hidden) + log N(Y; 0, K + s^2 I)
+=====================  ===============================  ===================================
+
+With ``readout="exact"`` each recorded draw gets an i.i.d. exact draw of
+``phi_out ~ N(0, I)``, hence of ``theta_out`` given the hidden weights.  Each
+recorded draw also gets predictive draws of ``y`` (``f + sigma * eps``, at the
+training inputs and at ``x_test``) from the ``f`` it computes anyway, and the
+result keeps the chains' final kernel states, so that ``init=`` continues them
+exactly (:class:`reprior.inference.driver.Start`).
+
+Failure policy: a proposal whose log likelihood is not finite (a Cholesky
+factorisation that fails in float32 at small noise) is rejected and counted in
+the ``nonfinite`` sample statistic; a run whose chains failed by the rule of
+:func:`reprior.inference.health.failure_reasons` (the reports' rule: mean acceptance below
+:data:`reprior.inference.health.MIN_ACCEPT`, more than :data:`reprior.inference.health.MAX_BAD_FRACTION` of its iterations
+divergent or non-finite, R-hat above :data:`reprior.inference.health.MAX_RHAT` with two or more
+chains, or a non-finite recorded value) emits one ``RuntimeWarning`` naming the
+setting and the reasons (:func:`failure_report`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reprior._util import checks as _checks
+from reprior.inference import memory as _memory
+from reprior._util import blas as _blas
+from reprior.core import repriorise as rp
+from reprior.core.architectures import readout_matrix
+from reprior.core.bnn import BNN, describe_arch
+from reprior._util.choices import CHAIN_METHODS, DTYPES, default_dtype
+from reprior.inference.checkpoint import CheckpointMismatch
+from reprior.inference.driver import ChainRun, Start, run_chains
+from reprior.inference.health import failure_reasons
+from reprior.inference.models import flatten_params
+from reprior.inference.progress import progress_display
+from reprior.core.projections import project_leaves, project_tree, projection_words
+from reprior.inference.samplers.registry import check_options, get_kernel, kernel_names, make_kernel
+from reprior.core.target import PARAMETERISATIONS, READOUTS, Target, build_target
+
+KEEP = ("all", "readout", "none")
+
+
+def _validate(bnn, x, y, x_test, opts):
+    if not isinstance(bnn, BNN):
+        raise _checks.fail("bnn", "a reprior.BNN", bnn)
+    x = _checks.finite_array("x", x)
+    y = _checks.finite_array("y", y, ndim=(1, 2))
+    x, y = bnn.check_data(x, y)
+    if x_test is not None:
+        x_test = _checks.finite_array("x_test", x_test)
+        bnn.arch.check_inputs(x_test, "x_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise _checks.fail("x_test", f"inputs of shape (m,) + {x.shape[1:]}", f"array of shape {x_test.shape}")
+    _checks.one_of("parameterisation", opts["parameterisation"], PARAMETERISATIONS)
+    _checks.one_of("readout", opts["readout"], READOUTS)
+    _checks.one_of("sampler", opts["sampler"], kernel_names())
+    _checks.nonnegative_int("num_warmup", opts["num_warmup"])
+    _checks.positive_int("num_samples", opts["num_samples"])
+    _checks.positive_int("num_chains", opts["num_chains"])
+    _checks.positive_int("thinning", opts["thinning"])
+    _checks.nonnegative_int("seed", opts["seed"])
+    _checks.nonnegative_int("num_projections", opts["num_projections"])
+    _checks.one_of("chain_method", opts["chain_method"], CHAIN_METHODS)
+    _checks.one_of("keep", opts["keep"], KEEP)
+    if opts["keep"] == "none" and opts["num_projections"] == 0:
+        raise _checks.fail("num_projections", "at least 1 when keep='none' (else no posterior is recorded)", 0)
+    _checks.one_of("form", opts["form"], rp.FORMS)
+    if opts["dtype"] is not None:
+        _checks.one_of("dtype", opts["dtype"], DTYPES)
+    check_options(opts["sampler"], opts["sampler_options"])
+    make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # option values, before any tracing
+    _checks.nonnegative_float("jitter", opts["jitter"])
+    return x, y, x_test
+
+
+def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+                     pointwise: bool = True):
+    """Per recorded draw: theta (and phi), projections, predictions, pointwise log likelihood.
+
+    The draw's work is the features at the training (and test) inputs, one
+    eigendecomposition (:meth:`Target.readout_posterior`) shared by the readout
+    draw, ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, and
+    one pass over the projection directions for theta and phi together, their
+    hash words read from ``consts["projection_words"]`` when the run built them.
+    The draw's key is split into the exact readout draw's and the predictive noise's.
+    """
+    record = _make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
+
+    def collect(consts, key, z):
+        readout_key, noise_key = jax.random.split(key)
+        psi = target.features(z)
+        posterior = target.readout_posterior(z, psi)
+        theta, phi = target.to_params(z, readout_key, psi, posterior)
+        return record(consts, noise_key, theta, phi, psi, posterior)
+
+    return collect
+
+
+def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+                    pointwise: bool = True):
+    """``record(consts, noise_key, theta, phi, psi, posterior) -> dict``: what is stored of one draw
+    in network coordinates (``phi`` None for the standard parameterisation), shared by
+    :func:`reprior.sample` and :func:`reprior.from_chains`.
+
+    With ``pointwise``: ``log_likelihood`` (``(n, k)``, :math:`\\log\\mathcal N(y_{ij}; f_{ij}, \\sigma^2)`)
+    and ``y`` (``(n, k)``, a draw of :math:`f(X) + \\sigma\\varepsilon`), from the ``f(X)`` the
+    draw computes anyway; with ``x_test``, ``y_test`` the same at the test inputs.  With an
+    inferred noise (``target.noise_prior``) every one of them uses the draw's :math:`\\sigma`,
+    ``posterior.noise_std``, which is recorded as ``noise_std``.
+    """
+    y, fixed_noise_std, inferred = target.y, target.noise_std, target.noise_prior is not None
+
+    def record(consts, noise_key, theta, phi, psi, posterior):
+        out = {}
+        noise_std = fixed_noise_std
+        if inferred:
+            noise_std = posterior.noise_std
+            out["noise_std"] = noise_std
+        if keep == "all":
+            out.update(flatten_params(theta))
+        elif keep == "readout":
+            out.update(flatten_params({"readout": theta["readout"]}))
+        if phi is not None and keep != "none":
+            out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
+        if num_projections:
+            out.update(_projections(theta, phi, num_projections, projection_seed,
+                                    consts.get("projection_words")))
+        theta_out = readout_matrix(theta)
+        # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
+        out["log_marginal_likelihood"] = posterior.log_marginal_likelihood(y)
+        train_key, test_key = jax.random.split(noise_key)
+        if pointwise:
+            f = psi @ theta_out
+            out["log_likelihood"] = -0.5 * ((y - f) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
+            out["y"] = f + noise_std * jax.random.normal(train_key, f.shape, f.dtype)
+        if x_test is not None:
+            psi_test = target.arch.features({"hidden": theta["hidden"]}, x_test)
+            out["f_test"] = psi_test @ theta_out
+            out["y_test"] = out["f_test"] + noise_std * jax.random.normal(test_key, out["f_test"].shape,
+                                                                          out["f_test"].dtype)
+            out["f_test_rb_mean"], out["f_test_rb_var"] = posterior.predictive(psi_test)
+        return out
+
+    return record
+
+
+def noise_attrs(bnn) -> dict:
+    """The noise in a result's attrs: ``{"noise_std": sigma}`` for a fixed noise; for an inferred
+    one ``{"noise_prior": JSON}`` (:func:`reprior.core.bnn.describe_noise_prior`, which
+    :meth:`reprior.BNN.from_idata` reads back), ``noise_std`` left out (its posterior is the
+    ``noise_std`` variable of ``posterior``)."""
+    if bnn.noise_prior is None:
+        return {"noise_std": bnn.noise_std}
+    from reprior.core.bnn import describe_noise_prior
+
+    return {"noise_prior": describe_noise_prior(bnn.noise_prior)}
+
+
+#: Largest table of projection hash words precomputed per run (bytes); above it, each draw hashes.
+MAX_PROJECTION_WORDS_BYTES = 2**28
+
+
+def _projection_words(num_params: int, num: int, seed: int):
+    """:func:`reprior.core.projections.projection_words` of a run, built once (4 bytes per weight for up to
+    32 directions), or ``None`` without projections or above :data:`MAX_PROJECTION_WORDS_BYTES`."""
+    if num == 0 or 4 * num_params * -(-num // 32) > MAX_PROJECTION_WORDS_BYTES:
+        return None
+    return projection_words(num_params, num, seed)
+
+
+def _projections(theta, phi, num: int, seed: int, words=None) -> dict:
+    """``theta_proj`` (and ``phi_proj``) on the fixed directions of :func:`reprior.core.projections.project_tree`.
+
+    theta and phi share their hidden weights and their layout (hidden leaves first), so the
+    hidden part of the projection, most of its cost, is computed once and shared; with ``words``
+    (:func:`_projection_words`) the directions' hash words are read instead of recomputed.  Equal
+    to ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
+    """
+    if set(theta) != {"hidden", "readout"}:
+        return {"theta_proj": project_tree(theta, num, seed),
+                **({} if phi is None else {"phi_proj": project_tree(phi, num, seed)})}
+
+    leaves = jax.tree_util.tree_leaves
+    shared, offset = project_leaves(leaves(theta["hidden"]), num, seed, words=words)
+    readout, dim = project_leaves(leaves(theta["readout"]), num, seed, offset=offset, words=words)
+    out = {"theta_proj": (shared + readout) / math.sqrt(dim)}
+    if phi is not None:
+        out["phi_proj"] = (shared + project_leaves(leaves(phi["readout"]), num, seed, offset=offset,
+                                                   words=words)[0]) / math.sqrt(dim)
+    return out
+
+
+def _make_stats_fn(stats_fn, target: Target):
+    """The kernel's statistics, with the target's constants added to ``lp`` (the reported log density)."""
+    constant = target.log_density_constant()
+
+    def stats(state):
+        out = dict(stats_fn(state))
+        out["lp"] = out["lp"] + constant.astype(out["lp"].dtype)
+        return out
+
+    return stats
+
+
+def _blas_settings() -> dict:
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+    return {name: os.environ.get(name, "") for name in names}
+
+
+def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", readout: str = "exact",
+           sampler: str = "nuts", num_warmup: int | None = None, num_samples: int = 500, num_chains: int = 4,
+           seed: int = 0, progress_bar: bool = True, chain_method: str = "sequential",
+           dtype: str | None = None, sampler_options: dict | None = None, thinning: int = 1,
+           keep: str = "all", num_projections: int = 10, projection_seed: int = 0,
+           form: str = "auto", blas_threads: int | None = 1, jitter: float = 0.0, check_memory: bool = True,
+           pointwise: bool = True, init=None):
+    """Sample the posterior of ``bnn`` given data ``(x, y)``; return ``arviz.InferenceData``.
+
+    Args:
+        bnn: the :class:`~reprior.BNN`.
+        x: training inputs, ``(n, in_dim)`` for an MLP or ``(n, H, W, C)`` for a ResNet.
+        y: training targets ``(n,)`` or ``(n, out_dim)``.
+        x_test: optional test inputs; adds ``f_test``, a predictive draw ``y_test`` and the
+            Rao-Blackwellised ``f_test_rb_mean``/``f_test_rb_var`` to ``posterior_predictive``.
+        num_warmup: warm-up iterations per chain; ``None``: 500, or with ``init`` none (the
+            continued chains are adapted already; an explicit value must be the earlier run's).
+        parameterisation: ``"standard"`` (sample theta) or ``"reprior"`` (sample phi).
+        readout: for ``"reprior"``: ``"exact"`` (phi_out drawn i.i.d. exactly,
+            only hidden weights sampled) or ``"sampled"`` (phi_out sampled jointly).
+        sampler: a registered kernel name (:func:`reprior.inference.kernels.kernel_names`).
+        num_samples, num_chains, thinning: recorded draws per chain, chains, transitions per draw.
+        seed: seed of the sampler's PRNG key.
+        progress_bar: show a progress bar with ETA.
+        chain_method: ``"sequential"``, ``"vectorized"`` or ``"parallel"`` (chains sharded over local devices).
+        dtype: ``"float64"`` (default on CPU) or ``"float32"`` (default on accelerators).
+            Set for this call only; the global JAX configuration is left alone.
+        sampler_options: kernel settings, e.g. ``{"target_accept_prob": 0.9}``.
+        keep: which parameters to store per draw: ``"all"``, ``"readout"`` or ``"none"``
+            (projections and predictions are always stored).
+        num_projections, projection_seed: fixed random unit directions for
+            ``theta_proj``/``phi_proj`` (:mod:`reprior.core.projections`).
+        form: ``"auto"``, ``"primal"`` or ``"dual"`` linear algebra for the repriorised density.
+        blas_threads: threads of the LAPACK behind JAX's CPU Cholesky during the
+            call (default 1, see :mod:`reprior._util.blas`; ``None`` leaves the setting alone).
+        jitter: opt-in: add ``jitter * mean(diag K)`` to the diagonal of ``K + s^2 I`` in the
+            repriorised likelihood (float32 at small noise); the default 0 is exact.
+        check_memory: refuse (ValueError naming the width) a run whose rough memory estimate exceeds
+            the job's limit (:func:`reprior.inference.memory.check_sample_memory`); False skips the estimate.
+        pointwise: record, per draw and training target, the log likelihood (group
+            ``log_likelihood``, for ``az.loo``) and a predictive draw of ``y`` (in
+            ``posterior_predictive``, for ``az.plot_ppc``); each is ``(chain, draw, n, k)``,
+            so ``False`` saves that memory at very large ``n``.
+        init: a result of an earlier ``reprior.sample`` call (in memory or read back from
+            NetCDF) to continue: its chains go on from their final kernel states, adaptation
+            and PRNG keys included, for ``num_samples`` more draws each, and the result is the
+            whole run, earlier draws first, equal (to round-off, on CPU) to one call with
+            ``num_samples`` the sum.  Every argument that defines the run (network, data,
+            ``x_test``, ``parameterisation``, ``readout``, ``sampler``, ``sampler_options``,
+            ``num_chains``, ``thinning``, ``seed``, ``keep``, ``num_projections``,
+            ``projection_seed``, ``form``, ``dtype``, ``jitter``, ``pointwise``) must be the
+            earlier call's: another is a ValueError naming ``init``.
+
+    Returns:
+        ``InferenceData`` with groups ``posterior``, ``posterior_predictive`` (``y`` and, with
+        ``x_test``, the test predictions), ``log_likelihood``, ``sample_stats``,
+        ``warmup_sample_stats``, ``observed_data``, ``constant_data`` and ``sampler_state``
+        (the chains' final kernel states, which ``init`` continues); timings, cost counts,
+        failure counts (``nonfinite``, ``divergences``) and the network
+        (:meth:`reprior.BNN.from_idata`) in ``attrs``.
+
+    Warns:
+        RuntimeWarning: once, when the chains failed (see :func:`failure_report`).
+    """
+    pointwise = _checks.flag("pointwise", pointwise)
+    if init is not None:
+        num_warmup = _continued_warmup(init, num_warmup)
+    opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler,
+                num_warmup=500 if num_warmup is None else num_warmup,
+                num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method,
+                dtype=dtype, sampler_options=sampler_options, thinning=thinning, keep=keep,
+                num_projections=num_projections, form=form, jitter=jitter,
+                blas_threads="default" if blas_threads is None else blas_threads, pointwise=int(pointwise))
+    x, y, x_test = _validate(bnn, x, y, x_test, opts)
+    _checks.seed("seed", seed)  # numbers the dtype can carry, judged before the work:
+    _checks.numbers_fit(None if bnn.inferred_noise else bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
+    if _checks.flag("check_memory", check_memory):
+        _memory.check_sample_memory(bnn, x.shape, y.shape[-1], 0 if x_test is None else len(x_test),
+                                    num_chains=num_chains, chain_method=chain_method, num_samples=num_samples,
+                                    keep=keep, dtype=dtype or default_dtype())
+    if blas_threads is not None:
+        _checks.positive_int("blas_threads", blas_threads)
+    if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:
+        raise _checks.fail("projection_seed", "an integer in [0, 2**32)", projection_seed)
+    dtype = dtype or default_dtype()
+    previous = None if init is None else _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed)
+    with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
+        return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous)
+
+
+def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous=None):
+    from reprior.inference.inference_data import to_inference_data  # keeps ArviZ out of the import path of the maths
+
+    jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
+    target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype),
+                          parameterisation=opts["parameterisation"], readout=opts["readout"], form=opts["form"],
+                          jitter=opts["jitter"])
+    kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
+    stats_fn = _make_stats_fn(get_kernel(opts["sampler"]).stats_fn, target)
+    collect_fn = _make_collect_fn(target, jx_test, opts["keep"], opts["num_projections"], projection_seed,
+                                  pointwise=bool(opts["pointwise"]))
+
+    init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
+    init = target.initial_positions(init_key, opts["num_chains"])
+    dim = target.num_params
+    words = _projection_words(target.num_params, opts["num_projections"], projection_seed)
+    consts = {} if words is None else {"projection_words": words}  # read by every draw, built once
+
+    start = None if previous is None else _start(previous, kernel, opts)
+    num_warmup = 0 if previous is not None else opts["num_warmup"]
+    total = opts["num_chains"] * (num_warmup + opts["num_samples"])
+    with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:
+        try:
+            run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
+                             num_warmup=num_warmup, num_samples=opts["num_samples"],
+                             num_chains=opts["num_chains"], thinning=opts["thinning"],
+                             chain_method=opts["chain_method"], progress=progress, start=start)
+        except CheckpointMismatch as error:
+            if start is None or "start state" not in str(error):
+                raise
+            raise _checks.fail("init", "a result whose sampler_state fits this sampler and network",
+                               str(error)) from None
+    if previous is not None:  # the whole run: the earlier draws, then these
+        run, opts = _joined(previous, run), {**opts, "num_samples": previous["num_samples"] + opts["num_samples"]}
+    attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
+    idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
+    from reprior.inference.series import rhat_max as largest_rhat  # ArviZ: off the import path of the maths
+
+    rhat_max = largest_rhat(idata) if opts["num_chains"] >= 2 else math.nan
+    failure = failure_report(run.stats, run.draws, rhat_max=rhat_max)
+    idata.attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
+                        "rhat_max": rhat_max, "failed": ", ".join(failure["reasons"])})
+    if failure["reasons"]:
+        hint = (" (non-finite proposals are failed factorisations: try float64, a larger noise_std or jitter)"
+                if failure["nonfinite"] > 0 else "")
+        warnings.warn(f"reprior.sample: the chains of sampler={opts['sampler']!r}, "
+                      f"parameterisation={opts['parameterisation']!r}, dtype={dtype!r}, "
+                      f"noise_std={bnn.noise_std if bnn.noise_prior is None else bnn.noise_description()!r} failed: {', '.join(failure['reasons'])}{hint} "
+                      f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
+    return idata
+
+
+# -- continuing a run (``init=``) ---------------------------------------------------------
+#: The arguments of :func:`sample` that define a run (attrs of the same names): a continued run keeps them.
+RUN_SETTINGS = ("parameterisation", "readout", "sampler", "sampler_options", "num_chains", "thinning", "seed",
+                "keep", "num_projections", "projection_seed", "form", "jitter", "dtype", "pointwise")
+
+
+def _init_attrs(init) -> dict:
+    attrs = getattr(init, "attrs", None)
+    if attrs is None or "num_warmup" not in attrs:
+        raise _checks.fail("init", "a result of reprior.sample (arviz.InferenceData or xarray.DataTree) to continue",
+                           type(init).__name__)
+    return attrs
+
+
+def _continued_warmup(init, num_warmup) -> int:
+    """The warm-up of a continued run: the earlier run's (``num_warmup`` None or equal to it)."""
+    earlier = int(_init_attrs(init)["num_warmup"])
+    if num_warmup is not None and num_warmup != earlier:
+        raise _checks.fail("num_warmup", f"None or {earlier}, the warm-up of the run that `init` continues "
+                                         "(continued chains do not warm up again)", num_warmup)
+    return earlier
+
+
+def _setting(value):
+    """A setting as the attrs hold it (None and an empty dict as "", a dict as its text)."""
+    if value is None or (isinstance(value, dict) and not value):
+        return ""
+    return str(value) if isinstance(value, dict) else value
+
+
+def _differs(stored, value) -> bool:
+    stored = "" if isinstance(stored, str) and stored == "{}" else stored
+    if isinstance(value, str) or isinstance(stored, str):
+        return str(stored) != str(value)
+    return bool(np.asarray(stored != value).any())
+
+
+def _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed) -> dict:
+    """What continuing ``init`` needs, after checking that it is a run of this network, data and
+    settings (ValueError naming ``init`` otherwise): its draws, statistics, final states and attrs."""
+    from reprior.inference.inference_data import group_arrays, read_state, recorded
+
+    attrs = _init_attrs(init)
+    mine = {**describe_arch(bnn.arch), **noise_attrs(bnn), "projection_seed": projection_seed,
+            **{k: _setting(opts[k]) for k in RUN_SETTINGS if k not in ("dtype", "projection_seed")},
+            "dtype": dtype}
+    for name, value in mine.items():
+        if name not in attrs or _differs(attrs[name], value):
+            raise _checks.fail("init", f"a run of this call's network and settings to continue ({name}={value!r})",
+                               f"a run with {name}={attrs.get(name, 'unrecorded')!r}")
+    constant, observed = group_arrays(init, "constant_data"), group_arrays(init, "observed_data")
+    data = {"x": (np.asarray(x), constant.get("x")), "y": (np.asarray(y), observed.get("y")),
+            "x_test": (None if x_test is None else np.asarray(x_test), constant.get("x_test"))}
+    for name, (value, stored) in data.items():
+        same = (value is None and stored is None) or (
+            value is not None and stored is not None and value.shape == stored.shape and np.array_equal(value, stored))
+        if not same:
+            received = "none" if stored is None else f"array of shape {stored.shape}"
+            raise _checks.fail("init", f"a run on this call's data to continue (`{name}` differs)",
+                               f"a run whose {name} is {received}{'' if stored is None else ' with other values'}")
+    state = read_state(init)
+    if state is None:
+        raise _checks.fail("init", "a result that holds its chains' final states (group sampler_state)",
+                           "one without them")
+    draws, stats, warmup = recorded(init)
+    return {"attrs": dict(attrs), "draws": draws, "stats": stats, "warmup": warmup, "state": state,
+            "num_samples": int(attrs["num_samples"]), "num_warmup": int(attrs["num_warmup"])}
+
+
+def _start(previous: dict, kernel, opts) -> Start:
+    """Where the continued chains start.  An adapted kernel's state carries its warm-up length, so its
+    ``init`` needs none (a one-shot tuner is not rerun); NumPyro's kernels keep it in closures."""
+    from reprior.inference.samplers.adapter import AdaptedKernel
+
+    arrays, spec = previous["state"]
+    kernel_warmup = 0 if isinstance(kernel, AdaptedKernel) else previous["num_warmup"]
+    return Start(arrays, spec, kernel_warmup, previous["num_samples"])
+
+
+def _joined(previous: dict, run: ChainRun) -> ChainRun:
+    """The earlier run's draws and statistics followed by ``run``'s; timings and counts summed."""
+    def join(before, after):
+        if set(before) != set(after):
+            raise _checks.fail("init", f"a run that recorded {sorted(after)}", sorted(before))
+        return {k: np.concatenate([np.asarray(before[k]).astype(np.asarray(after[k]).dtype), np.asarray(after[k])],
+                                  axis=1) for k in after}
+
+    attrs = previous["attrs"]
+    timings = {k: float(attrs.get(k, 0.0)) + v for k, v in run.timings.items()}
+    return ChainRun(draws=join(previous["draws"], run.draws), stats=join(previous["stats"], run.stats),
+                    warmup_stats=previous["warmup"], timings=timings,
+                    num_traces=int(attrs.get("num_traces", 0)) + run.num_traces, num_resumed=run.num_resumed,
+                    final_state=run.final_state)
+
+
+def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
+    """Counts and reasons for calling a run's chains failed (sampling iterations only).
+
+    Args:
+        stats: the sample statistics, ``(chain, draw)`` arrays; ``accept_prob`` is
+            required, ``diverging`` and ``nonfinite`` are counted when present.
+        draws: the recorded draws, ``(chain, draw, ...)`` arrays.
+        rhat_max: the largest R-hat of the run's groups (NaN: not computed, not judged).
+
+    Returns:
+        ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws",
+        "rhat_max", "reasons"}``; ``reasons`` (:func:`reprior.inference.health.failure_reasons`,
+        the reports' rule) is empty for a healthy run.
+    """
+    accept = np.asarray(stats["accept_prob"], dtype=float)
+    iterations = int(accept.size)
+    chains = accept.shape[0] if accept.ndim >= 2 else 1
+    divergent = int(np.sum(stats.get("diverging", 0)))
+    nonfinite = int(np.sum(stats.get("nonfinite", 0)))
+    accept_mean = float(np.nanmean(accept)) if iterations else math.nan
+    nonfinite_draws = int(sum(np.size(v) - np.count_nonzero(np.isfinite(v)) for v in draws.values()
+                              if np.issubdtype(np.asarray(v).dtype, np.floating)))
+    reasons = failure_reasons(accept_mean=accept_mean, num_divergent=divergent, num_nonfinite=nonfinite,
+                              num_draws=iterations, num_chains=chains, rhat_max=rhat_max,
+                              num_nonfinite_values=nonfinite_draws)
+    return {"iterations": iterations, "divergent": divergent, "nonfinite": nonfinite, "accept_mean": accept_mean,
+            "nonfinite_draws": nonfinite_draws, "rhat_max": float(rhat_max), "reasons": reasons}
+
+
+def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
+    import numpyro
+
+    warm_grads = int(np.sum(run.warmup_stats.get("num_grad_evals", 0)))
+    sample_grads = int(np.sum(run.stats["num_grad_evals"]))
+    warm_evals = int(np.sum(run.warmup_stats.get("num_logdensity_evals", 0)))
+    sample_evals = int(np.sum(run.stats["num_logdensity_evals"]))
+    arch = bnn.arch
+    attrs = {
+        "reprior_version": __import__("reprior").__version__,
+        "jax_version": jax.__version__,
+        "numpyro_version": numpyro.__version__,
+        "machine": f"{platform.machine()} {platform.system()} {os.cpu_count()} cpus, {jax.default_backend()}",
+        "arch": type(arch).__name__.lower(),
+        "arch_repr": repr(arch),
+        **describe_arch(arch),
+        "width": int(getattr(arch, "width", 0)),
+        "depth": int(getattr(arch, "depth", 0)),
+        "num_params": dim,
+        **noise_attrs(bnn),
+        "n_train": int(x.shape[0]),
+        "out_dim": int(y.shape[1]),
+        "projection_seed": projection_seed,
+        "grad_evals_warmup": warm_grads,
+        "grad_evals_sampling": sample_grads,
+        "grad_evals": warm_grads + sample_grads,
+        "logdensity_evals_warmup": warm_evals,
+        "logdensity_evals_sampling": sample_evals,
+        "logdensity_evals": warm_evals + sample_evals,
+        "num_traces": run.num_traces,
+        **{k: v for k, v in run.timings.items()},
+        **{k: ("" if v is None else (str(v) if isinstance(v, dict) else v)) for k, v in opts.items()},
+        **{f"env_{k}": v for k, v in _blas_settings().items()},
+        "dtype": dtype,  # the resolved dtype, after the `dtype=None` of opts
+    }
+    return attrs

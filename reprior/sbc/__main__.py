@@ -1,5 +1,0 @@
-"""``python -m reprior.sbc ...``: the same as ``reprior sbc ...``."""
-
-from . import main
-
-raise SystemExit(main())
