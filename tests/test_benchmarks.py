@@ -398,7 +398,49 @@ def test_baselines_takes_the_best_healthy_cell_of_each_side(tmp_path):
     assert close(entry["ess_per_second_rb_ratio"], 4.0 / 0.5)
 
 
-@pytest.mark.parametrize("name", [*BENCHMARKS, "baselines", "cluster"])
+def test_record_scores_healthy_cells_and_censors_costs(tmp_path):
+    """``record.py``: the targets from healthy cells only, costs censored at the budget where not reached."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import record
+
+    from reprior.experiments.report import write_summary_csv
+
+    def cell(width, parameterisation, sampler, theta, options="{}", rhat=1.0, grads=None, budget=1e5):
+        return {"width": width, "parameterisation": parameterisation, "sampler": sampler, "num_chains": 2,
+                "num_samples": 100, "rhat_max": rhat, "rhat_theta_max": rhat, "accept_mean": 0.8,
+                "ess_per_grad_theta": theta, "ess_per_eval_theta": theta, "ess_per_second_theta": 10 * theta,
+                "ess_per_grad_rb": 2 * theta, "sampler_options": options, "b2_reached": grads is not None,
+                "grads_to_b2": grads, "budget_grads": budget, "thinning": 1}
+    rows = [cell(256, "reprior", "split_hmc", 0.01, '{"num_steps": 12}', grads=5e3),
+            cell(1024, "reprior", "split_hmc", 0.03, '{"num_steps": 12}', grads=4e3),
+            cell(1024, "reprior", "nuts", 0.01, '{"max_tree_depth": 5}'),
+            cell(1024, "reprior", "nuts", 0.012),
+            cell(1024, "reprior", "pcnl", 0.05),
+            cell(1024, "reprior", "nuts", 0.5, '{"max_tree_depth": 2}', rhat=1.4),  # failed: never the best
+            cell(1024, "standard", "nuts", 0.001, rhat=1.3, budget=6e4),
+            cell(1024, "standard", "split_hmc", 0.002, grads=3e4)]
+    path = write_summary_csv(rows, tmp_path / "summary.csv")
+    out = tmp_path / "record.json"
+    assert record.main([str(tmp_path), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    goals = result["targets"]
+    assert close(goals["split_hmc_over_nuts"]["ratio"], 0.03 / 0.012) and goals["split_hmc_over_nuts"]["nuts"] == "nuts"
+    assert close(goals["split_hmc_over_pcnl"]["ratio"], 0.03 / 0.05)
+    assert goals["split_hmc_rising"] == {"ess_per_grad_theta": {"256": 0.01, "1024": 0.03}, "rising": True}
+    standard = goals["standard_baseline"]["1024"]
+    assert standard["healthy"] == {"split_hmc": ["split_hmc"], "nuts": []}
+    assert standard["grads_to_b2"] == {"split_hmc": 3e4, "nuts": None}
+    assert standard["failed"] == {"split_hmc": [], "nuts": ["nuts: R-hat 1.3"]}
+    by_label = {(c["width"], c["parameterisation"], c["label"]): c for c in result["cells"]}
+    censored = by_label[(1024, "standard", "nuts")]
+    assert censored["grads_to_b2_text"] == ">= 6e+04 (not reached)" and censored["health"] == "R-hat 1.3"
+    assert by_label[(1024, "reprior", "split_hmc (num_steps 12)")]["grads_to_b2_text"] == "4e+03"
+    with pytest.raises(SystemExit):
+        record.main([str(tmp_path / "missing")])
+    assert path.is_file()
+
+
+@pytest.mark.parametrize("name", [*BENCHMARKS, "baselines", "cluster", "record"])
 def test_every_script_imports_and_parses_its_arguments(name, capsys):
     """The default suite's check of every script (the runs themselves are ``slow``): it imports and
     its argument parser answers ``--help``."""

@@ -124,12 +124,12 @@ def test_memory_is_linear_in_dim():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(flat=np.ones((2, 3)), num=2), "flat must be a 1-D floating array"),
-    (dict(flat=np.ones(3, np.int32), num=2), "flat must be a 1-D floating array"),
-    (dict(flat=np.ones(3), num=-1), "num must be an integer >= 0"),
-    (dict(flat=np.ones(3), num=2, seed=2**32), r"seed must be an integer in \[0, 4294967295\]"),
-    (dict(flat=np.ones(3), num=True), "num must be"),
-    (dict(flat=np.ones(3), num=2, block_size=0), "block_size must be an integer >= 1"),
+    (dict(flat=np.ones((2, 3)), num=2), "argument `flat`: expected a 1-D floating array"),
+    (dict(flat=np.ones(3, np.int32), num=2), "argument `flat`: expected a 1-D floating array"),
+    (dict(flat=np.ones(3), num=-1), "argument `num`: expected an integer >= 0"),
+    (dict(flat=np.ones(3), num=2, seed=2**32), r"argument `seed`: expected an integer in \[0, 4294967295\]"),
+    (dict(flat=np.ones(3), num=True), "argument `num`: expected"),
+    (dict(flat=np.ones(3), num=2, block_size=0), "argument `block_size`: expected an integer >= 1"),
 ])
 def test_project_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

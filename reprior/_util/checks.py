@@ -13,9 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def fail(name: str, expected: str, received) -> ValueError:
-    """Build the one error message format used throughout reprior; ``.expected`` keeps what was expected."""
-    error = ValueError(f"argument `{name}`: expected {expected}, received {received!r}")
+def fail(name: str, expected: str, received, kind: type[Exception] = ValueError) -> Exception:
+    """Build the one error message format used throughout reprior; ``.expected`` keeps what was expected.
+
+    ``kind`` is the exception class: ``ValueError`` for a bad value, ``TypeError`` for a value of the
+    wrong type or an argument a function does not take (as Python raises for unknown keywords).
+    """
+    error = kind(f"argument `{name}`: expected {expected}, received {received!r}")
     error.expected = expected
     return error
 

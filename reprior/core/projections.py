@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reprior._util import checks as _checks
+
 __all__ = ["DEFAULT_BLOCK_SIZE", "MAX_DIM", "project", "project_leaves", "project_tree", "projection_matrix",
            "projection_words"]
 
@@ -102,7 +104,7 @@ def _check(dim: int, num: int, seed: int, block_size: int = DEFAULT_BLOCK_SIZE):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
                 high is not None and value > high):
             bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-            raise ValueError(f"{name} must be {bound}, got {value!r}")
+            raise _checks.fail(name, bound, value)
 
 
 def projection_matrix(dim: int, num: int, seed: int = 0) -> np.ndarray:
@@ -199,7 +201,7 @@ def project(flat, num: int, seed: int = 0, *, block_size: int = DEFAULT_BLOCK_SI
     """
     flat = jnp.asarray(flat)
     if flat.ndim != 1 or not jnp.issubdtype(flat.dtype, jnp.floating):
-        raise ValueError(f"flat must be a 1-D floating array, got {flat.dtype} array of shape {flat.shape}")
+        raise _checks.fail("flat", "a 1-D floating array", f"{flat.dtype} array of shape {flat.shape}")
     _check(flat.shape[0], num, seed, block_size)
     if flat.shape[0] == 0 or num == 0:
         return jnp.zeros((num,), flat.dtype)

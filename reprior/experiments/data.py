@@ -278,14 +278,13 @@ def load_dataset(
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(spec.options) or "none"
-        raise TypeError(f"load_dataset({name!r}) got unexpected option(s) {', '.join(unknown)}; "
-                        f"its options are: {allowed}")
+        raise _checks.fail("options", f"options of data set {name!r} ({allowed})", ", ".join(unknown), TypeError)
     if spec.needs_path and path is None:
         raise _checks.fail("path", f"a file or directory path for data set {name!r}", None)
     if not spec.needs_path and path is not None:
         raise _checks.fail("path", f"None for the built-in data set {name!r}", path)
     if path is not None and not isinstance(path, (str, Path)):
-        raise TypeError(f"argument `path`: expected a str or pathlib.Path, received {type(path).__name__}")
+        raise _checks.fail("path", "a str or pathlib.Path", type(path).__name__, TypeError)
     kwargs = {**spec.options, **options}
     if spec.needs_path:
         kwargs["path"] = Path(path).expanduser()
