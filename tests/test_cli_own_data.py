@@ -103,8 +103,10 @@ def test_one_sweep_gives_nuts_and_pcn_their_own_options(capsys, tmp_path):
     ({"sampler": "hmc", "sampler_options": {"num_steps": 4}}, (4, 4)),
     ({"sampler": "underdamped_hmc"}, (1, 1)),
     ({"sampler": "split_hmc"}, (6, 6)),
+    ({"sampler": "split_hmc", "sampler_options": {"num_steps": 4, "integrator": "mclachlan"}}, (8, 8)),
     ({"sampler": "pcn"}, (1, 1)),
     ({"sampler": "mclmc"}, (2, 2)),
+    ({"sampler": "mclmc", "sampler_options": {"integrator": "isokinetic_velocity_verlet"}}, (1, 1)),
     ({"sampler": "adjusted_mclmc"}, (2, None)),
     ({"sampler": "elliptical_slice", "sampler_options": {"max_shrinks": 9}}, (1, 10)),
 ])

@@ -310,6 +310,7 @@ def _counting_potential(counts):
     ("pcnl", {}, 1),
     ("elliptical_slice", {}, 0),
     ("mclmc", {}, 2),
+    ("mclmc", {"integrator": "isokinetic_velocity_verlet"}, 1),
     ("adjusted_mclmc", {}, None),  # 2 per integration step, a random number of steps
 ])
 def test_reported_costs_match_actual_evaluations(name, options, grads_per_iteration):
@@ -498,3 +499,22 @@ def test_reprior_sample_returns_sane_inference_data(tiny_problem, name, paramete
         # on the host in test_tuning_cost_is_counted_in_the_first_iteration), so the total is compared
         # with the per-iteration counts it is summed from
         assert attrs["grad_evals"] == attrs["grad_evals_sampling"] + int(warm_grads.sum())
+
+
+def test_one_integrator_registry_serves_every_hamiltonian_kernel():
+    """Each registered integrator resolves in its own family only, and its gradient count is the one
+    the kernel reports (tests above) and the runner's estimate uses (tests/test_cli_own_data.py)."""
+    from reprior.inference.samplers import integrators as integ
+
+    families = {spec.family for spec in integ.INTEGRATORS.values()}
+    assert families == {"euclidean", "gaussian_split", "isokinetic"}
+    for name, spec in integ.INTEGRATORS.items():
+        assert integ.resolve(name, spec.family) is spec
+        for other in families - {spec.family}:
+            with pytest.raises(ValueError, match="integrator"):
+                integ.resolve(name, other)
+    assert integ.resolve(integ.MCLACHLAN, "gaussian_split").grads_per_step == 2
+    assert integ.resolve(velocity_verlet).grads_per_step == 1
+    assert integ.grads_per_step("isokinetic") == 2 and integ.grads_per_step("gaussian_split") == 1
+    with pytest.raises(ValueError, match="expected one of \\['isokinetic_mclachlan'"):
+        make_kernel("mclmc", lambda z: 0.5 * jnp.sum(z["z"] ** 2), {"integrator": "strang"})

@@ -648,6 +648,19 @@ _GRADIENT_FREE = ("pcn", "elliptical_slice")
 #: number of integration steps of the sampler's builder (:mod:`reprior.inference.samplers`) and the option
 #: that sets it.
 _STEPS = {"hmc": (16, "num_steps"), "underdamped_hmc": (1, "num_steps"), "split_hmc": (6, "num_steps")}
+#: The integrator family of each kernel in ``_STEPS`` (:mod:`reprior.inference.samplers.integrators`);
+#: ``hmc`` is NumPyro's leapfrog.
+_FAMILIES = {"hmc": "euclidean", "underdamped_hmc": "euclidean", "split_hmc": "gaussian_split"}
+
+
+def _grads_per_step(family: str, integrator) -> int:
+    """Gradients per integrator step from the shared registry; the family's default where ``integrator``
+    is unset or not a registered name (options are checked when the cell runs)."""
+    from reprior.inference.samplers import integrators
+
+    if not (isinstance(integrator, str) and integrator in integrators.names(family)):
+        integrator = None
+    return integrators.grads_per_step(family, integrator)
 
 
 def iterations(settings: dict[str, Any]) -> int:
@@ -661,7 +674,8 @@ def grads_per_iteration(settings: dict[str, Any]) -> tuple[int, int | None]:
     iteration of the cell's sampler, from its settings; ``most`` None where there is no bound.
 
     NUTS: 1 to :math:`2^{\\mathrm{max\\_tree\\_depth}} - 1` (depth 10 by default: up to 1023);
-    ``hmc``, ``underdamped_hmc``, ``split_hmc``: ``num_steps`` (16, 1, 6 by default); ``mclmc``: 2
+    ``hmc``, ``underdamped_hmc``, ``split_hmc``: ``num_steps`` (16, 1, 6 by default) times the
+    integrator's gradients per step (2 for split HMC's ``mclachlan``); ``mclmc``: 2
     (McLachlan's integrator; 1 with velocity Verlet); ``adjusted_mclmc``: 2 per integration step, a
     tuned random number of steps (at least 2, no bound); ``elliptical_slice``: 1 to
     ``1 + max_shrinks`` densities; ``pcn``, ``pcnl`` and other kernels: 1 (``num_steps`` where set).
@@ -680,13 +694,13 @@ def grads_per_iteration(settings: dict[str, Any]) -> tuple[int, int | None]:
         steps = options.get(name)
         if sampler == "hmc" and steps is None and options.get("trajectory_length") is not None:
             return 1, None  # trajectory_length / tuned step size: not known in advance
-        steps = option(name, default)
+        steps = option(name, default) * _grads_per_step(_FAMILIES[sampler], options.get("integrator"))
         return steps, steps
     if sampler == "mclmc":
-        per = 1 if options.get("integrator") == "isokinetic_velocity_verlet" else 2
+        per = _grads_per_step("isokinetic", options.get("integrator"))
         return per, per
     if sampler == "adjusted_mclmc":
-        return (1 if options.get("integrator") == "isokinetic_velocity_verlet" else 2), None
+        return _grads_per_step("isokinetic", options.get("integrator")), None
     if sampler == "elliptical_slice":
         return 1, 1 + option("max_shrinks", 100)
     steps = option("num_steps", 1)

@@ -1,23 +1,29 @@
-"""Symplectic integrators on flat arrays, passed to the gradient-based kernels.
+"""Integrators as data: one registry shared by every Hamiltonian kernel.
 
-An integrator has the signature
+Each integrator is an :class:`Integrator`: its name, the ``family`` of
+dynamics it integrates (which kernels take it), its gradient evaluations per
+step and its ``scheme``.  The families:
 
-``integrator(value_and_grad_fn, position, momentum, grad, step_size, num_steps)
--> (position, momentum, value, grad)``
+* ``"euclidean"`` (``underdamped_hmc``): a function
+  ``integrator(value_and_grad_fn, position, momentum, grad, step_size, num_steps)
+  -> (position, momentum, value, grad)``, where ``value_and_grad_fn(position) -> (value, grad)``
+  returns any scalar the kernel tracks (here the log likelihood) and the
+  gradient of the log density (the force, identity mass), and ``grad`` is the
+  cached force at ``position``;
+* ``"gaussian_split"`` (``split_hmc``): a :class:`GaussianSplitting`, the
+  coefficients of its kicks and exact rotations, run by :func:`gaussian_split`;
+* ``"isokinetic"`` (``mclmc``, ``adjusted_mclmc``): the name of a BlackJAX
+  isokinetic integrator in ``blackjax.mcmc.integrators`` (imported by the
+  kernel that runs it, so this module does not import BlackJAX).
 
-where ``value_and_grad_fn(position) -> (value, grad)`` returns any scalar the
-kernel tracks (here the log likelihood) and the gradient of the log density
-(the force, identity mass).  ``grad`` is the cached force at ``position``.
-
-The integrators split at the Gaussian prior (:func:`gaussian_split`, used by
-:mod:`reprior.inference.samplers.split_hmc`) are data instead: a
-:class:`GaussianSplitting` lists the coefficients of its kicks and exact
-rotations, and its gradient count follows from them.
+:func:`resolve` turns a name (or the scheme itself) into its
+:class:`Integrator`, checked against the family the kernel runs; the runner's
+cost estimate reads ``grads_per_step`` from the same registry.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,24 +56,6 @@ def velocity_verlet(value_and_grad_fn, position, momentum, grad, step_size, num_
     else:
         carry, _ = jax.lax.scan(step, carry, None, length=num_steps)
     return carry
-
-
-#: Gradient evaluations per step of each integrator (for the cost counts).
-GRADS_PER_STEP = {velocity_verlet: 1}
-
-#: Integrators by name (the CLI's ``--sampler-option integrator=velocity_verlet``).
-INTEGRATORS = {"velocity_verlet": velocity_verlet}
-
-
-def resolve(integrator):
-    """An integrator given as itself or by name."""
-    if isinstance(integrator, str) and integrator in INTEGRATORS:
-        return INTEGRATORS[integrator]
-    if callable(integrator) and not isinstance(integrator, str):
-        return integrator
-    from reprior._util import checks as _checks
-
-    raise _checks.fail("integrator", f"one of {sorted(INTEGRATORS)} or an integrator function", integrator)
 
 
 # -- splitting at the Gaussian ---------------------------------------------------------------
@@ -121,22 +109,91 @@ MCLACHLAN = GaussianSplitting("mclachlan", (MCLACHLAN_B, 1.0 - 2 * MCLACHLAN_B, 
 GAUSSIAN_SPLITTINGS = {s.name: s for s in (STRANG, MCLACHLAN)}
 
 
-def resolve_splitting(integrator) -> GaussianSplitting:
-    """A :class:`GaussianSplitting` given as itself or by name, checked to be symmetric and consistent."""
+def _check_splitting(splitting: GaussianSplitting) -> GaussianSplitting:
+    """``splitting``, checked to be symmetric and consistent."""
     from reprior._util import checks as _checks
 
-    if isinstance(integrator, str) and integrator in GAUSSIAN_SPLITTINGS:
-        return GAUSSIAN_SPLITTINGS[integrator]
-    if not isinstance(integrator, GaussianSplitting):
-        raise _checks.fail("integrator", f"one of {sorted(GAUSSIAN_SPLITTINGS)} or a GaussianSplitting",
-                           integrator)
-    kicks, rotations = tuple(integrator.kicks), tuple(integrator.rotations)
+    kicks, rotations = tuple(splitting.kicks), tuple(splitting.rotations)
     ok = (len(rotations) >= 1 and len(kicks) == len(rotations) + 1 and kicks == kicks[::-1]
           and rotations == rotations[::-1] and abs(sum(kicks) - 1) < 1e-12 and abs(sum(rotations) - 1) < 1e-12)
     if not ok:
         raise _checks.fail("integrator", "palindromic kicks (m + 1) and rotations (m), each summing to 1",
-                           integrator)
-    return integrator
+                           splitting)
+    return splitting
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+class Integrator(NamedTuple):
+    """One integrator of the registry.
+
+    Fields:
+        name: its name (``sampler_options={"integrator": name}``, the CLI's
+            ``--sampler-option integrator=NAME``).
+        family: ``"euclidean"``, ``"gaussian_split"`` or ``"isokinetic"`` (see the module).
+        grads_per_step: gradient evaluations per step (the gradient at the start is cached).
+        scheme: the step function, the :class:`GaussianSplitting`, or the BlackJAX integrator's name.
+    """
+
+    name: str
+    family: str
+    grads_per_step: int
+    scheme: Any
+
+
+#: Every integrator by name, one registry for all kernels.
+INTEGRATORS: dict[str, Integrator] = {
+    spec.name: spec for spec in (
+        Integrator("velocity_verlet", "euclidean", 1, velocity_verlet),
+        *(Integrator(s.name, "gaussian_split", s.grads_per_step, s) for s in (STRANG, MCLACHLAN)),
+        Integrator("isokinetic_mclachlan", "isokinetic", 2, "isokinetic_mclachlan"),
+        Integrator("isokinetic_velocity_verlet", "isokinetic", 1, "isokinetic_velocity_verlet"),
+    )
+}
+
+#: The integrator each family runs when none is given.
+DEFAULTS = {"euclidean": "velocity_verlet", "gaussian_split": "strang", "isokinetic": "isokinetic_mclachlan"}
+
+
+def names(family: str) -> list[str]:
+    """The registered integrators of ``family``, sorted."""
+    return sorted(name for name, spec in INTEGRATORS.items() if spec.family == family)
+
+
+def grads_per_step(family: str, integrator=None) -> int:
+    """Gradient evaluations per step of ``integrator`` (a name, a scheme or None: the family's default)."""
+    return resolve(DEFAULTS[family] if integrator is None else integrator, family).grads_per_step
+
+
+def resolve(integrator, family: str = "euclidean") -> Integrator:
+    """The :class:`Integrator` of ``family`` that ``integrator`` names or is.
+
+    Accepted: a registered name of that family, an :class:`Integrator` of it, or
+    the scheme itself: a :class:`GaussianSplitting` (checked to be symmetric,
+    ``"gaussian_split"``) or, for ``"euclidean"``, an integrator function (one
+    gradient per step unless it is registered).
+    """
+    from reprior._util import checks as _checks
+
+    if isinstance(integrator, Integrator) and integrator.family == family:
+        return integrator
+    if isinstance(integrator, str) and integrator in INTEGRATORS and INTEGRATORS[integrator].family == family:
+        return INTEGRATORS[integrator]
+    if family == "gaussian_split" and isinstance(integrator, GaussianSplitting):
+        splitting = _check_splitting(integrator)
+        return Integrator(splitting.name, family, splitting.grads_per_step, splitting)
+    if family == "euclidean" and callable(integrator) and not isinstance(integrator, (str, Integrator)):
+        known = [spec for spec in INTEGRATORS.values() if spec.scheme is integrator]
+        return known[0] if known else Integrator(getattr(integrator, "__name__", "custom"), family, 1, integrator)
+    what = {"euclidean": "an integrator function", "gaussian_split": "a GaussianSplitting"}.get(family)
+    expected = f"one of {names(family)}" + (f" or {what}" if what else "")
+    raise _checks.fail("integrator", expected, integrator)
+
+
+def resolve_splitting(integrator) -> GaussianSplitting:
+    """A :class:`GaussianSplitting` given as itself or by name, checked to be symmetric and consistent."""
+    return resolve(integrator, "gaussian_split").scheme
 
 
 class SplitTrajectory(NamedTuple):

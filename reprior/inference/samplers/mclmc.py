@@ -42,18 +42,15 @@ import jax
 import jax.numpy as jnp
 from blackjax.adaptation.adjusted_mclmc_adaptation import adjusted_mclmc_find_L_and_step_size
 from blackjax.adaptation.mclmc_adaptation import mclmc_find_L_and_step_size
-from blackjax.mcmc import adjusted_mclmc_dynamic, integrators
+from blackjax.mcmc import adjusted_mclmc_dynamic
+from blackjax.mcmc import integrators as blackjax_integrators
 from blackjax.mcmc import mclmc as blackjax_mclmc
 
 from reprior._util import checks as _checks
+from reprior.inference.samplers import integrators
 from reprior.inference.samplers.adapter import AdaptedKernel, Algorithm, make_stats_fn
 from reprior.inference.samplers.base import Density
 
-#: Isokinetic integrators by name, with their gradient evaluations per step.
-INTEGRATORS = {
-    "isokinetic_mclachlan": (integrators.isokinetic_mclachlan, 2),
-    "isokinetic_velocity_verlet": (integrators.isokinetic_velocity_verlet, 1),
-}
 
 
 class MCLMCParams(NamedTuple):
@@ -86,9 +83,9 @@ class MCLMCInfo(NamedTuple):
 
 
 def _integrator(name):
-    if name not in INTEGRATORS:
-        raise _checks.fail("integrator", f"one of {sorted(INTEGRATORS)}", name)
-    return INTEGRATORS[name]
+    """``(BlackJAX integrator, gradients per step)`` of an isokinetic integrator of the shared registry."""
+    spec = integrators.resolve(name, "isokinetic")
+    return getattr(blackjax_integrators, spec.scheme), spec.grads_per_step
 
 
 def _default_params(state, dim: int):

@@ -55,7 +55,7 @@ from reprior.inference.samplers import adaptation as adapt
 from reprior.inference.samplers.adapter import AdaptedKernel, Algorithm, make_stats_fn, with_step_size_adaptation
 from reprior.inference.samplers.base import Density, FlatDensity, is_finite, metropolis, select
 from reprior.inference.samplers import integrators
-from reprior.inference.samplers.integrators import GRADS_PER_STEP, velocity_verlet
+from reprior.inference.samplers.integrators import velocity_verlet
 
 
 class UnderdampedHMCState(NamedTuple):
@@ -135,7 +135,9 @@ def build_kernel(density: FlatDensity, *, num_steps: int = 1, momentum_refresh: 
                  integrator=velocity_verlet, max_delta_energy: float = 1000.0):
     """``step(rng_key, state, params) -> (state, info)``: refresh, integrate, accept or flip."""
     beta = momentum_refresh
-    cost = jnp.int32(num_steps * GRADS_PER_STEP.get(integrator, 1))
+    spec = integrators.resolve(integrator, "euclidean")
+    integrator = spec.scheme
+    cost = jnp.int32(num_steps * spec.grads_per_step)
 
     def step(rng_key, state: UnderdampedHMCState, params: UnderdampedHMCParams):
         refresh_key, accept_key = jax.random.split(rng_key)
@@ -203,7 +205,7 @@ def underdamped_hmc(density, *, step_size: float = 0.1, num_steps: int = 1, mome
     target = _checks.probability("target_accept_prob", target_accept_prob)
     _checks.flag("adapt_step_size", adapt_step_size)
     threshold = _checks.positive_float("max_delta_energy", max_delta_energy)
-    integrator = integrators.resolve(integrator)
+    integrator = integrators.resolve(integrator, "euclidean").scheme
 
     def build_algorithm(unravel):
         flat = density.on_flat(unravel)
