@@ -47,6 +47,24 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+_LONG_TESTS = Path(__file__).with_name("long_tests.txt")
+
+
+def _long_test_ids() -> set[str]:
+    lines = _LONG_TESTS.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects, so `not long` sees the mark
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests listed in ``tests/long_tests.txt`` ``long`` (the list is checked by
+    ``tests/test_long_tests.py``)."""
+    wanted = _long_test_ids()
+    for item in items:
+        if item.nodeid in wanted:
+            item.add_marker(pytest.mark.long)
+
+
 def regression_data(n: int, in_dim: int = 2, out_dim: int = 1, *, seed: int = 0, noise: float = 0.2):
     """Smooth synthetic regression data as float64 NumPy arrays ``x: (n, in_dim)``, ``y: (n, out_dim)``."""
     rng = np.random.default_rng(seed)
