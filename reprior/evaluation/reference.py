@@ -349,8 +349,32 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
         ReferenceNotCertified: when ``certify`` and a certification rule fails; the message
             names the setting and every failing figure.
     """
-    from reprior.inference.sampling import sample
+    samplers, threshold, options, thin = _checked_arguments(x_test, samplers, num_chains, threshold, certify,
+                                                            sampler_options, thinning)
+    init = _check_reference_init(init, samplers, num_samples)
+    stats, kernels, runs, resolved = _run_kernels(
+        bnn, x, y, x_test, samplers=samplers, init=init, num_chains=num_chains, num_warmup=num_warmup,
+        num_samples=num_samples, thin=thin, seed=seed, dtype=dtype, options=options, chain_method=chain_method,
+        progress_bar=progress_bar)
+    moments, figures = combine(stats, threshold)
+    failures = certification_failures(kernels, figures)
+    x_arr, x_test_arr = np.asarray(x), np.asarray(x_test)
+    setting = describe_setting(bnn, x_arr.shape[0], x_test_arr.shape[0], resolved)
+    budget = {"num_chains": num_chains, "num_warmup": num_warmup, "num_samples": num_samples,
+              "thinning": thin, "seed": seed, "sampler_options": options, "chain_method": chain_method}
+    diagnostics = _diagnostics(setting, samplers, kernels, budget, figures, threshold, failures)
+    reference = ReferencePosterior(**moments, diagnostics=diagnostics,
+                                   reference_id=reference_id(bnn, x_arr, np.asarray(y), x_test_arr, resolved),
+                                   x_test_digest=inputs_digest(x_test_arr))
+    if failures and certify:
+        raise ReferenceNotCertified(f"reference posterior not certified for {setting}: " + "; ".join(failures),
+                                    diagnostics, reference, runs)
+    return reference
 
+
+def _checked_arguments(x_test, samplers, num_chains, threshold, certify, sampler_options, thinning):
+    """``(samplers, threshold, options, thin)`` of :func:`reference_posterior`, checked: the kernels as a
+    tuple, the threshold, ``{kernel: options}`` and ``{kernel: thinning}`` (every kernel named)."""
     if x_test is None:
         raise _checks.fail("x_test", "test inputs (m, ...) for the reference", None)
     samplers = tuple(samplers) if not isinstance(samplers, str) else (samplers,)
@@ -372,7 +396,17 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
                            sorted(set(thin) - set(samplers)))
     for name, value in thin.items():
         _checks.positive_int(f"thinning[{name!r}]", value)
-    init = _check_reference_init(init, samplers, num_samples)
+    return samplers, threshold, options, thin
+
+
+def _run_kernels(bnn, x, y, x_test, *, samplers: tuple, init: dict, num_chains: int, num_warmup: int,
+                 num_samples: int, thin: dict, seed: int, dtype, options: dict, chain_method: str,
+                 progress_bar: bool):
+    """Sample each kernel's repriorised chains (continuing ``init``'s where given); returns
+    ``(stats, kernels, runs, dtype)``: per kernel its :func:`kernel_statistics`, its summary and its run,
+    and the dtype the runs resolved to."""
+    from reprior.inference.sampling import sample
+
     stats, kernels, runs, resolved = {}, {}, {}, None
     for i, name in enumerate(samplers):
         earlier = init.get(name)
@@ -389,14 +423,16 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
         kernels[name] = _kernel_summary(idata, stats[name])
         runs[name] = idata
         del idata
-    moments, figures = combine(stats, threshold)
-    failures = certification_failures(kernels, figures)
-    x_arr, x_test_arr = np.asarray(x), np.asarray(x_test)
-    setting = describe_setting(bnn, x_arr.shape[0], x_test_arr.shape[0], resolved)
-    diagnostics = {
+    return stats, kernels, runs, resolved
+
+
+def _diagnostics(setting: str, samplers: tuple, kernels: dict, budget: dict, figures: dict, threshold: float,
+                 failures: list[str]) -> dict:
+    """A reference's ``diagnostics``: the kernels' summaries, their worst figures, the combined
+    figures of :func:`combine`, the total cost and the certification."""
+    return {
         "setting": setting, "samplers": list(samplers), "kernels": kernels,
-        "budget": {"num_chains": num_chains, "num_warmup": num_warmup, "num_samples": num_samples,
-                   "thinning": thin, "seed": seed, "sampler_options": options, "chain_method": chain_method},
+        "budget": budget,
         "rhat_max": max(k["rhat_max"] for k in kernels.values()),
         "ess_bulk_min": min(k["ess_bulk_min"] for k in kernels.values()),
         "ess_tail_min": min(k["ess_tail_min"] for k in kernels.values()),
@@ -406,13 +442,6 @@ def reference_posterior(bnn, x, y, x_test, *, samplers=DEFAULT_SAMPLERS, num_cha
         "seconds": sum(k["seconds"] for k in kernels.values()),
         "certified": not failures, "failures": failures,
     }
-    reference = ReferencePosterior(**moments, diagnostics=diagnostics,
-                                   reference_id=reference_id(bnn, x_arr, np.asarray(y), x_test_arr, resolved),
-                                   x_test_digest=inputs_digest(x_test_arr))
-    if failures and certify:
-        raise ReferenceNotCertified(f"reference posterior not certified for {setting}: " + "; ".join(failures),
-                                    diagnostics, reference, runs)
-    return reference
 
 
 def _draws_per_chain(idata) -> int:

@@ -530,13 +530,27 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
            warned: dict[str, list[str]] | None = None) -> _Doc:
     """The report document; ``opening`` (the "Cost to accuracy" section) comes first, after the warnings;
     ``warned`` (:func:`cell_warnings`) gives the "Warnings" section."""
-    from reprior.experiments.plots import group_title, target_title
-
     doc = _Doc()
     doc.heading(1, title)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.para(f"Generated {now} from {len(rows)} cells. Per-cell figures are in `summary.csv`; "
              "the metrics are defined in `docs/diagnostics.md`.")
+    warned_rows = [row for row in rows if _warning_count(row)]
+    _add_notices(doc, rows, skipped_cells, warned_rows)
+    if opening is not None:
+        doc.blocks.extend(opening.blocks)
+    _add_provenance(doc, rows, command)
+    _add_results(doc, rows)
+    if samplers:
+        _add_samplers(doc, samplers, files)
+    if warned_rows:
+        _add_warnings(doc, warned_rows, warned)
+    _add_plots(doc, files, traces)
+    return doc
+
+
+def _add_notices(doc: _Doc, rows, skipped_cells, warned_rows) -> None:
+    """The warnings under the title: failed chains, cells left out, cells that warned, one-chain cells."""
     failed = [row for row in rows if health.chain_failure(row)]
     if failed:
         doc.para(f"Warning: {len(failed)} of {len(rows)} cells have failed chains (acceptance below "
@@ -547,14 +561,15 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
     if skipped_cells:
         doc.para(f"Warning: {len(skipped_cells)} cells were left out of this report:")
         doc.bullets(skipped_cells)
-    warned_rows = [row for row in rows if _warning_count(row)]
     if warned_rows:
         doc.para(f"Warning: {len(warned_rows)} of {len(rows)} cells raised warnings while sampling (the library's "
                  "or its dependencies'); they are counted in the `chains` column and listed under Warnings.")
     if any(health.single_chain(row) for row in rows):
         doc.para("One-chain cells have no R-hat (it compares chains: run two or more) and no rank plot.")
-    if opening is not None:
-        doc.blocks.extend(opening.blocks)
+
+
+def _add_provenance(doc: _Doc, rows, command) -> None:
+    """The "Provenance" section: the command(s), the machines and the software versions."""
     doc.heading(2, "Provenance")
     doc.para("Command:" if len(_commands(command)) < 2 else "Commands:")
     doc.code("\n".join(_commands(command)))
@@ -570,6 +585,11 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
             items.append(f"{key} (sampling): {', '.join(values)}")
     doc.bullets(items)
 
+
+def _add_results(doc: _Doc, rows) -> None:
+    """The "Results" section: one comparison table per group, with the inferred noise where there is one."""
+    from reprior.experiments.plots import group_title
+
     tables = comparison_tables(rows)
     doc.heading(2, "Results")
     doc.para("One row per width and parameterisation, averaged over seeds (`seeds` = cells averaged). "
@@ -580,10 +600,7 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
              "the headings is in the units of the targets as loaded: standardised (unit variance on the "
              "training points) for diabetes, and for csv and npz unless `standardise = false`; one-hot minus "
              "0.1 for digits and cifar10; raw for synthetic.")
-    noises = {}
-    for entry in comparison.average_over_seeds(rows, NOISE_METRICS):
-        if math.isfinite(entry["noise_std_mean"]) and not math.isfinite(dg.as_number(entry.get("noise_std"))):
-            noises.setdefault(comparison.comparison_key(entry), []).append(entry)
+    noises = _inferred_noises(rows)
     for key, entries in tables:
         doc.heading(3, group_title(key) or "all cells")
         headline = _headline(entries)
@@ -599,37 +616,58 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
             doc.table(["width", "parameterisation", "seeds", "noise_std mean", "noise_std sd"],
                       [[str(e["width"]), str(e["parameterisation"]), str(e["num_seeds"]),
                         format_number(e["noise_std_mean"]), format_number(e["noise_std_sd"])] for e in noises[key]])
-    if samplers:
-        doc.heading(2, "Samplers against standard NUTS")
-        doc.para("Cells that sample the same network and data with different samplers, one row per width, "
-                 "parameterisation and sampler (averaged over seeds). ESS/eval divides the median `pred` ESS by "
-                 "the sampling-phase log-density evaluations, a gradient evaluation counting as one: it is "
-                 "ESS/grad for the gradient-based kernels and the only cost count of the gradient-free ones "
-                 "(`pcn`, `elliptical_slice`), whose evaluations are cheaper (no backward pass). `evals/draw` "
-                 "counts every iteration behind a recorded draw (thinning included). `vs std NUTS` is the "
-                 "row's figure over standard NUTS's at the same width. The `theta` columns measure the "
-                 "weights themselves (random projections of theta): with the readout drawn exactly, the "
-                 "test predictions inherit its independent draws and can mix faster than the hidden weights.")
-        for key, entries in samplers:
-            doc.heading(3, target_title(key) or "all cells")
-            doc.para(_sampler_headline(entries))
-            doc.table([h for _, h in SAMPLER_COLUMNS],
-                      [[_format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
-        doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
-    if warned_rows:
-        doc.heading(2, "Warnings")
-        doc.para("Per cell, the distinct warnings it raised (up to "
-                 f"{MAX_QUOTED_WARNINGS}); every line, with where it was raised, is in "
-                 f"`cells/<cell>/{CELL_WARNINGS_FILE}`.")
-        items = []
-        for row in warned_rows:
-            cell = next((str(row[k]) for k in CELL_ID_COLUMNS if row.get(k)), "?")
-            texts = (warned or {}).get(cell, [])
-            quoted = "; ".join(texts[:MAX_QUOTED_WARNINGS]) or "(file not found)"
-            more = f" (+{len(texts) - MAX_QUOTED_WARNINGS} more)" if len(texts) > MAX_QUOTED_WARNINGS else ""
-            items.append(f"`{cell}` (width {row.get('width')}, {row.get('parameterisation')}, sampler "
-                         f"{row.get('sampler')}, seed {row.get('seed')}): {_warning_count(row)} warnings: {quoted}{more}")
-        doc.bullets(items)
+
+
+def _inferred_noises(rows) -> dict:
+    """The seed-averaged entries of cells whose noise was inferred, keyed by their comparison group."""
+    noises = {}
+    for entry in comparison.average_over_seeds(rows, NOISE_METRICS):
+        if math.isfinite(entry["noise_std_mean"]) and not math.isfinite(dg.as_number(entry.get("noise_std"))):
+            noises.setdefault(comparison.comparison_key(entry), []).append(entry)
+    return noises
+
+
+def _add_samplers(doc: _Doc, samplers, files) -> None:
+    """The "Samplers against standard NUTS" section: one table per target (:func:`sampler_tables`)."""
+    from reprior.experiments.plots import target_title
+
+    doc.heading(2, "Samplers against standard NUTS")
+    doc.para("Cells that sample the same network and data with different samplers, one row per width, "
+             "parameterisation and sampler (averaged over seeds). ESS/eval divides the median `pred` ESS by "
+             "the sampling-phase log-density evaluations, a gradient evaluation counting as one: it is "
+             "ESS/grad for the gradient-based kernels and the only cost count of the gradient-free ones "
+             "(`pcn`, `elliptical_slice`), whose evaluations are cheaper (no backward pass). `evals/draw` "
+             "counts every iteration behind a recorded draw (thinning included). `vs std NUTS` is the "
+             "row's figure over standard NUTS's at the same width. The `theta` columns measure the "
+             "weights themselves (random projections of theta): with the readout drawn exactly, the "
+             "test predictions inherit its independent draws and can mix faster than the hidden weights.")
+    for key, entries in samplers:
+        doc.heading(3, target_title(key) or "all cells")
+        doc.para(_sampler_headline(entries))
+        doc.table([h for _, h in SAMPLER_COLUMNS],
+                  [[_format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
+    doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
+
+
+def _add_warnings(doc: _Doc, warned_rows, warned) -> None:
+    """The "Warnings" section: per cell that warned, its distinct warnings (``warned``, :func:`cell_warnings`)."""
+    doc.heading(2, "Warnings")
+    doc.para("Per cell, the distinct warnings it raised (up to "
+             f"{MAX_QUOTED_WARNINGS}); every line, with where it was raised, is in "
+             f"`cells/<cell>/{CELL_WARNINGS_FILE}`.")
+    items = []
+    for row in warned_rows:
+        cell = next((str(row[k]) for k in CELL_ID_COLUMNS if row.get(k)), "?")
+        texts = (warned or {}).get(cell, [])
+        quoted = "; ".join(texts[:MAX_QUOTED_WARNINGS]) or "(file not found)"
+        more = f" (+{len(texts) - MAX_QUOTED_WARNINGS} more)" if len(texts) > MAX_QUOTED_WARNINGS else ""
+        items.append(f"`{cell}` (width {row.get('width')}, {row.get('parameterisation')}, sampler "
+                     f"{row.get('sampler')}, seed {row.get('seed')}): {_warning_count(row)} warnings: {quoted}{more}")
+    doc.bullets(items)
+
+
+def _add_plots(doc: _Doc, files, traces) -> None:
+    """The "Plots" section (the width plots) and the trace and rank plots of the plotted cells."""
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),
                           ("plot_ess_per_grad_theta", "ESS per gradient evaluation (theta) vs width"),
@@ -646,4 +684,3 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
                 doc.para("No rank plot: one chain (rank plots compare chains).")
             else:
                 doc.image(rank, f"rank plot, {caption}")
-    return doc

@@ -336,28 +336,13 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
     layout = _layout(chain_method, num_chains)
     timings = {"compile_seconds": 0.0, "warmup_seconds": 0.0, "sample_seconds": 0.0}
 
-    def init_state(idx):
-        params, keys = layout.select(init_params, idx), layout.select(init_keys, idx)
-        init = lambda k, p: kernel.init(k, kernel_warmup, p, (), {})  # noqa: E731
-        state = jax.vmap(init)(keys, params) if layout.batched else init(keys, params)
-        return layout.place(state, consts)[0]
-
     if progress:
         progress(0, "compiling")
     compile_begin = time.perf_counter()
-    first_state = init_state(layout.groups[0])  # builds the kernel (NumPyro's keeps its schedule in closures)
-    if start is not None:  # every chain starts from the earlier run's state instead
-        start_states = _start_states(start, first_state, layout, num_chains)
-
-        def init_state(idx):
-            return layout.place(layout.select(start_states, idx), ())[0]
-
-        first_state = init_state(layout.groups[0])
+    init_state, first_state = _initial_states(kernel, init_params, init_keys, consts, layout, kernel_warmup, start,
+                                              num_chains)
     shared = layout.place((), consts)[1]
-    compiled = {"warmup": layout.jit(warmup_fn, (0, None)).lower(first_state, 0).compile() if num_warmup else None,
-                "draw": layout.jit(draw_fn, (0, None, 0, None)).lower(
-                    first_state, shared, layout.place(layout.select(collect_keys, layout.groups[0]), ())[0],
-                    0).compile()}
+    compiled = _compile(layout, warmup_fn, draw_fn, first_state, shared, collect_keys, num_warmup)
     timings["compile_seconds"] = time.perf_counter() - compile_begin
 
     fingerprint = _fingerprint(rng_key, chain_method, num_chains, num_warmup, num_samples, thinning)
@@ -375,31 +360,16 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 
     phases = [("warmup", compiled["warmup"], _num_chunks(num_warmup), _chunk_size(num_warmup), num_warmup),
               ("sampling", compiled["draw"], _num_chunks(num_samples), _chunk_size(num_samples), num_samples)]
-    finals = {}  # group -> its last state (groups finished before a checkpoint have none here)
+
+    def group_state(g):  # a group's state when its turn comes
+        if g == position[0] and resumed_state is not None:
+            return resumed_state
+        return first_state if g == 0 else init_state(layout.groups[g])
+
     with _ckpt.active(save):
         try:
-            for g in range(position[0], len(layout.groups)):
-                idx = layout.groups[g]
-                state = resumed_state if g == position[0] and resumed_state is not None else (
-                    first_state if g == 0 else init_state(idx))
-                keys = layout.place(layout.select(collect_keys, idx), ())[0]
-                for p, (phase, fn, num, length, total) in enumerate(phases):
-                    if (g, p) < position[:2]:  # done before the checkpoint
-                        continue
-                    begin = time.perf_counter()
-                    for c in range(position[2] if (g, p) == position[:2] else 0, num):
-                        state = _run_chunk(phase, fn, state, shared, keys, c * length, record.parts[g])
-                        done += min(length, total - c * length) * min(len(idx), num_chains)
-                        seconds = {**timings, _SECONDS[phase]: timings[_SECONDS[phase]] + time.perf_counter() - begin}
-                        record.mark(_next_position(g, p, c, num, len(layout.groups), phases), state, done,
-                                    {k: seconds[k] for k in _SECONDS.values()})
-                        if ckpt is not None and ckpt.due():
-                            save()
-                        if progress:
-                            progress(done, phase)
-                    jax.block_until_ready(state)
-                    timings[_SECONDS[phase]] += time.perf_counter() - begin
-                finals[g] = state
+            finals = _run_groups(layout, phases, shared, collect_keys, group_state, position, done, record, timings,
+                                 num_chains, ckpt, save, progress)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM (reprior._util.interrupts): keep the last chunk boundary
             save()
             raise
@@ -410,6 +380,69 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 
 
 _SECONDS = {"warmup": "warmup_seconds", "sampling": "sample_seconds"}
+
+
+def _initial_states(kernel, init_params, init_keys, consts, layout: _Layout, kernel_warmup: int,
+                    start: Start | None, num_chains: int):
+    """``(init_state, first_state)``: the function from a group's chain indices to its initial state (placed
+    by ``layout``), and the first group's state.  With ``start``, the states are the earlier run's."""
+
+    def init_state(idx):
+        params, keys = layout.select(init_params, idx), layout.select(init_keys, idx)
+        init = lambda k, p: kernel.init(k, kernel_warmup, p, (), {})  # noqa: E731
+        state = jax.vmap(init)(keys, params) if layout.batched else init(keys, params)
+        return layout.place(state, consts)[0]
+
+    first_state = init_state(layout.groups[0])  # builds the kernel (NumPyro's keeps its schedule in closures)
+    if start is None:
+        return init_state, first_state
+    start_states = _start_states(start, first_state, layout, num_chains)  # every chain starts from these instead
+
+    def start_state(idx):
+        return layout.place(layout.select(start_states, idx), ())[0]
+
+    return start_state, start_state(layout.groups[0])
+
+
+def _compile(layout: _Layout, warmup_fn, draw_fn, first_state, shared, collect_keys, num_warmup: int) -> dict:
+    """The chunk functions compiled for the first group: ``{"warmup": ..., "draw": ...}`` (no warm-up
+    executable without warm-up)."""
+    warmup = layout.jit(warmup_fn, (0, None)).lower(first_state, 0).compile() if num_warmup else None
+    keys = layout.place(layout.select(collect_keys, layout.groups[0]), ())[0]
+    return {"warmup": warmup, "draw": layout.jit(draw_fn, (0, None, 0, None)).lower(first_state, shared, keys,
+                                                                                    0).compile()}
+
+
+def _run_groups(layout: _Layout, phases, shared, collect_keys, group_state, position, done: int,
+                record: _Progress, timings: dict, num_chains: int, ckpt, save, progress) -> dict:
+    """Run every chunk of every group and phase from ``position`` (a checkpoint's, or the start) on,
+    recording each in ``record``, saving when ``ckpt`` is due and adding the phases' seconds to ``timings``.
+
+    Returns ``{group: its last state}`` (groups finished before a checkpoint have none here).
+    """
+    finals = {}
+    for g in range(position[0], len(layout.groups)):
+        idx = layout.groups[g]
+        state = group_state(g)
+        keys = layout.place(layout.select(collect_keys, idx), ())[0]
+        for p, (phase, fn, num, length, total) in enumerate(phases):
+            if (g, p) < position[:2]:  # done before the checkpoint
+                continue
+            begin = time.perf_counter()
+            for c in range(position[2] if (g, p) == position[:2] else 0, num):
+                state = _run_chunk(phase, fn, state, shared, keys, c * length, record.parts[g])
+                done += min(length, total - c * length) * min(len(idx), num_chains)
+                seconds = {**timings, _SECONDS[phase]: timings[_SECONDS[phase]] + time.perf_counter() - begin}
+                record.mark(_next_position(g, p, c, num, len(layout.groups), phases), state, done,
+                            {k: seconds[k] for k in _SECONDS.values()})
+                if ckpt is not None and ckpt.due():
+                    save()
+                if progress:
+                    progress(done, phase)
+            jax.block_until_ready(state)
+            timings[_SECONDS[phase]] += time.perf_counter() - begin
+        finals[g] = state
+    return finals
 
 
 def _start_states(start: Start, first_state, layout: _Layout, num_chains: int):

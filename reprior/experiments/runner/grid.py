@@ -339,6 +339,37 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         A new dict: axes as lists, numbers as ``int``/``float``, ``depths``
         filled in per architecture (as ``{arch: [depths]}``).
     """
+    samplers, sampler_option_names, datasets, activations = _allowed_names(samplers, datasets, activations)
+    o = dict(options)
+    out = {name: o[name] for name in ("name", "description")}
+    out.update(_network_axes(o, activations))
+    out.update(_data_options(o, datasets))
+    out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
+                                for p in _axis_values("parameterisations", o["parameterisations"])]
+    out["samplers"] = [_choice("sampler", s, tuple(samplers)) for s in _axis_values("sampler", o["samplers"])]
+    target = _target_accept(o["target_accept"])
+    out["target_accept"] = target
+    out["sampler_options"] = _table("sampler_options", o["sampler_options"])
+    out["cell_sampler_options"] = _cell_sampler_options(out["sampler_options"], target, out["samplers"],
+                                                        tuple(samplers), sampler_option_names)
+    out.update(_chain_options(o))
+    out.update(_reference_options(o, samplers, sampler_option_names))
+    if not isinstance(o["out"], str) or not o["out"]:
+        raise _bad("out", "a directory path", o["out"])
+    out["out"] = o["out"]
+    if not isinstance(o["report"], bool):
+        raise _bad("report", "true or false", o["report"])
+    out["report"] = o["report"]
+    for name in ("name", "description"):
+        if out[name] is not None and not isinstance(out[name], str):
+            raise _bad(name, "a string", out[name])
+    return out
+
+
+def _allowed_names(samplers, datasets, activations):
+    """``(samplers, sampler_option_names, datasets, activations)``: the names :func:`validate` allows, the
+    registered ones where none are given; ``sampler_option_names`` (each registered sampler's options) is
+    None when ``samplers`` are given."""
     sampler_option_names = None
     if samplers is None:
         from reprior.inference.kernels import get_kernel, kernel_names
@@ -353,8 +384,13 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         from reprior.core.architectures.layers import ACTIVATIONS
 
         activations = tuple(ACTIVATIONS)
-    o = dict(options)
-    out = {name: o[name] for name in ("name", "description")}
+    return samplers, sampler_option_names, datasets, activations
+
+
+def _network_axes(o: dict[str, Any], activations) -> dict[str, Any]:
+    """The network's axes: ``archs``, ``widths``, ``activations``, ``residual_scalings`` and ``depths``
+    (``{arch: [depths]}``; each architecture's default depth where none are given)."""
+    out = {}
     arch_names, get_arch = _architectures()
     out["archs"] = [_arch(a, arch_names) for a in _axis_values("arch", o["archs"])]
     out["widths"] = [_int("widths", w, 1) for w in _axis_values("widths", o["widths"])]
@@ -369,7 +405,13 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
         for arch in out["archs"]:
             _check_depths(get_arch(arch), depths)
         out["depths"] = {arch: depths for arch in out["archs"]}
-    out["datasets"] = [_choice("dataset", d, tuple(datasets)) for d in _axis_values("dataset", o["datasets"])]
+    return out
+
+
+def _data_options(o: dict[str, Any], datasets) -> dict[str, Any]:
+    """The data's options: ``datasets``, ``data_path``, ``dataset_options``, ``n_train``, ``n_test``,
+    ``data_seed`` and ``noise_std``."""
+    out = {"datasets": [_choice("dataset", d, tuple(datasets)) for d in _axis_values("dataset", o["datasets"])]}
     path = o["data_path"]
     if path is not None and (not isinstance(path, str) or not path):
         raise _bad("data_path", "a file or directory path", path)
@@ -379,40 +421,33 @@ def validate(options: dict[str, Any], *, samplers=None, datasets=None, activatio
     out["n_test"] = _size("n_test", o["n_test"], 0)
     out["data_seed"] = _seed("data_seed", o["data_seed"])
     out["noise_std"] = [_noise("noise_std", s) for s in _axis_values("noise_std", o["noise_std"])]
-    out["parameterisations"] = [_choice("parameterisations", p, tuple(PARAMETERISATIONS))
-                                for p in _axis_values("parameterisations", o["parameterisations"])]
-    out["samplers"] = [_choice("sampler", s, tuple(samplers)) for s in _axis_values("sampler", o["samplers"])]
-    target = o["target_accept"]
+    return out
+
+
+def _target_accept(target):
+    """``target_accept``: None (each sampler's default) or a number in (0, 1), as a float."""
     if target is not None:
         ok = isinstance(target, numbers.Real) and not isinstance(target, bool) and 0 < target < 1
         if not ok:
             raise _bad("target_accept", "a number in (0, 1)", target)
         target = float(target)
-    out["target_accept"] = target
-    out["sampler_options"] = _table("sampler_options", o["sampler_options"])
-    out["cell_sampler_options"] = _cell_sampler_options(out["sampler_options"], target, out["samplers"],
-                                                        tuple(samplers), sampler_option_names)
-    out["num_warmup"] = _int("num_warmup", o["num_warmup"], 0)
-    out["num_samples"] = _int("num_samples", o["num_samples"], 1)
-    out["num_chains"] = _int("num_chains", o["num_chains"], 1)
-    out["thinning"] = _int("thinning", o["thinning"], 1)
-    out["seeds"] = [_seed("seeds", s) for s in _axis_values("seeds", o["seeds"])]
-    out["chain_method"] = _choice("chain_method", o["chain_method"], CHAIN_METHODS)
-    out["keep"] = _choice("keep", o["keep"], KEEP)
-    out["num_projections"] = _int("num_projections", o["num_projections"], 0)
+    return target
+
+
+def _chain_options(o: dict[str, Any]) -> dict[str, Any]:
+    """The chains' options: their lengths and number, ``thinning``, ``seeds``, ``chain_method``, what is
+    stored (``keep``, ``num_projections``) and ``dtype``."""
+    out = {"num_warmup": _int("num_warmup", o["num_warmup"], 0),
+           "num_samples": _int("num_samples", o["num_samples"], 1),
+           "num_chains": _int("num_chains", o["num_chains"], 1),
+           "thinning": _int("thinning", o["thinning"], 1),
+           "seeds": [_seed("seeds", s) for s in _axis_values("seeds", o["seeds"])],
+           "chain_method": _choice("chain_method", o["chain_method"], CHAIN_METHODS),
+           "keep": _choice("keep", o["keep"], KEEP),
+           "num_projections": _int("num_projections", o["num_projections"], 0)}
     if out["num_projections"] == 0 and out["keep"] == "none":
         raise _bad("num_projections", "at least 1 with keep = 'none' (else no posterior draw is stored)", 0)
     out["dtype"] = None if o["dtype"] is None else _choice("dtype", o["dtype"], DTYPES)
-    out.update(_reference_options(o, samplers, sampler_option_names))
-    if not isinstance(o["out"], str) or not o["out"]:
-        raise _bad("out", "a directory path", o["out"])
-    out["out"] = o["out"]
-    if not isinstance(o["report"], bool):
-        raise _bad("report", "true or false", o["report"])
-    out["report"] = o["report"]
-    for name in ("name", "description"):
-        if out[name] is not None and not isinstance(out[name], str):
-            raise _bad(name, "a string", out[name])
     return out
 
 

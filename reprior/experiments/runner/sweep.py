@@ -332,17 +332,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     if keys is not None:
         cells = [cell for cell in cells if cell.key in set(keys)]
     result = SweepResult(cells=cells, strict=strict)
-    todo, rescore = [], []
-    for cell in cells:
-        state = store.state(cell.key, cell.settings)
-        if state.finished:
-            result.skipped.append(cell.key)
-            if references.awaits_reference(state.record, options):
-                rescore.append(cell)
-        else:
-            if state.state == "broken":
-                result.redone[cell.key] = state.reason
-            todo.append(cell)
+    todo, rescore = _triage(cells, store, options, result)
     _say(console, _plan_line(all_cells, cells, result.skipped, todo, shard, store.root, options["reference"]))
     for key, reason in result.redone.items():
         _say(console, f"redoing broken cell {key}: {reason}", style="yellow")
@@ -355,27 +345,11 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
 
     ownership.claim(store.root, "out", force=force)  # the marker, before any cell
     reference_options = {k: v for k, v in options.items() if k.startswith("reference") or k == "b2_threshold"}
-    widest: dict[str, int] = {}  # per architecture, over the whole plan: the width of a Monte Carlo NNGP kernel
-    for c in all_cells:
-        widest[c.settings["arch"]] = max(widest.get(c.settings["arch"], 0), c.settings["width"])
+    widest = _widest(all_cells)
     progress = _cell_progress(console, enabled=not quiet and bool(todo) and console.is_terminal)
-    lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
     try:
-        with interrupts.deferred(), progress:
-            task = progress.add_task("", total=len(todo))
-            for number, cell in enumerate(todo, 1):
-                interrupts.checkpoint()
-                progress.update(task, description=cell.label())
-                if lines:
-                    _say(console, f"start {number}/{len(todo)} {cell.key} {cell.label()}")
-                with checkpoint.checkpointing(store.cell_dir(cell.key) / CHECKPOINT_DIR, checkpoint_every):
-                    _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet,
-                             reference_options, widest[cell.settings["arch"]])
-                progress.advance(task)
-            for cell in rescore:
-                interrupts.checkpoint()
-                _rescore_one(cell, datasets[cell.data_settings()], store, result, progress.console, quiet,
-                             reference_options)
+        _run_cells(todo, rescore, datasets, store, result, command=command, console=console, progress=progress,
+                   quiet=quiet, reference_options=reference_options, widest=widest, checkpoint_every=checkpoint_every)
     except KeyboardInterrupt as err:
         result.interrupted = True
         result.signum = interrupts.exit_code(err) - 128
@@ -384,6 +358,62 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
                       f"({len(result.skipped) + len(result.finished)} of {len(cells)} in all), the cell in "
                       f"progress stopped unfinished; resume with: {command or 'the same command'}")
         return result
+    _say_outcome(console, result, store, strict)
+    if report if report is not None else options["report"]:
+        _report_sweep(console, result, store, command)
+    return result
+
+
+def _triage(cells, store: CellStore, options: dict[str, Any], result: SweepResult) -> tuple[list, list]:
+    """``(todo, rescore)``: the cells to run (unfinished or broken, the broken ones noted in
+    ``result.redone``) and the finished ones to score again (scored without a certified reference);
+    every finished cell is noted in ``result.skipped``."""
+    todo, rescore = [], []
+    for cell in cells:
+        state = store.state(cell.key, cell.settings)
+        if state.finished:
+            result.skipped.append(cell.key)
+            if references.awaits_reference(state.record, options):
+                rescore.append(cell)
+        else:
+            if state.state == "broken":
+                result.redone[cell.key] = state.reason
+            todo.append(cell)
+    return todo, rescore
+
+
+def _widest(all_cells) -> dict[str, int]:
+    """Per architecture, the widest width over the whole plan: the width of a Monte Carlo NNGP kernel."""
+    widest: dict[str, int] = {}
+    for c in all_cells:
+        widest[c.settings["arch"]] = max(widest.get(c.settings["arch"], 0), c.settings["width"])
+    return widest
+
+
+def _run_cells(todo, rescore, datasets, store: CellStore, result: SweepResult, *, command: str, console, progress,
+               quiet: bool, reference_options: dict, widest: dict[str, int], checkpoint_every: float) -> None:
+    """Run the cells ``todo`` (each checkpointed under its directory), then score ``rescore`` again;
+    interrupts are deferred to between chunks and cells, and raise ``KeyboardInterrupt`` there."""
+    lines = not quiet and not console.is_terminal  # a file or pipe: a line per cell instead of bars
+    with interrupts.deferred(), progress:
+        task = progress.add_task("", total=len(todo))
+        for number, cell in enumerate(todo, 1):
+            interrupts.checkpoint()
+            progress.update(task, description=cell.label())
+            if lines:
+                _say(console, f"start {number}/{len(todo)} {cell.key} {cell.label()}")
+            with checkpoint.checkpointing(store.cell_dir(cell.key) / CHECKPOINT_DIR, checkpoint_every):
+                _run_one(cell, datasets[cell.data_settings()], store, result, command, progress, quiet,
+                         reference_options, widest[cell.settings["arch"]])
+            progress.advance(task)
+        for cell in rescore:
+            interrupts.checkpoint()
+            _rescore_one(cell, datasets[cell.data_settings()], store, result, progress.console, quiet,
+                         reference_options)
+
+
+def _say_outcome(console, result: SweepResult, store: CellStore, strict: bool) -> None:
+    """The sweep's closing lines: cells left to another process, failed cells, the counts, ``--strict``."""
     if result.busy:
         _say(console, f"{len(result.busy)} cells skipped: another process is running them: "
                       + "; ".join(result.busy.values()), style="yellow")
@@ -397,19 +427,22 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
     if result.broken and strict:
         _say(console, f"--strict: {len(result.broken)} cells finished with failed chains: "
                       + ", ".join(result.broken), style="red")
-    if report if report is not None else options["report"]:
-        interrupts.checkpoint()  # a Ctrl-C after the last cell: skip the report (`reprior report` redoes it)
-        try:
-            result.report = write_sweep_report(store.root, command=command, console=console)
-        except Exception as err:  # the cells are safe; the report can be redone alone
-            result.report_error = f"{type(err).__name__}: {err}"
-            _say(console, f"the report failed ({result.report_error}); retry with: reprior report {store.root}",
-                 style="red")
-        if result.report:
-            _say(console, f"report: {result.report['report_md']}")
-            _say(console, f"        {result.report['report_html']}")
-            _say(console, f"        {result.report['summary_csv']}")
-    return result
+
+
+def _report_sweep(console, result: SweepResult, store: CellStore, command: str) -> None:
+    """Write the report over every finished cell into ``result.report`` and name its files; a failure is
+    kept in ``result.report_error`` (the cells are safe; ``reprior report`` redoes it)."""
+    interrupts.checkpoint()  # a Ctrl-C after the last cell: skip the report (`reprior report` redoes it)
+    try:
+        result.report = write_sweep_report(store.root, command=command, console=console)
+    except Exception as err:  # the cells are safe; the report can be redone alone
+        result.report_error = f"{type(err).__name__}: {err}"
+        _say(console, f"the report failed ({result.report_error}); retry with: reprior report {store.root}",
+             style="red")
+    if result.report:
+        _say(console, f"report: {result.report['report_md']}")
+        _say(console, f"        {result.report['report_html']}")
+        _say(console, f"        {result.report['summary_csv']}")
 
 
 def _rescore_one(cell, data, store, result, console, quiet, reference_options) -> None:
