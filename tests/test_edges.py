@@ -92,6 +92,21 @@ def test_an_empty_or_missing_folder_is_claimed(tmp_path):
         assert [p.name for p in out.iterdir()] == [ownership.MARKER_FILE]
 
 
+
+def test_a_folder_another_reprior_is_claiming_is_not_foreign(tmp_path):
+    """Two sweeps started together: the second may see the first's marker half-written (its temporary
+    file, before the rename); that is a claim in progress, not someone else's file."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / f".tmp-otherhost-4242-ab12cd-{ownership.MARKER_FILE}").write_text("{")
+    ownership.claim(out)
+    assert (out / ownership.MARKER_FILE).is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".tmp-otherhost-4242-ab12cd-data.csv").write_text("x")  # a temporary of some other file
+    with pytest.raises(ownership.NotOurs, match="data.csv"):
+        ownership.claim(other)
+
 def test_an_earlier_reprior_sweep_folder_is_adopted(capsys, tmp_path):
     from test_faults import SETTINGS, finished_cell
 

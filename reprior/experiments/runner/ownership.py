@@ -24,7 +24,7 @@ import os
 import time
 from pathlib import Path
 
-from reprior._util.files import atomic_write_text, describe_os_error
+from reprior._util.files import TMP_MARK, atomic_write_text, describe_os_error
 
 __all__ = ["MARKER_FILE", "claim", "check_claimable", "is_ours", "looks_like_sweep", "require_ours"]
 
@@ -66,9 +66,16 @@ def is_ours(root) -> bool:
     return (root / MARKER_FILE).is_file() or looks_like_sweep(root)
 
 
+def _is_marker_being_written(name: str) -> bool:
+    """True for the temporary file of another reprior writing its marker (:func:`atomic_write_text`):
+    the folder is being claimed by reprior, not filled by someone else."""
+    return name.startswith(TMP_MARK) and name.endswith(f"-{MARKER_FILE}")
+
+
 def _entries(root: Path) -> list[str]:
+    """The entries of ``root`` that count against claiming it (a marker being written does not)."""
     try:
-        return sorted(entry.name for entry in root.iterdir())
+        return sorted(entry.name for entry in root.iterdir() if not _is_marker_being_written(entry.name))
     except FileNotFoundError:
         return []
     except NotADirectoryError:
