@@ -123,3 +123,32 @@ def test_the_plan_phrase():
     assert grid.describe_grad_evals([hmc]) == "about 160 gradient evaluations"
     assert grid.describe_grad_evals([hmc, nuts]) == "170 to 10,390 gradient evaluations"
     assert grid.describe_grad_evals([dict(nuts, sampler="adjusted_mclmc")]) == "at least 20 gradient evaluations"
+
+
+def test_command_line_sampler_flags_narrow_and_override_a_config_file(capsys, tmp_path):
+    """A preset's ``[sampler_options.nuts]`` table must not block ``--sampler split_hmc``, and a plain
+    ``--sampler-option max_tree_depth=10`` overrides the file's ``[sampler_options.nuts]`` value."""
+    from reprior.experiments import cli
+
+    config = tmp_path / "record.toml"
+    config.write_text('widths = [8]\nsampler = ["split_hmc", "nuts"]\nparameterisation = "reprior"\n'
+                      f'out = "{tmp_path / "o"}"\ndataset = "synthetic"\nn_train = 8\nn_test = 2\n'
+                      "[sampler_options.nuts]\nmax_tree_depth = 5\n[sampler_options.split_hmc]\nnum_steps = 12\n",
+                      encoding="utf-8")
+
+    def cell_options(*flags):
+        args = cli.build_parser().parse_args(["sweep", "--config", str(config), *flags])
+        cells = grid.expand(cli._sweep_options(args), dtype="float64")
+        return {c.settings["sampler"]: c.settings["sampler_options"] for c in cells}
+
+    assert cell_options() == {"split_hmc": {"num_steps": 12}, "nuts": {"max_tree_depth": 5}}
+    assert cell_options("--sampler", "split_hmc") == {"split_hmc": {"num_steps": 12}}
+    assert cell_options("--sampler", "nuts", "--sampler-option", "max_tree_depth=10") == {
+        "nuts": {"max_tree_depth": 10}}
+    assert cell_options("--sampler", "split_hmc", "--sampler-option", "num_steps=24",
+                        "--sampler-option", "momentum_refresh=0.5") == {
+        "split_hmc": {"num_steps": 24, "momentum_refresh": 0.5}}
+    # a scoped flag for a sampler the flags left out is still refused, in one line
+    message = one_line_error(*run(capsys, "sweep", "--config", config, "--dry-run", "--sampler", "nuts",
+                                  "--sampler-option", "split_hmc:num_steps=3")[::2])
+    assert "'split_hmc' is not in this sweep" in message
