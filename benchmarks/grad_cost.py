@@ -138,6 +138,7 @@ def measure_config(arch: str, width: int, depth: int, n: int, *, noise_std: floa
     import numpy as np
 
     import reprior
+    from reprior.core.repriorise import LOG_2PI
 
     with jax.enable_x64(dtype == "float64"):
         bnn = reprior.BNN(make_arch(arch, width, depth), noise_std)
@@ -186,7 +187,7 @@ def measure_config(arch: str, width: int, depth: int, n: int, *, noise_std: floa
             row[f"max_rel_diff_{name}"] = max(value_diff, _rel_diff(outputs[name][1], outputs[ref][1]))
     if ref and "collapsed" in variants:
         phi_out = jax.tree_util.tree_leaves(params["readout"])
-        log_prior_out = -0.5 * sum(float(np.sum(np.square(a))) + a.size * np.log(2 * np.pi) for a in phi_out)
+        log_prior_out = -0.5 * sum(float(np.sum(np.square(a))) + a.size * LOG_2PI for a in phi_out)
         expected = float(outputs[ref][0]) - log_prior_out
         row["max_rel_diff_collapsed"] = max(abs(float(outputs["collapsed"][0]) - expected) / abs(expected),
                                             _rel_diff(outputs["collapsed"][1], outputs[ref][1]["hidden"]))

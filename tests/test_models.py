@@ -43,6 +43,18 @@ def potential(bnn, x, y, sites, **kwargs):
     return potential_energy(reprior.bnn_model, (bnn, x, y), kwargs, sites)
 
 
+def test_the_pytree_helpers_have_one_home():
+    """Site names, ``{site: array}`` and ``|z|^2`` are those of reprior.core.pytrees wherever they are imported."""
+    from reprior.core import pytrees, target
+    from reprior.inference import models
+
+    assert models.flatten_params is pytrees.flatten_params and models.unflatten_params is pytrees.unflatten_params
+    assert models.site_name is pytrees.site_name and target.squared_norm is pytrees.squared_norm
+    _, _, _, params = problem(depth=1)
+    expected = sum(np.sum(np.asarray(a, np.float64) ** 2) for a in jax.tree_util.tree_leaves(params))
+    np.testing.assert_allclose(float(pytrees.squared_norm(params)), expected, rtol=1e-6)
+
+
 def test_site_names_follow_the_parameter_pytree():
     bnn, x, y, params = problem(depth=2)
     assert list(flatten_params(params)) == [

@@ -156,6 +156,18 @@ def test_conv_matches_xla_convolution_and_numpy(kernel, stride, height, width):
     np.testing.assert_allclose(got, np_conv(layer, x, 1.3, 0.2, stride), rtol=1e-12, atol=1e-12)
 
 
+def test_same_padding_is_xlas():
+    """The one 'SAME' padding rule (the convolution's and the NNGP recursion's) is jax.lax's."""
+    from reprior.core.architectures.layers import same_padding
+
+    for size in range(1, 10):
+        for kernel in (1, 2, 3, 5):
+            for stride in (1, 2, 3):
+                out, pads = same_padding(size, kernel, stride)
+                assert out == -(-size // stride)
+                assert pads == tuple(jax.lax.padtype_to_pads((size,), (kernel,), (stride,), "SAME")[0])
+
+
 def np_resnet_features(net, hidden, x, act):
     """The wide ResNet spelled out block by block, in float64."""
     per_group = (net.depth - 2) // 6

@@ -402,6 +402,20 @@ def test_registered_with_options_validated_before_tracing():
         make_kernel("adjusted_mclmc", lambda z: 0.0, {"target_accept_prob": 2})
 
 
+def test_validate_options_checks_names_and_values_and_returns_a_copy():
+    """The one check before tracing that reprior.sample, SBC and the sweep's preflight share."""
+    from reprior.inference.kernels import validate_options
+
+    options = {"step_size": 0.5}
+    checked = validate_options("pcnl", options)
+    assert checked == options and checked is not options
+    assert validate_options("nuts", None) == {}
+    with pytest.raises(ValueError, match="sampler_options"):
+        validate_options("pcn", {"num_steps": 3})
+    with pytest.raises(ValueError, match="step_size"):
+        validate_options("pcnl", {"step_size": 1.5})
+
+
 def test_registry_reads_options_from_the_builder_and_refuses_overwrites():
     from reprior.inference.kernels import KernelSpec, register_kernel
 

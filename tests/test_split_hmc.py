@@ -19,6 +19,7 @@ from conftest import importance_sampling_predictive, predictive_moments
 from numpyro.infer import MCMC
 
 import reprior
+import reprior.experiments.data
 from reprior.evaluation import sbc
 from reprior.inference.kernels import get_kernel, kernel_names, make_kernel
 from reprior.inference.samplers import Density

@@ -64,8 +64,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve, solve_triangular
 
+from reprior.core.pytrees import squared_norm
+
 FORMS = ("auto", "primal", "dual")
-_LOG_2PI = math.log(2 * math.pi)
+#: :math:`\\log 2\\pi`, the constant of every Gaussian log density (the one definition; import it).
+LOG_2PI = math.log(2 * math.pi)
 
 
 def use_dual(num_data: int, num_features: int, form: str = "auto") -> bool:
@@ -101,7 +104,7 @@ def log_marginal_likelihood(psi, y, noise_std, form: str = "auto") -> jax.Array:
 def gaussian_log_constant(size: int, noise_std) -> jax.Array:
     """:math:`-\\tfrac{N}{2}\\log(2\\pi\\sigma^2)`: the constant of ``N`` Gaussian observations of std :math:`\\sigma`."""
     noise_std = jnp.asarray(noise_std)
-    return -0.5 * size * (_LOG_2PI + 2 * jnp.log(noise_std))
+    return -0.5 * size * (LOG_2PI + 2 * jnp.log(noise_std))
 
 
 def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", jitter: float = 0.0) -> jax.Array:
@@ -161,16 +164,14 @@ def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", 
 
 def log_standard_normal(tree) -> jax.Array:
     """:math:`\\sum \\log \\mathcal N(z; 0, 1)` over every leaf of a pytree."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    total = sum(jnp.sum(leaf**2) for leaf in leaves)
-    size = sum(leaf.size for leaf in leaves)
-    return -0.5 * (total + size * _LOG_2PI)
+    size = sum(leaf.size for leaf in jax.tree_util.tree_leaves(tree))
+    return -0.5 * (squared_norm(tree) + size * LOG_2PI)
 
 
 def gaussian_log_likelihood(f, y, noise_std) -> jax.Array:
     """:math:`\\sum_{ij} \\log \\mathcal N(Y_{ij}; f_{ij}, \\sigma^2)`."""
     noise_var = jnp.asarray(noise_std, f.dtype) ** 2
-    return -0.5 * (jnp.sum((y - f) ** 2) / noise_var + y.size * (jnp.log(noise_var) + _LOG_2PI))
+    return -0.5 * (jnp.sum((y - f) ** 2) / noise_var + y.size * (jnp.log(noise_var) + LOG_2PI))
 
 
 class ReadoutPosterior(NamedTuple):

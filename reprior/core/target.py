@@ -80,17 +80,12 @@ from jax.flatten_util import ravel_pytree
 from reprior._util import checks as _checks
 from reprior.core import repriorise as rp
 from reprior.core.architectures import Architecture, readout_matrix, with_readout
+from reprior.core.pytrees import squared_norm  # noqa: F401 (re-exported: reprior.core.target.squared_norm)
 
 PARAMETERISATIONS = ("standard", "reprior")
 READOUTS = ("sampled", "exact")
 #: The sampled variable of an inferred noise: :math:`u = T^{-1}(\\sigma)`, a scalar.
 NOISE_KEY = "noise_std_unconstrained"
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def squared_norm(tree) -> jax.Array:
-    """:math:`|z|^2` summed over every leaf of a pytree."""
-    return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 @dataclass(frozen=True)
@@ -195,7 +190,7 @@ class Target:
         transform = self.noise_transform()
         sigma = transform(u)
         return (self.noise_prior.log_prob(sigma) + transform.log_abs_det_jacobian(u, sigma)
-                + 0.5 * (u**2 + _LOG_2PI))
+                + 0.5 * (u**2 + rp.LOG_2PI))
 
     # -- densities -----------------------------------------------------------------
     def features(self, z) -> jax.Array:
@@ -236,12 +231,12 @@ class Target:
         """:math:`c_\\ell = -\\tfrac{nk}{2}\\log(2\\pi\\sigma^2)`, dropped from :meth:`log_likelihood`
         (with an inferred noise :math:`-\\tfrac{nk}{2}\\log 2\\pi`: the rest depends on :math:`\\sigma`)."""
         if self.noise_prior is not None:
-            return jnp.asarray(-0.5 * self.y.size * _LOG_2PI, self.x.dtype)
+            return jnp.asarray(-0.5 * self.y.size * rp.LOG_2PI, self.x.dtype)
         return rp.gaussian_log_constant(self.y.size, self.noise_std)
 
     def log_density_constant(self) -> jax.Array:
         """:math:`c_\\ell + c_{\\mathrm{prior}}`: what :meth:`logdensity` leaves out of the log joint."""
-        return self.log_likelihood_constant() - 0.5 * self.num_dims * _LOG_2PI
+        return self.log_likelihood_constant() - 0.5 * self.num_dims * rp.LOG_2PI
 
     def log_density(self, z) -> jax.Array:
         """The log joint :math:`\\log p(z, Y)`, every normalising constant included (for reporting)."""

@@ -46,6 +46,7 @@ import numpy as np
 
 from reprior.inference import arviz_compat as _arviz
 from reprior._util import checks as _checks
+from reprior.core.pytrees import site_name
 from reprior.evaluation.comparison import (BASELINE, COMPARISON_KEYS, REFERENCE, TARGET_KEYS, average_over_seeds,
                                            comparison_key, ratio_to_baseline, ratio_to_reference, target_key)
 from reprior.inference.health import as_number  # noqa: F401  (re-exported: reprior.evaluation.diagnostics.as_number)
@@ -347,11 +348,6 @@ def cell_metrics(idata, *, y_test=None, num_pred_points: int = 5, projection_see
 MAX_LIMIT_DRAWS = 200
 
 
-def _site_name(path) -> str:
-    """``(DictKey('hidden'), SequenceKey(0), DictKey('W')) -> 'hidden_0_W'`` (the posterior's names)."""
-    return "_".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-
-
 def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_DRAWS, *, by_chain: bool = False):
     """The stored hidden weights as a ``params["hidden"]`` pytree with a leading draw axis, or None.
 
@@ -365,7 +361,7 @@ def hidden_draws(idata, bnn, x_shape, out_dim: int, max_draws: int = MAX_LIMIT_D
     paths, treedef = jax.tree_util.tree_flatten_with_path({"hidden": template})
     leaves = []
     for path, shape in paths:
-        values = _variable(idata, "posterior", _site_name(path))
+        values = _variable(idata, "posterior", site_name(path))
         if values is None or values.shape[2:] != tuple(shape.shape):
             return None
         leaves.append(values if by_chain else values.reshape((-1,) + values.shape[2:]))

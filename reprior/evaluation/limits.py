@@ -108,13 +108,13 @@ import numpy as np
 from reprior._util import checks as _checks
 from reprior.core import nngp as _nngp
 from reprior.core import repriorise as rp
+from reprior.core.pytrees import squared_norm
 
 #: Metric names of :func:`reprior.evaluation.diagnostics.limit_metrics` (columns of ``summary.csv``).
 LIMIT_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_is_ess",
                  "kl_num_temperatures", "log_evidence", "nngp_log_evidence", "test_nll", "kl_to_prior_smc",
                  "nngp_kernel_dist_smc", "nngp_kernel_estimated", "nngp_kernel_mc_stderr", "kl_to_prior_bound",
                  "kl_to_prior_bound_mcse")
-_LOG_2PI = math.log(2 * math.pi)
 
 
 # -- Gaussians -------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def gp_log_evidence(kernel, y, noise_std) -> float:
     chol = np.linalg.cholesky(kernel + noise_std**2 * np.eye(n))
     alpha = np.linalg.solve(chol, y)
     k = y.shape[1]
-    return float(-0.5 * np.sum(alpha**2) - k * np.sum(np.log(np.diag(chol))) - 0.5 * n * k * _LOG_2PI)
+    return float(-0.5 * np.sum(alpha**2) - k * np.sum(np.log(np.diag(chol))) - 0.5 * n * k * rp.LOG_2PI)
 
 
 # -- the NNGP reference ----------------------------------------------------------------
@@ -296,7 +296,7 @@ def accuracy_metrics(draw_mean, draw_var, y_test, noise_std) -> dict[str, float]
     if y.shape != mean.shape:
         raise _checks.fail("y_test", f"targets of shape {mean.shape}", f"array of shape {y.shape}")
     total = var + _checks.positive_float("noise_std", noise_std) ** 2
-    nll = 0.5 * ((y - mean) ** 2 / total + np.log(total) + _LOG_2PI)
+    nll = 0.5 * ((y - mean) ** 2 / total + np.log(total) + rp.LOG_2PI)
     return {"test_rmse": float(np.sqrt(np.mean((y - mean) ** 2))), "test_nll": float(np.mean(nll))}
 
 
@@ -348,7 +348,7 @@ def score_sq_norms(loglik_fn, draws, *, batch_size: int = 16) -> np.ndarray:
 
     def one(z):
         value, grad = jax.value_and_grad(loglik_fn)(z)
-        sq = sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grad))
+        sq = squared_norm(grad)
         return jnp.where(jnp.isfinite(value) & jnp.isfinite(sq), sq, jnp.nan)
 
     return np.asarray(jax.jit(lambda zs: jax.lax.map(one, zs, batch_size=batch_size))(draws), np.float64)

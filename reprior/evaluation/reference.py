@@ -10,7 +10,7 @@ posteriordb certifies its reference posteriors (Magnusson et al. 2024), only whe
   second-moment integrand ``m^2 + v`` has rank-normalised split R-hat below
   :data:`MAX_RHAT` (1.01) and bulk and tail ESS of at least :data:`MIN_ESS`
   (400), and the kernel's run is healthy (no divergences, no failure of
-  :func:`reprior.inference.sampling.failure_report`);
+  :func:`reprior.inference.health.failure_report`);
 * the two kernels agree: for every scalar, the difference of their estimates of
   the mean and of the second moment is within :data:`MAX_DISAGREEMENT` (4)
   Monte Carlo standard errors (ArviZ's ``mcse``, the two added in quadrature);

@@ -7,8 +7,8 @@ received; the CLI prints it as ``reprior: error: ...`` with exit status 2.
 * output directory: not a file, no file on its path, names the file system takes, writable
   (tried with a temporary file), reprior's entries inside it of the right kind, and reprior's
   own or empty (:mod:`reprior.experiments.runner.ownership`; ``--force`` to adopt another);
-* sampler options: every cell's kernel is built once on a dummy potential
-  (:func:`reprior.inference.kernels.make_kernel`), so whatever the kernels validate
+* sampler options: every cell's kernel is built once on a zero density
+  (:func:`reprior.inference.kernels.validate_options`), so whatever the kernels validate
   (names, types, ranges) fails now, not in every cell at run time;
 * data: every data setting is loaded (a bad file fails now);
 * architectures: every cell's network is built and its features' shape read, and the feature
@@ -195,13 +195,9 @@ _check_file_target = check_file_target
 
 
 # -- samplers and devices ------------------------------------------------------------------
-def _dummy_potential(z):
-    return 0.0
-
-
 def check_samplers(cells) -> None:
-    """Build each distinct (sampler, options) kernel once, on a dummy potential."""
-    from reprior.inference.kernels import make_kernel
+    """Validate each distinct (sampler, options) once (:func:`reprior.inference.kernels.validate_options`)."""
+    from reprior.inference.kernels import validate_options
 
     seen = set()
     for cell in cells:
@@ -211,7 +207,7 @@ def check_samplers(cells) -> None:
             continue
         seen.add(signature)
         try:
-            make_kernel(name, _dummy_potential, dict(options))
+            validate_options(name, dict(options))
         except (ValueError, TypeError) as err:
             message = " ".join(str(err).split())
             raise ConfigError(f"sampler_options (--sampler-option): sampler {name!r} rejects "

@@ -30,7 +30,7 @@ from reprior._util import checks as _checks
 from reprior.core import repriorise as rp
 from reprior.core.architectures import readout_matrix, with_readout
 from reprior.core.bnn import BNN, describe_arch
-from reprior.inference.models import unflatten_params
+from reprior.core.pytrees import unflatten_params
 from reprior.core.target import build_target
 
 __all__ = ["from_chains", "draw_keys"]

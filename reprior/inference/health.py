@@ -11,10 +11,10 @@ A run's chains *failed* when any of these holds:
 * a non-finite value among the recorded draws.
 
 :func:`failure_reasons` applies the rule to plain figures and returns the
-reasons; :func:`reprior.inference.sampling.failure_report` (the ``failed`` attribute and
-warning of :func:`reprior.sample`), :func:`chain_failure` (summary rows: plain
-dicts of :func:`reprior.evaluation.diagnostics.cell_metrics` and settings, for the
-reports, the plots, the sweep's console and ``reprior status``) call it.  A
+reasons; :func:`failure_report` (a run's arrays: the ``failed`` attribute and
+warning of :func:`reprior.sample`; also importable from :mod:`reprior.inference.sampling`),
+:func:`chain_failure` (summary rows: plain dicts of :func:`reprior.evaluation.diagnostics.cell_metrics`
+and settings, for the reports, the plots, the sweep's console and ``reprior status``) call it.  A
 failed cell's ESS does not measure mixing, so a report marks it and never uses
 it as the baseline of a ratio without a visible flag.
 """
@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 __all__ = ["MAX_BAD_FRACTION", "MAX_RHAT", "MIN_ACCEPT", "as_number", "chain_failure", "failure_reasons",
-           "finite_reduce", "num_chains", "safe_ratio", "single_chain"]
+           "failure_report", "finite_reduce", "num_chains", "safe_ratio", "single_chain"]
 
 MIN_ACCEPT = 0.01
 MAX_BAD_FRACTION = 0.1
@@ -88,6 +88,35 @@ def failure_reasons(*, accept_mean=math.nan, num_divergent=math.nan, num_nonfini
     if math.isfinite(values) and values > 0:
         reasons.append(f"{values:.0f} non-finite recorded value" + ("s" if values != 1 else ""))
     return reasons
+
+
+def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
+    """Counts and reasons for calling a run's chains failed (sampling iterations only).
+
+    Args:
+        stats: the sample statistics, ``(chain, draw)`` arrays; ``accept_prob`` is
+            required, ``diverging`` and ``nonfinite`` are counted when present.
+        draws: the recorded draws, ``(chain, draw, ...)`` arrays.
+        rhat_max: the largest R-hat of the run's groups (NaN: not computed, not judged).
+
+    Returns:
+        ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws",
+        "rhat_max", "reasons"}``; ``reasons`` (:func:`failure_reasons`,
+        the reports' rule) is empty for a healthy run.
+    """
+    accept = np.asarray(stats["accept_prob"], dtype=float)
+    iterations = int(accept.size)
+    chains = accept.shape[0] if accept.ndim >= 2 else 1
+    divergent = int(np.sum(stats.get("diverging", 0)))
+    nonfinite = int(np.sum(stats.get("nonfinite", 0)))
+    accept_mean = float(np.nanmean(accept)) if iterations else math.nan
+    nonfinite_draws = int(sum(np.size(v) - np.count_nonzero(np.isfinite(v)) for v in draws.values()
+                              if np.issubdtype(np.asarray(v).dtype, np.floating)))
+    reasons = failure_reasons(accept_mean=accept_mean, num_divergent=divergent, num_nonfinite=nonfinite,
+                              num_draws=iterations, num_chains=chains, rhat_max=rhat_max,
+                              num_nonfinite_values=nonfinite_draws)
+    return {"iterations": iterations, "divergent": divergent, "nonfinite": nonfinite, "accept_mean": accept_mean,
+            "nonfinite_draws": nonfinite_draws, "rhat_max": float(rhat_max), "reasons": reasons}
 
 
 def _beside(value: float, threshold: float) -> str:

@@ -4,7 +4,9 @@ Site names come from the parameter pytree paths: ``hidden_0_W``,
 ``hidden_0_b``, ..., ``readout_W``, ``readout_b``.  In repriorised
 coordinates the readout sites are ``readout_W_reprior`` and
 ``readout_b_reprior`` (``phi_out``), and ``readout_W``/``readout_b`` become
-deterministic sites (``theta_out``).
+deterministic sites (``theta_out``).  The names and the maps between a pytree and
+``{site: array}`` (``site_name``, ``flatten_params``, ``unflatten_params``) live in
+:mod:`reprior.core.pytrees` and are importable from here too.
 
 The repriorised model is written through the exact factorisation of
 :mod:`reprior.core.repriorise`:
@@ -33,27 +35,8 @@ from reprior._util import checks as _checks
 from reprior.core import repriorise as rp
 from reprior.core.architectures import readout_matrix, split_readout
 from reprior.core.bnn import BNN
+from reprior.core.pytrees import flatten_params, site_name, unflatten_params  # noqa: F401 (re-exported)
 from reprior.core.target import PARAMETERISATIONS, READOUTS, Target
-
-
-def site_name(path) -> str:
-    """``(DictKey('hidden'), SequenceKey(0), DictKey('W')) -> 'hidden_0_W'``."""
-    parts = []
-    for key in path:
-        parts.append(str(getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))))
-    return "_".join(parts)
-
-
-def flatten_params(params) -> dict:
-    """Pytree of arrays -> ``{site_name: array}``, in pytree order."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    return {site_name(path): leaf for path, leaf in flat}
-
-
-def unflatten_params(sites: dict, template):
-    """Inverse of :func:`flatten_params`, given a template with the same structure."""
-    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [sites[site_name(path)] for path, _ in paths])
 
 
 class FeatureMarginal(dist.Distribution):

@@ -26,7 +26,7 @@ the ``nonfinite`` sample statistic; a run whose chains failed by the rule of
 :data:`reprior.inference.health.MIN_ACCEPT`, more than :data:`reprior.inference.health.MAX_BAD_FRACTION` of its iterations
 divergent or non-finite, R-hat above :data:`reprior.inference.health.MAX_RHAT` with two or more
 chains, or a non-finite recorded value) emits one ``RuntimeWarning`` naming the
-setting and the reasons (:func:`failure_report`).
+setting and the reasons (:func:`reprior.inference.health.failure_report`).
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ from reprior.core.bnn import BNN, describe_arch
 from reprior._util.choices import CHAIN_METHODS, DTYPES, default_dtype
 from reprior.inference.checkpoint import CheckpointMismatch
 from reprior.inference.driver import ChainRun, Start, run_chains
-from reprior.inference.health import failure_reasons
-from reprior.inference.models import flatten_params
+from reprior.inference.health import failure_report  # noqa: F401 (re-exported: sampling.failure_report)
 from reprior.inference.progress import progress_display
+from reprior.core.pytrees import flatten_params
 from reprior.core.projections import project_leaves, project_tree, projection_words
-from reprior.inference.samplers.registry import check_options, get_kernel, kernel_names, make_kernel
+from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel, validate_options
 from reprior.core.target import PARAMETERISATIONS, READOUTS, Target, build_target
 
 KEEP = ("all", "readout", "none")
@@ -86,8 +86,7 @@ def _validate(bnn, x, y, x_test, opts):
     _checks.one_of("form", opts["form"], rp.FORMS)
     if opts["dtype"] is not None:
         _checks.one_of("dtype", opts["dtype"], DTYPES)
-    check_options(opts["sampler"], opts["sampler_options"])
-    make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # option values, before any tracing
+    validate_options(opts["sampler"], opts["sampler_options"])  # names and values, before any tracing
     _checks.nonnegative_float("jitter", opts["jitter"])
     return x, y, x_test
 
@@ -288,7 +287,7 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
         (:meth:`reprior.BNN.from_idata`) in ``attrs``.
 
     Warns:
-        RuntimeWarning: once, when the chains failed (see :func:`failure_report`).
+        RuntimeWarning: once, when the chains failed (see :func:`reprior.inference.health.failure_report`).
     """
     pointwise = _checks.flag("pointwise", pointwise)
     if init is not None:
@@ -461,35 +460,6 @@ def _joined(previous: dict, run: ChainRun) -> ChainRun:
                     warmup_stats=previous["warmup"], timings=timings,
                     num_traces=int(attrs.get("num_traces", 0)) + run.num_traces, num_resumed=run.num_resumed,
                     final_state=run.final_state)
-
-
-def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
-    """Counts and reasons for calling a run's chains failed (sampling iterations only).
-
-    Args:
-        stats: the sample statistics, ``(chain, draw)`` arrays; ``accept_prob`` is
-            required, ``diverging`` and ``nonfinite`` are counted when present.
-        draws: the recorded draws, ``(chain, draw, ...)`` arrays.
-        rhat_max: the largest R-hat of the run's groups (NaN: not computed, not judged).
-
-    Returns:
-        ``{"iterations", "divergent", "nonfinite", "accept_mean", "nonfinite_draws",
-        "rhat_max", "reasons"}``; ``reasons`` (:func:`reprior.inference.health.failure_reasons`,
-        the reports' rule) is empty for a healthy run.
-    """
-    accept = np.asarray(stats["accept_prob"], dtype=float)
-    iterations = int(accept.size)
-    chains = accept.shape[0] if accept.ndim >= 2 else 1
-    divergent = int(np.sum(stats.get("diverging", 0)))
-    nonfinite = int(np.sum(stats.get("nonfinite", 0)))
-    accept_mean = float(np.nanmean(accept)) if iterations else math.nan
-    nonfinite_draws = int(sum(np.size(v) - np.count_nonzero(np.isfinite(v)) for v in draws.values()
-                              if np.issubdtype(np.asarray(v).dtype, np.floating)))
-    reasons = failure_reasons(accept_mean=accept_mean, num_divergent=divergent, num_nonfinite=nonfinite,
-                              num_draws=iterations, num_chains=chains, rhat_max=rhat_max,
-                              num_nonfinite_values=nonfinite_draws)
-    return {"iterations": iterations, "divergent": divergent, "nonfinite": nonfinite, "accept_mean": accept_mean,
-            "nonfinite_draws": nonfinite_draws, "rhat_max": float(rhat_max), "reasons": reasons}
 
 
 def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:

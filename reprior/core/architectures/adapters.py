@@ -48,6 +48,7 @@ import numpy as np
 
 from reprior._util import checks as _checks
 from reprior.core.architectures.user import FeatureArchitecture
+from reprior.core.pytrees import site_name
 
 __all__ = ["from_equinox", "from_flax"]
 
@@ -60,12 +61,8 @@ def _import(module: str, extra: str):
                           f"({type(err).__name__}: {err})") from err
 
 
-def _path_name(path) -> str:
-    return "_".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-
-
 def _names(paths, argument: str) -> list[str]:
-    names = [_path_name(path) for path in paths]
+    names = [site_name(path) for path in paths]
     if len(set(names)) != len(names):
         clash = sorted({n for n in names if names.count(n) > 1})
         raise _checks.fail(argument, "parameters whose paths give distinct names", f"clashing names {clash}")

@@ -51,8 +51,8 @@ def conv(layer, x, w_std: float, b_std: float, stride: int = 1) -> jax.Array:
     """
     kh, kw, c_in, c_out = layer["W"].shape
     _, height, width, _ = x.shape
-    out_h, pad_h = _same_padding(height, kh, stride)
-    out_w, pad_w = _same_padding(width, kw, stride)
+    out_h, pad_h = same_padding(height, kh, stride)
+    out_w, pad_w = same_padding(width, kw, stride)
     padded = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
     shifted = [padded[:, u:u + (out_h - 1) * stride + 1:stride, v:v + (out_w - 1) * stride + 1:stride, :]
                for u in range(kh) for v in range(kw)]
@@ -60,8 +60,11 @@ def conv(layer, x, w_std: float, b_std: float, stride: int = 1) -> jax.Array:
     return z * (w_std / math.sqrt(kh * kw * c_in)) + b_std * layer["b"]
 
 
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, tuple[int, int]]:
-    """Output size and ``(low, high)`` zero padding of a 'SAME' convolution along one axis."""
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, tuple[int, int]]:
+    """Output size and ``(low, high)`` zero padding of a 'SAME' convolution along one axis, as in ``jax.lax``.
+
+    Used by :func:`conv` and by the ResNet's NNGP recursion (:mod:`reprior.core.architectures.resnet`).
+    """
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return out, (total // 2, total - total // 2)

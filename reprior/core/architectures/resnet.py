@@ -13,7 +13,7 @@ import numpy as np
 
 from reprior._util import checks as _checks
 from reprior.core.architectures.base import Architecture, check_activation, hyperparameter, readout_b_std, readout_w_std
-from reprior.core.architectures.layers import ACTIVATIONS, conv, init_conv
+from reprior.core.architectures.layers import ACTIVATIONS, conv, init_conv, same_padding
 from reprior.core.architectures.registry import ArchitectureSpec, register_architecture
 
 RESIDUAL_SCALINGS = ("uniform", "progressive")
@@ -200,13 +200,6 @@ def _spatial_diag(cov) -> jax.Array:
     return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(cov.shape[:-4] + (h, w))
 
 
-def _same_padding(size: int, stride: int, window: int = 3) -> tuple[int, int, int]:
-    """Output size and (low, high) padding of a 'SAME' convolution, as in ``jax.lax``."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + window - size, 0)
-    return out, total // 2, total - total // 2
-
-
 def _conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
     """Covariance after a 3x3 'SAME' convolution in NTK parameterisation.
 
@@ -221,8 +214,8 @@ def _conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
     weights (Novak et al. 2019; Garriga-Alonso et al. 2019).
     """
     h, w = cov.shape[-2:]
-    h_out, h_lo, h_hi = _same_padding(h, stride)
-    w_out, w_lo, w_hi = _same_padding(w, stride)
+    h_out, (h_lo, h_hi) = same_padding(h, 3, stride)
+    w_out, (w_lo, w_hi) = same_padding(w, 3, stride)
     pads = [(0, 0)] * (cov.ndim - 4) + [(h_lo, h_hi), (w_lo, w_hi)] * 2
     padded = jnp.pad(cov, pads)
     rows = [slice(a, a + stride * (h_out - 1) + 1, stride) for a in range(3)]

@@ -23,7 +23,7 @@ from reprior._util.choices import default_dtype
 from reprior.core.architectures import MLP
 from reprior.core.architectures.layers import ACTIVATIONS
 from reprior._util.choices import DTYPES
-from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel
+from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel, validate_options
 from reprior.core.target import PARAMETERISATIONS, READOUTS, Target
 from reprior.evaluation.sbc.statistics import (NOISE_SUMMARY, SUMMARY_NAMES, SBCResult, lag1_autocorrelation,
                                                uniformity_test)
@@ -50,7 +50,7 @@ def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior
     (``noise_std`` unused) and the sampler infers the noise under ``sampler_noise_prior``; the noise is
     then one more summary (:data:`reprior.evaluation.sbc.statistics.NOISE_SUMMARY`)."""
     stats_fn = get_kernel(opts["sampler"]).stats_fn
-    make_kernel(opts["sampler"], lambda z: 0.0, opts["sampler_options"])  # validate options before tracing
+    validate_options(opts["sampler"], opts["sampler_options"])  # before tracing
     inferred = noise_prior is not None
 
     def replicate(key, noise_std, sampler_noise_std):

@@ -32,7 +32,7 @@ from reprior.inference.samplers.mclmc import adjusted_mclmc, adjusted_mclmc_stat
 from reprior.inference.samplers.numpyro_hmc import hmc, hmc_stats, nuts
 from reprior.inference.samplers.pcn import PCN, PCNL, PCNState, pcn, pcn_stats, pcnl
 from reprior.inference.samplers.registry import (KernelSpec, check_options, get_kernel, kernel_names, make_kernel,
-                                                 register_kernel)
+                                                 register_kernel, validate_options)
 from reprior.inference.samplers.split_hmc import split_hmc, split_hmc_stats
 from reprior.inference.samplers.underdamped import (UnderdampedHMC, UnderdampedHMCState, underdamped_hmc,
                                                     underdamped_stats)
@@ -66,4 +66,5 @@ __all__ = [
     "find_reasonable_step_size", "get_kernel", "hmc", "hmc_stats", "kernel_names", "make_kernel",
     "make_stats_fn", "mclmc", "mclmc_stats", "nuts", "pcn", "pcn_stats", "pcnl", "register_kernel",
     "split_hmc", "split_hmc_stats", "step_size_adaptation", "underdamped_hmc", "underdamped_stats",
+    "validate_options",
 ]

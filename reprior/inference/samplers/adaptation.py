@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc_util import dual_averaging
 
+from reprior.inference.samplers.base import select  # noqa: F401 (re-exported: adaptation.select)
+
 
 class StepSizeState(NamedTuple):
     """State of :func:`step_size_adaptation`.
@@ -98,11 +100,6 @@ def step_size_adaptation(target_accept_prob: float, *, max_step_size: float | No
         return state._replace(step_size=step_size)
 
     return StepSizeAdaptation(init, update, final)
-
-
-def select(pred, on_true, on_false):
-    """``jnp.where`` over matching pytrees (``pred`` a scalar boolean)."""
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 def warmup_update(adaptation: StepSizeAdaptation | None, state: StepSizeState, accept_prob, i, num_warmup):

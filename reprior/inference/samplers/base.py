@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from reprior.core.target import squared_norm
+from reprior.core.pytrees import squared_norm
 
 
 class Density(NamedTuple):

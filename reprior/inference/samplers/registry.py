@@ -114,3 +114,20 @@ def make_kernel(name: str, target, options: dict | None = None):
     density = Density.of(target)
     built_on = density if spec.input == "density" else density.potential_fn
     return spec.build(built_on, **options)
+
+
+def _zero_potential(z):
+    return 0.0
+
+
+def validate_options(name: str, options: dict | None) -> dict:
+    """Refuse ``options`` of the kernel ``name`` before anything is traced; return them (a copy).
+
+    The option names are checked (:func:`check_options`) and the kernel is built once on a
+    zero density, so whatever its builder validates (types, ranges) fails now, not inside a
+    compiled run.  :func:`reprior.sample`, simulation-based calibration and a sweep's
+    preflight checks all call it.
+    """
+    options = check_options(name, options)
+    make_kernel(name, _zero_potential, options)
+    return options
