@@ -223,10 +223,6 @@ class Target:
         """:math:`\\ell(z) - \\tfrac12|z|^2`: the log posterior up to an additive constant."""
         return self.log_likelihood(z) - 0.5 * squared_norm(z)
 
-    def potential(self, z) -> jax.Array:
-        """``-logdensity(z)``: the potential energy handed to NumPyro's NUTS and HMC."""
-        return -self.logdensity(z)
-
     def log_likelihood_constant(self) -> jax.Array:
         """:math:`c_\\ell = -\\tfrac{nk}{2}\\log(2\\pi\\sigma^2)`, dropped from :meth:`log_likelihood`
         (with an inferred noise :math:`-\\tfrac{nk}{2}\\log 2\\pi`: the rest depends on :math:`\\sigma`)."""
