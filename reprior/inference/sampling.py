@@ -31,6 +31,7 @@ setting and the reasons (:func:`reprior.inference.health.failure_report`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -43,23 +44,22 @@ import numpy as np
 from reprior._util import checks as _checks
 from reprior.inference import memory as _memory
 from reprior._util import blas as _blas
-from reprior.core import repriorise as rp
 from reprior.core.architectures import readout_matrix
 from reprior.core.bnn import BNN, describe_arch
-from reprior._util.choices import CHAIN_METHODS, DTYPES, default_dtype
+from reprior._util.choices import default_dtype
 from reprior.inference.checkpoint import CheckpointMismatch
 from reprior.inference.driver import ChainRun, Start, run_chains
 from reprior.inference.health import failure_report  # noqa: F401 (re-exported: sampling.failure_report)
 from reprior.inference.progress import progress_display
 from reprior.core.pytrees import flatten_params
 from reprior.core.projections import project_leaves, project_tree, projection_words
-from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel, validate_options
-from reprior.core.target import PARAMETERISATIONS, READOUTS, Target, build_target
+from reprior.inference.samplers.registry import get_kernel, make_kernel
+from reprior.inference.settings import KEEP, SampleSettings  # noqa: F401 (KEEP re-exported: sampling.KEEP)
+from reprior.core.target import Target, build_target
 
-KEEP = ("all", "readout", "none")
 
-
-def _validate(bnn, x, y, x_test, opts):
+def _check_data(bnn, x, y, x_test):
+    """The network and the data, checked and converted (the settings are checked by :class:`SampleSettings`)."""
     if not isinstance(bnn, BNN):
         raise _checks.fail("bnn", "a reprior.BNN", bnn)
     x = _checks.finite_array("x", x)
@@ -70,24 +70,6 @@ def _validate(bnn, x, y, x_test, opts):
         bnn.arch.check_inputs(x_test, "x_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise _checks.fail("x_test", f"inputs of shape (m,) + {x.shape[1:]}", f"array of shape {x_test.shape}")
-    _checks.one_of("parameterisation", opts["parameterisation"], PARAMETERISATIONS)
-    _checks.one_of("readout", opts["readout"], READOUTS)
-    _checks.one_of("sampler", opts["sampler"], kernel_names())
-    _checks.nonnegative_int("num_warmup", opts["num_warmup"])
-    _checks.positive_int("num_samples", opts["num_samples"])
-    _checks.positive_int("num_chains", opts["num_chains"])
-    _checks.positive_int("thinning", opts["thinning"])
-    _checks.nonnegative_int("seed", opts["seed"])
-    _checks.nonnegative_int("num_projections", opts["num_projections"])
-    _checks.one_of("chain_method", opts["chain_method"], CHAIN_METHODS)
-    _checks.one_of("keep", opts["keep"], KEEP)
-    if opts["keep"] == "none" and opts["num_projections"] == 0:
-        raise _checks.fail("num_projections", "at least 1 when keep='none' (else no posterior is recorded)", 0)
-    _checks.one_of("form", opts["form"], rp.FORMS)
-    if opts["dtype"] is not None:
-        _checks.one_of("dtype", opts["dtype"], DTYPES)
-    validate_options(opts["sampler"], opts["sampler_options"])  # names and values, before any tracing
-    _checks.nonnegative_float("jitter", opts["jitter"])
     return x, y, x_test
 
 
@@ -292,13 +274,12 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     pointwise = _checks.flag("pointwise", pointwise)
     if init is not None:
         num_warmup = _continued_warmup(init, num_warmup)
-    opts = dict(parameterisation=parameterisation, readout=readout, sampler=sampler,
-                num_warmup=500 if num_warmup is None else num_warmup,
-                num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method,
-                dtype=dtype, sampler_options=sampler_options, thinning=thinning, keep=keep,
-                num_projections=num_projections, form=form, jitter=jitter,
-                blas_threads="default" if blas_threads is None else blas_threads, pointwise=int(pointwise))
-    x, y, x_test = _validate(bnn, x, y, x_test, opts)
+    x, y, x_test = _check_data(bnn, x, y, x_test)
+    settings = SampleSettings.checked(
+        parameterisation=parameterisation, readout=readout, sampler=sampler, num_warmup=num_warmup,
+        num_samples=num_samples, num_chains=num_chains, seed=seed, chain_method=chain_method, dtype=dtype,
+        sampler_options=sampler_options, thinning=thinning, keep=keep, num_projections=num_projections,
+        form=form, jitter=jitter, blas_threads=blas_threads, pointwise=pointwise)
     _checks.seed("seed", seed)  # numbers the dtype can carry, judged before the work:
     _checks.numbers_fit(None if bnn.inferred_noise else bnn.noise_std, x, y, x_test, dtype=dtype or default_dtype())
     if _checks.flag("check_memory", check_memory):
@@ -310,58 +291,59 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     if _checks.nonnegative_int("projection_seed", projection_seed) >= 2**32:
         raise _checks.fail("projection_seed", "an integer in [0, 2**32)", projection_seed)
     dtype = dtype or default_dtype()
-    previous = None if init is None else _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed)
+    previous = None if init is None else _check_init(init, bnn, x, y, x_test, settings, dtype, projection_seed)
     with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
-        return _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous)
+        return _sample(bnn, x, y, x_test, settings, dtype, progress_bar, projection_seed, previous)
 
 
-def _sample(bnn, x, y, x_test, opts, dtype, progress_bar, projection_seed, previous=None):
+def _sample(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, projection_seed, previous=None):
     from reprior.inference.inference_data import to_inference_data  # keeps ArviZ out of the import path of the maths
 
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
     target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype),
-                          parameterisation=opts["parameterisation"], readout=opts["readout"], form=opts["form"],
-                          jitter=opts["jitter"])
-    kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
-    stats_fn = _make_stats_fn(get_kernel(opts["sampler"]).stats_fn, target)
-    collect_fn = _make_collect_fn(target, jx_test, opts["keep"], opts["num_projections"], projection_seed,
-                                  pointwise=bool(opts["pointwise"]))
+                          parameterisation=settings.parameterisation, readout=settings.readout, form=settings.form,
+                          jitter=settings.jitter)
+    kernel = make_kernel(settings.sampler, target, settings.sampler_options)
+    stats_fn = _make_stats_fn(get_kernel(settings.sampler).stats_fn, target)
+    collect_fn = _make_collect_fn(target, jx_test, settings.keep, settings.num_projections, projection_seed,
+                                  pointwise=bool(settings.pointwise))
 
-    init_key, run_key = jax.random.split(jax.random.key(opts["seed"]))
-    init = target.initial_positions(init_key, opts["num_chains"])
+    init_key, run_key = jax.random.split(jax.random.key(settings.seed))
+    init = target.initial_positions(init_key, settings.num_chains)
     dim = target.num_params
-    words = _projection_words(target.num_params, opts["num_projections"], projection_seed)
+    words = _projection_words(target.num_params, settings.num_projections, projection_seed)
     consts = {} if words is None else {"projection_words": words}  # read by every draw, built once
 
-    start = None if previous is None else _start(previous, kernel, opts)
-    num_warmup = 0 if previous is not None else opts["num_warmup"]
-    total = opts["num_chains"] * (num_warmup + opts["num_samples"])
-    with progress_display(progress_bar, total, f"{opts['sampler']} {opts['parameterisation']}") as progress:
+    start = None if previous is None else _start(previous, kernel)
+    num_warmup = 0 if previous is not None else settings.num_warmup
+    total = settings.num_chains * (num_warmup + settings.num_samples)
+    with progress_display(progress_bar, total, f"{settings.sampler} {settings.parameterisation}") as progress:
         try:
             run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
-                             num_warmup=num_warmup, num_samples=opts["num_samples"],
-                             num_chains=opts["num_chains"], thinning=opts["thinning"],
-                             chain_method=opts["chain_method"], progress=progress, start=start)
+                             num_warmup=num_warmup, num_samples=settings.num_samples,
+                             num_chains=settings.num_chains, thinning=settings.thinning,
+                             chain_method=settings.chain_method, progress=progress, start=start)
         except CheckpointMismatch as error:
             if start is None or "start state" not in str(error):
                 raise
             raise _checks.fail("init", "a result whose sampler_state fits this sampler and network",
                                str(error)) from None
     if previous is not None:  # the whole run: the earlier draws, then these
-        run, opts = _joined(previous, run), {**opts, "num_samples": previous["num_samples"] + opts["num_samples"]}
-    attrs = _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed)
+        run = _joined(previous, run)
+        settings = dataclasses.replace(settings, num_samples=previous["num_samples"] + settings.num_samples)
+    attrs = _attrs(bnn, x, y, settings, dtype, run, dim, projection_seed)
     idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
     from reprior.inference.series import rhat_max as largest_rhat  # ArviZ: off the import path of the maths
 
-    rhat_max = largest_rhat(idata) if opts["num_chains"] >= 2 else math.nan
+    rhat_max = largest_rhat(idata) if settings.num_chains >= 2 else math.nan
     failure = failure_report(run.stats, run.draws, rhat_max=rhat_max)
     idata.attrs.update({"nonfinite": failure["nonfinite"], "divergences": failure["divergent"],
                         "rhat_max": rhat_max, "failed": ", ".join(failure["reasons"])})
     if failure["reasons"]:
         hint = (" (non-finite proposals are failed factorisations: try float64, a larger noise_std or jitter)"
                 if failure["nonfinite"] > 0 else "")
-        warnings.warn(f"reprior.sample: the chains of sampler={opts['sampler']!r}, "
-                      f"parameterisation={opts['parameterisation']!r}, dtype={dtype!r}, "
+        warnings.warn(f"reprior.sample: the chains of sampler={settings.sampler!r}, "
+                      f"parameterisation={settings.parameterisation!r}, dtype={dtype!r}, "
                       f"noise_std={bnn.noise_std if bnn.noise_prior is None else bnn.noise_description()!r} failed: {', '.join(failure['reasons'])}{hint} "
                       f"(see docs/samplers.md#failures)", RuntimeWarning, stacklevel=3)
     return idata
@@ -404,14 +386,14 @@ def _differs(stored, value) -> bool:
     return bool(np.asarray(stored != value).any())
 
 
-def _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed) -> dict:
+def _check_init(init, bnn, x, y, x_test, settings: SampleSettings, dtype, projection_seed) -> dict:
     """What continuing ``init`` needs, after checking that it is a run of this network, data and
     settings (ValueError naming ``init`` otherwise): its draws, statistics, final states and attrs."""
     from reprior.inference.inference_data import group_arrays, read_state, recorded
 
     attrs = _init_attrs(init)
     mine = {**describe_arch(bnn.arch), **noise_attrs(bnn), "projection_seed": projection_seed,
-            **{k: _setting(opts[k]) for k in RUN_SETTINGS if k not in ("dtype", "projection_seed")},
+            **{k: _setting(getattr(settings, k)) for k in RUN_SETTINGS if k not in ("dtype", "projection_seed")},
             "dtype": dtype}
     for name, value in mine.items():
         if name not in attrs or _differs(attrs[name], value):
@@ -436,7 +418,7 @@ def _check_init(init, bnn, x, y, x_test, opts, dtype, projection_seed) -> dict:
             "num_samples": int(attrs["num_samples"]), "num_warmup": int(attrs["num_warmup"])}
 
 
-def _start(previous: dict, kernel, opts) -> Start:
+def _start(previous: dict, kernel) -> Start:
     """Where the continued chains start.  An adapted kernel's state carries its warm-up length, so its
     ``init`` needs none (a one-shot tuner is not rerun); NumPyro's kernels keep it in closures."""
     from reprior.inference.samplers.adapter import AdaptedKernel
@@ -462,7 +444,7 @@ def _joined(previous: dict, run: ChainRun) -> ChainRun:
                     final_state=run.final_state)
 
 
-def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
+def _attrs(bnn, x, y, settings: SampleSettings, dtype, run, dim, projection_seed) -> dict:
     import numpyro
 
     warm_grads = int(np.sum(run.warmup_stats.get("num_grad_evals", 0)))
@@ -493,8 +475,8 @@ def _attrs(bnn, x, y, opts, dtype, run, dim, projection_seed) -> dict:
         "logdensity_evals": warm_evals + sample_evals,
         "num_traces": run.num_traces,
         **{k: v for k, v in run.timings.items()},
-        **{k: ("" if v is None else (str(v) if isinstance(v, dict) else v)) for k, v in opts.items()},
+        **settings.attrs(),
         **{f"env_{k}": v for k, v in _blas_settings().items()},
-        "dtype": dtype,  # the resolved dtype, after the `dtype=None` of opts
+        "dtype": dtype,  # the resolved dtype, after the settings' `dtype=None`
     }
     return attrs
