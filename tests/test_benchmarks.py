@@ -410,12 +410,17 @@ def test_record_scores_healthy_cells_and_censors_costs(tmp_path):
                 "num_samples": 100, "rhat_max": rhat, "rhat_theta_max": rhat, "accept_mean": 0.8,
                 "ess_per_grad_theta": theta, "ess_per_eval_theta": theta, "ess_per_second_theta": 10 * theta,
                 "ess_per_grad_rb": 2 * theta, "sampler_options": options, "b2_reached": grads is not None,
-                "grads_to_b2": grads, "budget_grads": budget, "thinning": 1}
+                "grads_to_b2": grads, "budget_grads": budget, "thinning": 1,
+                # a gradient-free kernel spends density evaluations, no gradients
+                "evals_to_b2": grads if grads is not None or sampler != "pcn" else None,
+                "budget_evals": budget}
     rows = [cell(256, "reprior", "split_hmc", 0.01, '{"num_steps": 12}', grads=5e3),
             cell(1024, "reprior", "split_hmc", 0.03, '{"num_steps": 12}', grads=4e3),
             cell(1024, "reprior", "nuts", 0.01, '{"max_tree_depth": 5}'),
             cell(1024, "reprior", "nuts", 0.012),
             cell(1024, "reprior", "pcnl", 0.05),
+            {**cell(1024, "reprior", "pcn", float("nan")), "ess_per_eval_theta": 0.02, "b2_reached": True,
+             "grads_to_b2": None, "budget_grads": 0, "evals_to_b2": 2e3},
             cell(1024, "reprior", "nuts", 0.5, '{"max_tree_depth": 2}', rhat=1.4),  # failed: never the best
             cell(1024, "standard", "nuts", 0.001, rhat=1.3, budget=6e4),
             cell(1024, "standard", "split_hmc", 0.002, grads=3e4)]
@@ -433,8 +438,11 @@ def test_record_scores_healthy_cells_and_censors_costs(tmp_path):
     assert standard["failed"] == {"split_hmc": [], "nuts": ["nuts: R-hat 1.3"]}
     by_label = {(c["width"], c["parameterisation"], c["label"]): c for c in result["cells"]}
     censored = by_label[(1024, "standard", "nuts")]
-    assert censored["grads_to_b2_text"] == ">= 6e+04 (not reached)" and censored["health"] == "R-hat 1.3"
-    assert by_label[(1024, "reprior", "split_hmc (num_steps 12)")]["grads_to_b2_text"] == "4e+03"
+    assert censored["evals_to_b2_text"] == ">= 6e+04 (not reached)" and censored["health"] == "R-hat 1.3"
+    assert by_label[(1024, "reprior", "split_hmc (num_steps 12)")]["evals_to_b2_text"] == "4e+03"
+    # pCN spends no gradients: its cost is counted in density evaluations, censored at their budget
+    gradient_free = by_label[(1024, "reprior", "pcn")]
+    assert gradient_free["evals_to_b2"] == 2e3 and gradient_free["evals_to_b2_text"] == "2e+03"
     with pytest.raises(SystemExit):
         record.main([str(tmp_path / "missing")])
     assert path.is_file()
