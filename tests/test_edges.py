@@ -267,7 +267,9 @@ def test_a_late_os_error_is_one_cli_line(capsys, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".tmp-h-1-ab-report.md"))
 
-    monkeypatch.setattr(cli, "_cmd_datasets", boom)
+    from reprior.experiments import data
+
+    monkeypatch.setattr(data, "list_datasets", boom)  # what `reprior datasets` lists
     message = one_line_error(*run(capsys, "datasets")[::2])
     assert message == f"file: expected a usable path, received {str(tmp_path / '<temporary file>')!r}" \
                       " (the file system is full)"
