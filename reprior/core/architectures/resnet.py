@@ -151,7 +151,9 @@ class ResNet(Architecture):
     def feature_dim(self, x_shape) -> int:
         return 4 * self.width
 
-    def _init_hidden(self, rng_key, x):
+    def init_hidden(self, rng_key, x):
+        """``params["hidden"]``: ``{"stem": conv, "blocks": [{"conv1", "conv2"[, "shortcut"]} per block]}``
+        (each conv ``{"W", "b"}``), every leaf i.i.d. N(0, 1)."""
         specs = self.block_specs()
         stem_key, *block_keys = jax.random.split(rng_key, len(specs) + 1)
         return {
