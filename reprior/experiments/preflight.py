@@ -191,7 +191,6 @@ def check_file_target(path, argument: str, formats=None) -> None:
         raise ConfigError(describe_os_error(err, argument, path=path)) from None
 
 
-
 # -- samplers and devices ------------------------------------------------------------------
 def check_samplers(cells) -> None:
     """Validate each distinct (sampler, options) once (:func:`reprior.inference.kernels.validate_options`)."""
