@@ -37,9 +37,10 @@ def test_unsupported_versions_are_named_in_one_line(versions, found):
 
 
 def test_check_version_raises_import_error(monkeypatch):
-    from reprior._util import arviz_version as _arviz_version
+    import importlib.metadata
 
-    monkeypatch.setattr(_arviz_version, "_installed", lambda name: "0.17.1" if name == "arviz" else None)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.17.1" if name == "arviz" else real(name))
     with pytest.raises(ImportError, match="found arviz 0.17.1"):
         check_version()
 

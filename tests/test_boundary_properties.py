@@ -77,13 +77,13 @@ SWEEP_FLAGS = ["--widths", "--depth", "--n-train", "--n-test", "--noise-std", "-
 @given(flag=st.sampled_from(SWEEP_FLAGS), value=FLAG_VALUES)
 def test_the_sweep_parser_accepts_or_refuses_in_one_line(capsys, flag, value):
     try:
-        args = cli.build_parser().parse_args(cli._join_negative_values(["sweep", flag, value]))
+        args = cli.build_parser().parse_args(["sweep", flag, value])
     except SystemExit as stop:
         _, err = capsys.readouterr()
         assert stop.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("reprior: error: "), err
         return
     try:
-        cli._sweep_options(args)
+        cli.sweep_options(args)
     except (ValueError, TypeError) as err:
         assert "\n" not in str(err).strip() and "Traceback" not in str(err)
 

@@ -415,7 +415,7 @@ def _grid_reference_id(tmp_path: Path) -> str:
     from reprior.experiments.runner import sweep
     from reprior.experiments.runner.references import cell_reference_id
 
-    options = cli._sweep_options(cli.build_parser().parse_args(["sweep", *REF_GRID, "--out", str(tmp_path)]))
+    options = cli.sweep_options(cli.build_parser().parse_args(["sweep", *REF_GRID, "--out", str(tmp_path)]))
     _, cells = sweep.plan(options, dtype=default_dtype())
     ids = {cell_reference_id(c.settings, sweep.build_bnn(c.settings), sweep.load_cell_data(c.settings)) for c in cells}
     assert len(ids) == 1

@@ -138,7 +138,7 @@ def test_command_line_sampler_flags_narrow_and_override_a_config_file(capsys, tm
 
     def cell_options(*flags):
         args = cli.build_parser().parse_args(["sweep", "--config", str(config), *flags])
-        cells = grid.expand(cli._sweep_options(args), dtype="float64")
+        cells = grid.expand(cli.sweep_options(args), dtype="float64")
         return {c.settings["sampler"]: c.settings["sampler_options"] for c in cells}
 
     assert cell_options() == {"split_hmc": {"num_steps": 12}, "nuts": {"max_tree_depth": 5}}

@@ -202,7 +202,7 @@ assert jax.local_device_count() == 2, jax.local_devices()
 with jax.enable_x64(True):
     runs = {m: t.run(m)[0] for m in ("sequential", "vectorized", "parallel")}
     # The parallel layout shards the chain axis over both devices (3 chains padded to 4).
-    layout = driver._layout("parallel", 3)
+    layout = driver.chain_layout("parallel", 3)
     placed = layout.place({"x": jnp.zeros((4, 5))}, ())[0]
     doubled = layout.jit(lambda s, k: {"x": s["x"] * k}, (0, None))(placed, 2.0)
     shards = sorted(tuple(s.index[0].indices(4)) for s in doubled["x"].addressable_shards)

@@ -267,7 +267,9 @@ def test_a_late_os_error_is_one_cli_line(capsys, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".tmp-h-1-ab-report.md"))
 
-    monkeypatch.setattr(cli, "_cmd_datasets", boom)
+    from reprior.experiments import data
+
+    monkeypatch.setattr(data, "list_datasets", boom)  # what `reprior datasets` lists
     message = one_line_error(*run(capsys, "datasets")[::2])
     assert message == f"file: expected a usable path, received {str(tmp_path / '<temporary file>')!r}" \
                       " (the file system is full)"
@@ -604,8 +606,17 @@ def test_two_processes_build_one_entry_once(tmp_path):
     assert not [p.name for p in cache.iterdir() if p.name.startswith(_files.TMP_MARK)]
 
 
-def test_preflight_reuses_the_path_checks():
-    assert preflight.check_file_target is preflight._check_file_target
+def test_preflight_reuses_the_path_checks(tmp_path):
+    """``reprior sbc`` checks ``--plot`` and ``--json`` with :func:`preflight.check_file_target`, the one check."""
+    from reprior.experiments.runner.grid import ConfigError
+
+    for flag, path, formats in (("--plot", tmp_path / "ranks.txt", preflight.PLOT_FORMATS),
+                                ("--json", tmp_path / "no" / "r.json", None)):
+        with pytest.raises(ConfigError) as sbc:
+            preflight.check_sbc(cli.build_parser().parse_args(["sbc", flag, str(path)]))
+        with pytest.raises(ConfigError) as direct:
+            preflight.check_file_target(path, flag, formats)
+        assert str(sbc.value) == str(direct.value)
 
 
 # ---------------------------------------------------------------------------

@@ -272,21 +272,38 @@ def test_a_job_reports_failed_chains_and_strict_makes_the_executor_exit_1(tmp_pa
     monkeypatch.setattr(health, "chain_failure", lambda metrics: "R-hat 1.5 > 1.1")  # every cell: failed chains
     out = tmp_path / "out"
     args = cli.build_parser().parse_args([*TINY, "--widths", "3", "--out", str(out)])
-    options = cli._sweep_options(args)
+    options = cli.sweep_options(args)
     [cell] = sweep_module.plan(options, dtype="float64")[1]
     outcome = CellJob()(options, "float64", cell.key, "", 60.0)
     assert outcome == {"key": cell.key, "outcome": "finished", "message": "R-hat 1.5 > 1.1", "broken": True}
 
-    class Done:  # a finished submitit job, as _collect sees it
+    class Done:  # a finished submitit job, as submit_sweep waits for it
         job_id = "1"
+
+        def __init__(self, folder):
+            self.paths = type("Paths", (), {"stdout": folder / "1.out", "stderr": folder / "1.err"})
+
+        def done(self):
+            return True
 
         def result(self):
             return outcome
 
-    lines = []
+    class Finished:  # submitit's local executor, its job already run (by the CellJob call above)
+        def __init__(self, out):
+            self.folder = Path(out) / "submitit" / "1"
+
+        def submit(self, job, *job_args):
+            return Done(self.folder)
+
+    monkeypatch.setattr(executors, "make_executor", lambda settings, out, num_cells: Finished(out))
     for strict, code in ((False, 0), (True, 1)):
-        result = executors.SubmitResult(strict=strict)
-        executors._collect([(cell, Done())], result, lines.append)
+        lines = []
+        result = executors.submit_sweep(dict(options, out=str(tmp_path / f"strict-{strict}")), [cell],
+                                        dtype="float64", settings=executors.ExecutorSettings(name="local"),
+                                        say=lines.append, strict=strict)
         assert result.finished == [cell.key] and result.broken == {cell.key: "R-hat 1.5 > 1.1"}
         assert result.exit_code == code
-    assert lines[-1].endswith("(job 1): failed chains (R-hat 1.5 > 1.1)")
+        assert lines[1].endswith("(job 1): failed chains (R-hat 1.5 > 1.1)")
+        assert lines[2] == "done: 1 cells run (1 with failed chains), 0 skipped, 0 failed"
+        assert (f"--strict: 1 cells finished with failed chains: {cell.key}" in lines) == strict

@@ -572,9 +572,9 @@ def test_finishing_never_deletes_another_writers_temporary_file(tmp_path):
     foreign.write_bytes(b"in progress")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        from reprior._util.files import _HOST
+        from reprior._util.files import HOST
 
-        alive = store.cell_dir(key) / f".tmp-{_HOST}-{sleeper.pid}-abcd1234-idata.nc"  # a live local writer
+        alive = store.cell_dir(key) / f".tmp-{HOST}-{sleeper.pid}-abcd1234-idata.nc"  # a live local writer
         alive.write_bytes(b"in progress")
         finished_cell(store)
         assert foreign.read_bytes() == b"in progress" and alive.read_bytes() == b"in progress"
@@ -589,9 +589,9 @@ def test_finishing_removes_the_files_of_a_dead_local_writer(tmp_path):
     store.cell_dir(key).mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True, timeout=60)
-    from reprior._util.files import _HOST
+    from reprior._util.files import HOST
 
-    orphan = store.cell_dir(key) / f".tmp-{_HOST}-{dead.stdout.strip()}-abcd1234-idata.nc"
+    orphan = store.cell_dir(key) / f".tmp-{HOST}-{dead.stdout.strip()}-abcd1234-idata.nc"
     orphan.write_bytes(b"left by a crash")
     finished_cell(store)
     assert not orphan.exists()
@@ -727,6 +727,7 @@ def sigint_handled():
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_waits_for_the_next_checkpoint(signum, code, sigint_handled):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     reached = []
     with pytest.raises(interrupts.Interrupted) as caught:
         with interrupts.deferred():
@@ -741,7 +742,7 @@ def test_a_signal_waits_for_the_next_checkpoint(signum, code, sigint_handled):
     assert reached == ["after the signal"]
     assert caught.value.signum == signum and caught.value.exit_code == code
     assert interrupts.exit_code(caught.value) == code
-    assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
 
 
 def test_a_signal_at_the_end_of_a_deferred_block_is_raised_there(sigint_handled):

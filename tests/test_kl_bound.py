@@ -169,7 +169,7 @@ def test_limit_inputs_estimate_the_kernel_of_an_architecture_without_a_closed_fo
 
 
 def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it(tmp_path):
-    from reprior.experiments.report import _Doc
+    from reprior.experiments.report import Document
     from reprior.experiments.report_limits import add_limits_section, flagged_cells
 
     rows = []
@@ -183,7 +183,7 @@ def test_report_plots_the_bound_beside_the_estimate_and_flags_estimates_above_it
     # width 64: estimate 1.5625 and SMC 1.40625 above the bound 1 + 2 * 0.01, for both parameterisations
     assert sorted((f["row"]["key"], f["metric"]) for f in flagged) == sorted(
         (f"c64{p}", m) for p in "sr" for m in ("kl_to_prior", "kl_to_prior_smc"))
-    doc = _Doc()
+    doc = Document()
     files = add_limits_section(doc, rows, tmp_path)
     text = doc.markdown()
     assert "limit_kl_bound" in files and files["limit_kl_bound"].stat().st_size > 1000

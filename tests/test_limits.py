@@ -337,16 +337,16 @@ def test_slope_table_recovers_power_laws():
 
 
 def test_limits_section_writes_its_plots(tmp_path):
-    from reprior.experiments.report import _Doc
+    from reprior.experiments.report import Document
     from reprior.experiments.report_limits import add_limits_section
 
-    doc = _Doc()
+    doc = Document()
     files = add_limits_section(doc, _rows(), tmp_path)
     text = doc.markdown()
     assert "## Distance to the infinite-width limit" in text and "nngp_kernel_dist" in text
     assert {"limit_nngp_kernel_dist", "limit_kl_to_prior", "limit_log_evidence"} <= set(files)
     assert all(p.exists() and p.stat().st_size > 1000 for p in files.values())
-    assert add_limits_section(_Doc(), [{"width": 8, "parameterisation": "reprior"}], tmp_path) == {}
+    assert add_limits_section(Document(), [{"width": 8, "parameterisation": "reprior"}], tmp_path) == {}
 
 
 def test_limit_metrics_without_stored_hidden_draws_use_the_smc_particles(rng):

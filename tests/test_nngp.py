@@ -13,6 +13,7 @@ from reprior.core import nngp
 from reprior.core.architectures import ACTIVATIONS, MLP, Architecture, ResNet
 from reprior.core.architectures import resnet
 from reprior.core.architectures.layers import conv
+from reprior.core.architectures.registry import spec_of
 
 ACTS = tuple(ACTIVATIONS)
 
@@ -32,6 +33,14 @@ COVARIANCES = [
 def _normal(seed: int, shape) -> np.ndarray:
     """Test data from NumPy (float64), so that making it compiles nothing."""
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _kernel_parts(arch, x1, x2, method: str) -> tuple[np.ndarray, ...]:
+    """``(diag K(x1, x1), diag K(x2, x2), K(x1, x2))`` from the NNGP recursion that ``arch``'s module
+    registered (``ArchitectureSpec.nngp_kernel_parts``), with :func:`nngp.activation_expectation` by ``method``."""
+    expect = functools.partial(nngp.activation_expectation, arch.activation, method=method)
+    parts = jax.jit(spec_of(arch).nngp_kernel_parts, static_argnums=(0, 3))(arch, x1, x2, expect)
+    return tuple(np.asarray(a) for a in parts)
 
 
 def _inputs(num: int = 4, in_dim: int = 3, seed: int = 0) -> np.ndarray:
@@ -176,8 +185,7 @@ def test_kernel_symmetric_psd_consistent_x64(activation):
         x = jnp.asarray(np.asarray(_inputs(num=6), np.float64))
         k = np.asarray(nngp.nngp_kernel(arch, x))
         # (x2, x1) swaps the roles of u and v in the quadrature.
-        diag2, diag1, k21 = (np.asarray(a) for a in
-                             nngp._registered_kernel_parts(arch, x[5:], x[:5], method, nngp.QUADRATURE_NODES))
+        diag2, diag1, k21 = _kernel_parts(arch, x[5:], x[:5], method)
     assert k.shape == (8, 8) and k21.shape == (3, 5)
     np.testing.assert_array_equal(k, k.T)
     assert np.linalg.eigvalsh(k).min() > -1e-12 * np.abs(k).max()
@@ -225,15 +233,18 @@ def test_jit_matches_eager_x64():
 
 
 def test_batched_quadrature_matches_unbatched_x64():
-    """The lax.map path (many entries, bounded memory) gives the numbers of the vmap path."""
+    """The lax.map path (many entries, bounded memory) gives the numbers of the vmap path.
+
+    A batch holds 2**22 (entry, node) pairs: 682 entries of the default 4 * 24 * 64 nodes, so the
+    1600 entries here are two batches and 236 left over, where the 8 alone are one vmap."""
     k11, k22, k12 = (np.array(c, dtype=np.float64) for c in zip(*COVARIANCES))
-    phi = ACTIVATIONS["tanh"]
-    nodes = nngp.QUADRATURE_NODES
     with jax.enable_x64(True):
-        whole = jax.jit(lambda *k: nngp._quadrature_expectation(phi, *k, nodes))(k11, k22, k12)
-        batched = jax.jit(lambda *k: nngp._quadrature_expectation(phi, *k, nodes, 4 * 24 * 64 * 3))(k11, k22, k12)
-    assert batched.shape == (len(COVARIANCES),)  # 3 entries per batch, 2 left over
-    np.testing.assert_allclose(batched, whole, rtol=1e-13, atol=1e-15)
+        whole = nngp.activation_expectation("tanh", k11, k22, k12, method="quadrature")
+        batched = nngp.activation_expectation("tanh", *(np.tile(k, 200) for k in (k11, k22, k12)),
+                                              method="quadrature")
+    assert batched.shape == (200 * len(COVARIANCES),)
+    np.testing.assert_allclose(np.asarray(batched).reshape(200, -1), np.broadcast_to(whole, (200, len(COVARIANCES))),
+                               rtol=1e-13, atol=1e-15)
 
 
 # -- width convergence ---------------------------------------------------------------------
@@ -306,7 +317,7 @@ def test_conv_covariance_is_exact_x64():
     """A 'SAME' conv is linear in its parameters, so its output covariance is J J^T exactly.
 
     Cases: stride 1, and stride 2 with an even (asymmetric padding) and an odd size."""
-    cov_fn = jax.jit(resnet._conv_cov, static_argnums=(1, 2, 3))
+    cov_fn = jax.jit(resnet.conv_cov, static_argnums=(1, 2, 3))
     for size, stride in [((4, 4), 1), ((6, 5), 2)]:
         h_out, w_out = (-(-d // stride) for d in size)
         with jax.enable_x64(True):
@@ -353,9 +364,7 @@ def test_resnet_kernel_structure_x64():
     arch = ResNet(4, 8, "relu")
     x = _normal(10, (4, 4, 4, 2))
     with jax.enable_x64(True):
-        diag1, diag2, cross = (np.asarray(a) for a in
-                               nngp._kernel_parts(arch, jnp.asarray(x[:3]), jnp.asarray(x), "closed_form",
-                                                  nngp.QUADRATURE_NODES))
+        diag1, diag2, cross = _kernel_parts(arch, jnp.asarray(x[:3]), jnp.asarray(x), "closed_form")
     k = cross[:, :3]
     np.testing.assert_allclose(k, k.T, rtol=1e-12)
     assert np.linalg.eigvalsh(k).min() > 0

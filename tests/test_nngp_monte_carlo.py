@@ -44,7 +44,7 @@ class RandomFourier(Architecture):
     def feature_dim(self, x_shape) -> int:
         return self.width
 
-    def _init_hidden(self, rng_key, x):
+    def init_hidden(self, rng_key, x):
         return {"W": jax.random.normal(rng_key, (np.shape(x)[1], self.width))}
 
     def hidden_features(self, hidden, x):

@@ -234,6 +234,6 @@ def test_the_plan_counts_the_references_to_build():
     options = grid.validate(grid.merge(grid.load_config("experiments/quick.toml"), {"widths": [8, 16]}))
     _, cells = sweep.plan(options, dtype="float64")
     assert len(cells) == 4  # two widths, two parameterisations: two settings
-    line = sweep._plan_line(cells, cells, [], cells, None, "runs/q", "auto")
+    line = sweep.plan_line(cells, cells, [], cells, None, "runs/q", "auto")
     assert "plus the reference posteriors of up to 2 settings, each built once under runs/q/references" in line
-    assert "reference" not in sweep._plan_line(cells, cells, [], cells, None, "runs/q", "off")
+    assert "reference" not in sweep.plan_line(cells, cells, [], cells, None, "runs/q", "off")

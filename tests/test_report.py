@@ -258,7 +258,7 @@ def _verdict(tmp_path, rows, *, full=False) -> tuple[str, dict]:
     if full:
         md = report.write_report(tmp_path, rows, command="reprior sweep ...")["report_md"].read_text()
     else:
-        doc = report._Doc()
+        doc = report.Document()
         report_accuracy.add_accuracy_section(doc, rows, tmp_path)
         md = doc.markdown()
     section = md.split("## Cost to accuracy", 1)[1].split("\n## ", 1)[0]

@@ -12,9 +12,11 @@ def _row(sampler, param, width=8, **metrics):
             **metrics}
 
 
-def test_the_provenance_lists_each_command_once():
-    assert report._commands("reprior sweep --widths 8\nreprior  sweep --widths 8 \n\nreprior report out") == \
-        ["reprior sweep --widths 8", "reprior report out"]
+def test_the_provenance_lists_each_command_once(tmp_path):
+    rows = [_row("nuts", "standard"), _row("nuts", "reprior")]
+    command = "reprior sweep --widths 8\nreprior  sweep --widths 8 \n\nreprior report out"
+    text = report.write_report(tmp_path, rows, command=command)["report_md"].read_text()
+    assert "Commands:\n\n```\nreprior sweep --widths 8\nreprior report out\n```\n" in text
 
 
 def test_biased_kernels_are_labelled_and_never_best():
@@ -22,23 +24,18 @@ def test_biased_kernels_are_labelled_and_never_best():
             _row("mclmc", "reprior", ess_per_eval_pred=10.0, ess_per_second_pred=500.0)]
     [(key, entries)] = report.sampler_tables(rows)
     mclmc = next(e for e in entries if e["sampler"] == "mclmc")
-    assert report._format_entry(mclmc, "sampler") == "mclmc (unadjusted: biased)"
-    assert report._format_entry(mclmc, "chains") == "ok; biased kernel (unadjusted: biased by its step size)"
+    assert report.format_entry(mclmc, "sampler") == "mclmc (unadjusted: biased)"
+    assert report.format_entry(mclmc, "chains") == "ok; biased kernel (unadjusted: biased by its step size)"
     nuts = next(e for e in entries if e["sampler"] == "nuts" and e["parameterisation"] == "reprior")
-    assert report._format_entry(nuts, "chains") == "ok"
-    headline = report._sampler_headline(entries)
+    assert report.format_entry(nuts, "chains") == "ok"
+    headline = report.sampler_headline(entries)
     assert "(`reprior` `nuts`)" in headline and "(`reprior` `mclmc`)" not in headline
     assert "`mclmc` is left out of the best" in headline
 
 
 def test_headings_carry_the_noise_and_its_units(tmp_path):
     rows = [_row("nuts", "standard"), _row("nuts", "reprior"), _row("pcn", "reprior")]
-    doc = report._build(rows, "reprior sweep\nreprior sweep", {"plot_ess_per_eval": tmp_path / "e.png",
-                                                               **{k: tmp_path / f"{k}.png" for k in (
-                                                                   "plot_ess_per_grad", "plot_ess_per_grad_theta",
-                                                                   "plot_ratio", "plot_rhat")}},
-                        [], "t", report.sampler_tables(rows))
-    text = doc.markdown()
+    text = report.write_report(tmp_path, rows, command="reprior sweep\nreprior sweep")["report_md"].read_text()
     headings = [line for line in text.splitlines() if line.startswith("### ")]
     assert "### mlp depth 1, relu, diabetes, n=96, noise_std 0.1 (standardised y), nuts, 2x50" in headings
     assert "### mlp depth 1, relu, diabetes, n=96, noise_std 0.1 (standardised y)" in headings  # the samplers'

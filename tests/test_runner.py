@@ -324,15 +324,15 @@ def test_status_shows_failed_chains_apart_from_done(tmp_path, capsys):
 ])
 def test_summary_line_says_when_the_chains_failed(metrics, num_chains, tail):
     from reprior.inference.health import chain_failure
-    from reprior.experiments.runner.sweep import _summary_line
+    from reprior.experiments.runner.sweep import summary_line
 
     metrics = {**HEALTHY_METRICS, **metrics}
-    line = _summary_line(metrics, 1.5, num_chains=num_chains)
+    line = summary_line(metrics, 1.5, num_chains=num_chains)
     accept = f"{metrics['accept_mean']:.3g}"
     assert line == f"ESS/grad(pred) 0.0123, ESS(pred) 346, R-hat {metrics['rhat_max']:.3g}, accept {accept}, " + tail
     assert ("FAILED" in line) == bool(chain_failure({**metrics, "num_chains": num_chains}))
     if num_chains is None:
-        assert _summary_line(metrics, 1.5) == line  # the default: unknown
+        assert summary_line(metrics, 1.5) == line  # the default: unknown
 
 def test_keep_auto_bounds_the_stored_draws():
     from reprior.experiments.runner.sweep import KEEP_BUDGET_BYTES, build_bnn, resolve_keep

@@ -53,8 +53,7 @@ def test_uniformity_test_rejects_u_shaped_ranks():
 def test_potential_matches_bnn_log_density_x64(parameterisation, readout):
     """The target SBC builds with a traced noise level is exactly the density of BNN.log_density."""
     with jax.enable_x64(True):
-        x, _ = sbc._inputs(0, 10, 2)
-        x = jnp.asarray(x)
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((10, 2)))
         bnn = reprior.BNN(reprior.MLP(width=8), noise_std=0.4)
         params = bnn.init(jax.random.key(1), x, 1)
         y = bnn.apply(params, x) + 0.4 * jax.random.normal(jax.random.key(2), (10, 1))

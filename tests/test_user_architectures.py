@@ -33,7 +33,7 @@ def data(n=10, in_dim=3, out_dim=2, seed=0):
 
 
 def mlp_copy(mlp, **kwargs):
-    return FeatureArchitecture(init=mlp._init_hidden, features=mlp.hidden_features, name="mlp-copy", **kwargs)
+    return FeatureArchitecture(init=mlp.init_hidden, features=mlp.hidden_features, name="mlp-copy", **kwargs)
 
 
 def load_example(name: str):
@@ -94,7 +94,7 @@ def test_reprior_draws_every_hidden_leaf_from_the_structure_of_init():
 def test_repr_replace_equality_and_recorded_settings():
     mlp = reprior.MLP(width=8)
     arch = mlp_copy(mlp, width=8, settings={"activation": "relu"})
-    assert repr(arch) == ("FeatureArchitecture(name='mlp-copy', init=reprior.core.architectures.mlp.MLP._init_hidden, "
+    assert repr(arch) == ("FeatureArchitecture(name='mlp-copy', init=reprior.core.architectures.mlp.MLP.init_hidden, "
                           "features=reprior.core.architectures.mlp.MLP.hidden_features, width=8, "
                           "settings={'activation': 'relu'}, out_w_std=1.0, out_b_std=0.1)")
     wide = dataclasses.replace(arch, width=1)
@@ -275,11 +275,11 @@ import reprior
 
 def make_arch(width, depth=1):
     mlp = reprior.MLP(width=width, depth=depth)
-    return reprior.FeatureArchitecture(init=mlp._init_hidden, features=mlp.hidden_features, name="user-mlp")
+    return reprior.FeatureArchitecture(init=mlp.init_hidden, features=mlp.hidden_features, name="user-mlp")
 
 def fixed_width(width):
     mlp = reprior.MLP(width=5)
-    return reprior.FeatureArchitecture(init=mlp._init_hidden, features=mlp.hidden_features, name="fixed")
+    return reprior.FeatureArchitecture(init=mlp.init_hidden, features=mlp.hidden_features, name="fixed")
 
 def not_an_arch(width):
     return "mlp"
@@ -352,7 +352,9 @@ def test_an_entry_point_adds_a_name(user_module):
     (dist / "entry_points.txt").write_text("[reprior.architectures]\nusermlp = usermod:make_arch\n")
     assert registry.architecture_names()[-1] == "usermlp" and "usermod" not in sys.modules  # listed, not imported
     arch = grid.architecture_spec("usermlp").from_settings({"width": 3, "depth": 1})
-    assert arch.name == "user-mlp" and arch.width == 3 and "usermlp" in registry._REGISTRY
+    assert arch.name == "user-mlp" and arch.width == 3
+    with pytest.raises(ValueError, match="'usermlp', which is registered already"):  # registered on first use
+        registry.register_architecture(grid.architecture_spec("usermlp"))
 
 
 SYN = ["--dataset", "synthetic", "--n-train", "8", "--n-test", "4"]

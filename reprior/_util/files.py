@@ -20,16 +20,19 @@ import secrets
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["TMP_MARK", "atomic_write", "atomic_write_text", "describe_os_error", "fsync_dir", "is_orphan_tmp",
-           "is_own_tmp", "probe_writable", "tmp_owner"]
+__all__ = ["HOST", "TMP_MARK", "atomic_write", "atomic_write_text", "describe_os_error", "fsync_dir",
+           "is_orphan_tmp", "is_own_tmp", "probe_writable", "tmp_owner"]
 
+#: How every temporary file name starts.
 TMP_MARK = ".tmp-"
-_HOST = "".join(c if c.isalnum() else "_" for c in platform.node()) or "host"
+#: This machine's name in temporary file names (``<host>`` above): its letters and digits, ``_`` for the
+#: rest, ``host`` if it has none.
+HOST = "".join(c if c.isalnum() else "_" for c in platform.node()) or "host"
 
 
 def _prefix() -> str:
     # computed per call: a forked child has another pid
-    return f"{TMP_MARK}{_HOST}-{os.getpid()}-"
+    return f"{TMP_MARK}{HOST}-{os.getpid()}-"
 
 
 def tmp_owner(name: str) -> tuple[str, int] | None:
@@ -50,7 +53,7 @@ def is_own_tmp(name: str) -> bool:
 def is_orphan_tmp(name: str) -> bool:
     """True for a temporary file whose writer was a process of *this* host that no longer runs."""
     owner = tmp_owner(name)
-    if owner is None or owner[0] != _HOST or owner[1] == os.getpid():
+    if owner is None or owner[0] != HOST or owner[1] == os.getpid():
         return False
     try:
         os.kill(owner[1], 0)

@@ -26,13 +26,18 @@ from reprior._util.choices import CHAIN_METHODS, DTYPES, default_dtype
 from reprior.experiments.runner import grid
 from reprior.experiments.runner.executors import key_value
 
-__all__ = ["add_sbc_arguments", "build_parser", "main", "sbc_command"]
+__all__ = ["add_sbc_arguments", "build_parser", "main", "sbc_command", "sweep_options"]
 
 PROG = "reprior"
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, ``reprior: error: ...``, and exit status 2."""
+    """An ArgumentParser whose errors are one line, ``reprior: error: ...``, and exit status 2, and that
+    reads ``--shard -1/2`` as ``--shard=-1/2`` (:func:`_join_negative_values`)."""
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(_join_negative_values(args), namespace)
 
     def error(self, message):
         self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
@@ -227,7 +232,7 @@ def _cmd_reference(args, argv) -> int:
     from reprior.experiments.runner import ownership, references, sweep
 
     with interrupts.deferred():
-        options = _sweep_options(args)
+        options = sweep_options(args)
         _refuse_default_grid(args)
         if options["reference"] == "off" and args.reference is None:  # the default: this command builds them
             options["reference"] = "auto"
@@ -349,7 +354,8 @@ def sbc_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``reprior`` parser, with its subcommands."""
+    """The ``reprior`` parser, with its subcommands; its ``parse_args`` reads argv as :func:`main` does
+    (``--shard -1/2`` too), and :func:`sweep_options` turns parsed ``sweep`` arguments into options."""
     parser = _Parser(prog=PROG, description="Fast exact posterior sampling of wide Bayesian neural networks "
                                             "by repriorisation: experiment runner and reports.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -398,7 +404,19 @@ def _set_dtype(dtype: str | None) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _sweep_options(args) -> dict:
+def sweep_options(args) -> dict:
+    """The sweep options of parsed ``reprior sweep`` (or ``reprior reference``) arguments, validated.
+
+    ``args`` is what :func:`build_parser` parses, e.g.
+    ``build_parser().parse_args(["sweep", "--config", "experiments/quick.toml", "--widths", "8"])``.
+    The config file ``args.config`` (if any) is read and the flags override it (a plain
+    ``--sampler-option KEY=VALUE`` its sampler-scoped settings too; ``--sampler`` drops the settings
+    scoped to samplers left out), then :func:`reprior.experiments.runner.grid.validate` checks the
+    whole; a bad value raises :class:`reprior.experiments.runner.grid.ConfigError` in one line.  The
+    result is what :func:`reprior.experiments.runner.sweep.plan` and
+    :func:`reprior.experiments.runner.sweep.run_sweep` take.  Sets ``args.config_is_empty`` (a config
+    file with no grid option in it).
+    """
     config = grid.load_config(args.config) if args.config else {}
     args.config_is_empty = bool(args.config) and not set(config) - {"out"}  # no grid option in it
     flags = {}
@@ -479,7 +497,7 @@ def _sweep(args, argv) -> int:
     from reprior.experiments import preflight
     from reprior.experiments.runner import ownership, sweep
 
-    options = _sweep_options(args)
+    options = sweep_options(args)
     _refuse_default_grid(args)
     dtype = _set_dtype(options["dtype"])
     if args.dry_run:
@@ -619,7 +637,7 @@ def main(argv=None) -> int:
                 from reprior.inference import sampling  # noqa: F401  (NumPyro, ArviZ and the kernels)
 
             x64 = jax.config.jax_enable_x64
-            args = build_parser().parse_args(_join_negative_values(argv))
+            args = build_parser().parse_args(argv)
             return args.func(args, argv)
     except SystemExit as stop:  # argparse: --help, --version, bad flags
         code = stop.code

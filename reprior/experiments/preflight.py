@@ -191,9 +191,6 @@ def check_file_target(path, argument: str, formats=None) -> None:
         raise ConfigError(describe_os_error(err, argument, path=path)) from None
 
 
-_check_file_target = check_file_target
-
-
 # -- samplers and devices ------------------------------------------------------------------
 def check_samplers(cells) -> None:
     """Validate each distinct (sampler, options) once (:func:`reprior.inference.kernels.validate_options`)."""
@@ -313,9 +310,9 @@ def check_memory(cells, datasets, *, available: int | None = None) -> None:
 def check_sbc(args) -> None:
     """``reprior sbc``: output paths and enough replications for the rank test."""
     if args.plot is not None:
-        _check_file_target(args.plot, "--plot", PLOT_FORMATS)
+        check_file_target(args.plot, "--plot", PLOT_FORMATS)
     if args.json is not None:
-        _check_file_target(args.json, "--json")
+        check_file_target(args.json, "--json")
     for name in ("num_replications", "num_bins"):
         value = getattr(args, name)
         if value < 2:

@@ -218,9 +218,11 @@ def sampler_tables(rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
     return out
 
 
-def _sampler_headline(entries: list[dict]) -> str:
-    """Per width: the entry with the highest ESS/eval ratio to standard NUTS, and the highest ESS/s
-    ratio, among the exact kernels whose chains did not fail (biased ones are never best)."""
+def sampler_headline(entries: list[dict]) -> str:
+    """The sentences above one table of :func:`sampler_tables` (its ``entries``): per width, the entry with
+    the highest ESS/eval ratio to standard NUTS and the one with the highest ESS/s ratio, among the exact
+    kernels whose chains did not fail; the biased kernels there
+    (:data:`reprior.experiments.plots.BIASED_SAMPLERS`) are named as left out, never best."""
     from reprior.experiments.plots import BIASED_SAMPLERS
 
     sentences = []
@@ -299,31 +301,47 @@ def _distinct(rows, key) -> list[str]:
 
 
 # -- the document ----------------------------------------------------------------------
-class _Doc:
-    """A list of blocks rendered to Markdown and to self-contained HTML."""
+class Document:
+    """A report document: a list of blocks rendered to Markdown and to self-contained HTML.
+
+    :func:`write_report` builds one; a section is a function that appends blocks to it, as
+    :func:`reprior.experiments.report_accuracy.add_accuracy_section` and
+    :func:`reprior.experiments.report_limits.add_limits_section` do.  Text may hold
+    ``code`` spans (backticks), which both renderings keep.
+
+    Attributes:
+        blocks: the blocks in order, ``(kind, *content)`` tuples.
+    """
 
     def __init__(self):
         self.blocks: list[tuple] = []
 
     def heading(self, level, text):
+        """Append a heading of ``level`` (1 is the title)."""
         self.blocks.append(("h", level, text))
 
     def para(self, text):
+        """Append a paragraph."""
         self.blocks.append(("p", text))
 
     def bullets(self, items):
+        """Append a bulleted list, one item per string of ``items``."""
         self.blocks.append(("ul", list(items)))
 
     def code(self, text):
+        """Append a code block, shown verbatim."""
         self.blocks.append(("code", text))
 
     def table(self, header, body):
+        """Append a table: ``header`` a list of column names, ``body`` a list of rows of strings."""
         self.blocks.append(("table", header, body))
 
     def image(self, rel_path, alt):
+        """Append an image at ``rel_path`` (relative to the report's folder) with the text ``alt``."""
         self.blocks.append(("img", rel_path, alt))
 
     def markdown(self) -> str:
+        """The document as Markdown (``report.md``)."""
         out = []
         for block in self.blocks:
             kind = block[0]
@@ -344,6 +362,8 @@ class _Doc:
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str) -> str:
+        """The document as one self-contained HTML page titled ``title`` (``report.html``)."""
+
         def inline(text):  # `code` spans only
             parts = html.escape(text).split("`")
             return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
@@ -490,7 +510,7 @@ def write_report(out_dir, rows: list[dict], *, command: str, cells_idata: dict |
             rank = f"plots/rank_{name}.png"
         traces.append((caption, f"plots/trace_{name}.png", rank))
 
-    verdict = _Doc()
+    verdict = Document()
     files.update(add_accuracy_section(verdict, rows, out_dir))  # reprior.experiments.report_accuracy
     doc = _build(rows, command, files, traces, title, samplers, skipped_cells or [], opening=verdict,
                  warned=cell_warnings(out_dir, rows))
@@ -504,9 +524,11 @@ def _write_text(path: Path, text: str) -> Path:
     return atomic_write_text(path, text)
 
 
-def _format_entry(entry: dict, key: str) -> str:
-    """A table cell: R-hat of one-chain cells explained, ratios over a failed baseline flagged,
-    biased kernels named so (:func:`reprior.experiments.plots.sampler_label`)."""
+def format_entry(entry: dict, key: str) -> str:
+    """The text of column ``key`` of a table row ``entry`` (of :func:`comparison_tables` or
+    :func:`sampler_tables`): numbers by :func:`format_number`, R-hat of one-chain cells explained, ratios
+    over a failed baseline flagged with a dagger, biased kernels named so
+    (:func:`reprior.experiments.plots.sampler_label`) and warnings counted in the ``chains`` column."""
     from reprior.experiments.plots import BIASED_SAMPLERS, sampler_label
 
     if key == "parameterisation":
@@ -526,11 +548,11 @@ def _format_entry(entry: dict, key: str) -> str:
     return text
 
 
-def _build(rows, command, files, traces, title, samplers, skipped_cells=(), opening: _Doc | None = None,
-           warned: dict[str, list[str]] | None = None) -> _Doc:
+def _build(rows, command, files, traces, title, samplers, skipped_cells=(), opening: Document | None = None,
+           warned: dict[str, list[str]] | None = None) -> Document:
     """The report document; ``opening`` (the "Cost to accuracy" section) comes first, after the warnings;
     ``warned`` (:func:`cell_warnings`) gives the "Warnings" section."""
-    doc = _Doc()
+    doc = Document()
     doc.heading(1, title)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.para(f"Generated {now} from {len(rows)} cells. Per-cell figures are in `summary.csv`; "
@@ -549,7 +571,7 @@ def _build(rows, command, files, traces, title, samplers, skipped_cells=(), open
     return doc
 
 
-def _add_notices(doc: _Doc, rows, skipped_cells, warned_rows) -> None:
+def _add_notices(doc: Document, rows, skipped_cells, warned_rows) -> None:
     """The warnings under the title: failed chains, cells left out, cells that warned, one-chain cells."""
     failed = [row for row in rows if health.chain_failure(row)]
     if failed:
@@ -568,7 +590,7 @@ def _add_notices(doc: _Doc, rows, skipped_cells, warned_rows) -> None:
         doc.para("One-chain cells have no R-hat (it compares chains: run two or more) and no rank plot.")
 
 
-def _add_provenance(doc: _Doc, rows, command) -> None:
+def _add_provenance(doc: Document, rows, command) -> None:
     """The "Provenance" section: the command(s), the machines and the software versions."""
     doc.heading(2, "Provenance")
     doc.para("Command:" if len(_commands(command)) < 2 else "Commands:")
@@ -586,7 +608,7 @@ def _add_provenance(doc: _Doc, rows, command) -> None:
     doc.bullets(items)
 
 
-def _add_results(doc: _Doc, rows) -> None:
+def _add_results(doc: Document, rows) -> None:
     """The "Results" section: one comparison table per group, with the inferred noise where there is one."""
     from reprior.experiments.plots import group_title
 
@@ -606,7 +628,7 @@ def _add_results(doc: _Doc, rows) -> None:
         headline = _headline(entries)
         if headline:
             doc.para(headline)
-        doc.table([h for _, h in TABLE_COLUMNS], [[_format_entry(e, k) for k, _ in TABLE_COLUMNS] for e in entries])
+        doc.table([h for _, h in TABLE_COLUMNS], [[format_entry(e, k) for k, _ in TABLE_COLUMNS] for e in entries])
         if any(e.get("baseline_failed") for e in entries):
             doc.para("\u2020 the standard cell at this width has failed chains: the ratio divides by an ESS "
                      "that does not measure mixing.")
@@ -627,7 +649,7 @@ def _inferred_noises(rows) -> dict:
     return noises
 
 
-def _add_samplers(doc: _Doc, samplers, files) -> None:
+def _add_samplers(doc: Document, samplers, files) -> None:
     """The "Samplers against standard NUTS" section: one table per target (:func:`sampler_tables`)."""
     from reprior.experiments.plots import target_title
 
@@ -643,13 +665,13 @@ def _add_samplers(doc: _Doc, samplers, files) -> None:
              "test predictions inherit its independent draws and can mix faster than the hidden weights.")
     for key, entries in samplers:
         doc.heading(3, target_title(key) or "all cells")
-        doc.para(_sampler_headline(entries))
+        doc.para(sampler_headline(entries))
         doc.table([h for _, h in SAMPLER_COLUMNS],
-                  [[_format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
+                  [[format_entry(e, k) for k, _ in SAMPLER_COLUMNS] for e in entries])
     doc.image(f"plots/{files['plot_ess_per_eval'].name}", "ESS per log-density evaluation (pred) vs width")
 
 
-def _add_warnings(doc: _Doc, warned_rows, warned) -> None:
+def _add_warnings(doc: Document, warned_rows, warned) -> None:
     """The "Warnings" section: per cell that warned, its distinct warnings (``warned``, :func:`cell_warnings`)."""
     doc.heading(2, "Warnings")
     doc.para("Per cell, the distinct warnings it raised (up to "
@@ -666,7 +688,7 @@ def _add_warnings(doc: _Doc, warned_rows, warned) -> None:
     doc.bullets(items)
 
 
-def _add_plots(doc: _Doc, files, traces) -> None:
+def _add_plots(doc: Document, files, traces) -> None:
     """The "Plots" section (the width plots) and the trace and rank plots of the plotted cells."""
     doc.heading(2, "Plots")
     for name, caption in [("plot_ess_per_grad", "ESS per gradient evaluation (pred) vs width"),

@@ -384,9 +384,9 @@ def _accuracy_plots(doc, place: dict, out_dir: Path) -> dict[str, Path]:
 
 
 def add_accuracy_section(doc, rows: list[dict], out_dir) -> dict[str, Path]:
-    """Append the "Cost to accuracy" section to ``doc`` (a report document): per target and
-    per measure of :data:`MEASURES`, one sentence per width (:func:`verdict_sentences`) and a
-    table; then per width the plots of ``b²`` against cost and seconds, drawn from
+    """Append the "Cost to accuracy" section to ``doc`` (a :class:`reprior.experiments.report.Document`):
+    per target and per measure of :data:`MEASURES`, one sentence per width (:func:`verdict_sentences`)
+    and a table; then per width the plots of ``b²`` against cost and seconds, drawn from
     ``out_dir/cells/<cell>/accuracy.csv`` into ``out_dir/plots/``.
 
     Returns:

@@ -197,9 +197,9 @@ def _add_estimated_kernel_text(doc, rows: list[dict]) -> None:
 
 
 def add_limits_section(doc, rows: list[dict], plot_dir) -> dict[str, Path]:
-    """Append the section to the report document ``doc`` (``reprior.experiments.report._Doc``) and write its
-    plots under ``plot_dir``; returns ``{name: path}`` of the plots.  Nothing when no cell has
-    a finite limit metric (runs made before the limit metrics existed)."""
+    """Append the section to the report document ``doc`` (a :class:`reprior.experiments.report.Document`)
+    and write its plots under ``plot_dir``; returns ``{name: path}`` of the plots.  Nothing when no cell
+    has a finite limit metric (runs made before the limit metrics existed)."""
     from reprior.experiments import plots
 
     if not any(np.isfinite(dg.as_number(r.get(m))) for r in rows for m, *_ in LIMIT_PLOTS[:5]):

@@ -153,29 +153,45 @@ def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thin
 
 
 @dataclass
-class _Layout:
-    """How chains are grouped, batched, placed on devices and compiled."""
+class ChainLayout:
+    """How :func:`run_chains` groups, batches, places and compiles chains (:func:`chain_layout` makes one).
 
-    groups: list            # chain indices of each group, run one group after another
-    batched: bool           # leading chain axis (vmap) or one unbatched chain
-    jit: Callable           # (fn, in_axes) -> jitted fn
-    place: Callable         # (chain_tree, replicated_tree) -> the trees on their devices
+    Attributes:
+        groups: the chain indices of each group, run one group after another; the ``"parallel"``
+            group is padded to a multiple of the device count with copies of the last chain.
+        batched: whether a group has a leading chain axis (``vmap``) or is one unbatched chain.
+        jit: ``(fn, in_axes) -> compiled fn`` over a group (``in_axes`` as for ``vmap``: None for
+            arguments shared by every chain).
+        place: ``(chain_tree, shared_tree) -> (chain_tree, shared_tree)`` on their devices (the
+            chain axis split over the devices for ``"parallel"``, the shared trees replicated).
+        num_devices: the devices a group runs on.
+    """
+
+    groups: list
+    batched: bool
+    jit: Callable
+    place: Callable
     num_devices: int = 1
 
     def select(self, tree, idx):
+        """The chains ``idx`` (one of :attr:`groups`) of a tree with a leading ``(num_chains,)`` axis."""
         if self.batched:
             return jax.tree_util.tree_map(lambda a: a[idx], tree)
         return jax.tree_util.tree_map(lambda a: a[int(idx[0])], tree)
 
 
-def _layout(chain_method: str, num_chains: int) -> _Layout:
+def chain_layout(chain_method: str, num_chains: int) -> ChainLayout:
+    """The layout of ``num_chains`` chains run by ``chain_method`` (see the module docstring):
+    ``"sequential"``, one group per chain, unbatched; ``"vectorized"``, one batched group;
+    ``"parallel"``, one batched group sharded over every local device, padded to a multiple of
+    their number (3 chains on 2 devices: ``groups == [[0, 1, 2, 2]]``, two chains per device)."""
     if chain_method == "sequential":
         # One chain at a time, unbatched: NUTS under vmap evaluates both branches
         # of every lax.cond, which costs several times more even with a batch of one.
-        return _Layout([np.array([c]) for c in range(num_chains)], False,
+        return ChainLayout([np.array([c]) for c in range(num_chains)], False,
                        lambda fn, in_axes: jax.jit(fn), lambda chains, shared: (chains, shared))
     if chain_method == "vectorized":
-        return _Layout([np.arange(num_chains)], True, lambda fn, in_axes: jax.jit(jax.vmap(fn, in_axes=in_axes)),
+        return ChainLayout([np.arange(num_chains)], True, lambda fn, in_axes: jax.jit(jax.vmap(fn, in_axes=in_axes)),
                        lambda chains, shared: (chains, shared))
     devices = jax.local_devices()
     mesh = Mesh(np.array(devices), ("chains",))
@@ -189,7 +205,7 @@ def _layout(chain_method: str, num_chains: int) -> _Layout:
     def place(chains, shared):
         return jax.device_put(chains, by_chain), jax.device_put(shared, replicated)
 
-    return _Layout([np.minimum(np.arange(padded), num_chains - 1)], True, jit, place, len(devices))
+    return ChainLayout([np.minimum(np.arange(padded), num_chains - 1)], True, jit, place, len(devices))
 
 
 # ---------------------------------------------------------------------------
@@ -222,7 +238,7 @@ def _fingerprint(rng_key, chain_method, num_chains, num_warmup, num_samples, thi
             "warmup_chunk": _chunk_size(num_warmup), "sample_chunk": _chunk_size(num_samples)}
 
 
-def _save(ckpt, fingerprint, progress: _Progress, layout: _Layout, num_chains: int) -> bool:
+def _save(ckpt, fingerprint, progress: _Progress, layout: ChainLayout, num_chains: int) -> bool:
     """Write ``progress.snapshot`` (chains past ``num_chains``, padding, left out) unless already written."""
     snap = progress.snapshot
     if snap is None or snap is progress.saved:
@@ -256,7 +272,7 @@ def _repad(tree, layout):
     return jax.tree_util.tree_map(lambda a: a[idx], tree)
 
 
-def _restore(ckpt, fingerprint, progress: _Progress, layout: _Layout, template_state, structures):
+def _restore(ckpt, fingerprint, progress: _Progress, layout: ChainLayout, template_state, structures):
     """Load ``ckpt`` into ``progress``; return ``(position, state or None, done, seconds)``."""
     meta, trees = ckpt.load()
     if meta["fingerprint"] != fingerprint:
@@ -333,7 +349,7 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
     init_key, collect_key = jax.random.split(rng_key)
     init_keys = jax.random.split(init_key, num_chains)
     collect_keys = jax.random.split(collect_key, num_chains)
-    layout = _layout(chain_method, num_chains)
+    layout = chain_layout(chain_method, num_chains)
     timings = {"compile_seconds": 0.0, "warmup_seconds": 0.0, "sample_seconds": 0.0}
 
     if progress:
@@ -382,7 +398,7 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
 _SECONDS = {"warmup": "warmup_seconds", "sampling": "sample_seconds"}
 
 
-def _initial_states(kernel, init_params, init_keys, consts, layout: _Layout, kernel_warmup: int,
+def _initial_states(kernel, init_params, init_keys, consts, layout: ChainLayout, kernel_warmup: int,
                     start: Start | None, num_chains: int):
     """``(init_state, first_state)``: the function from a group's chain indices to its initial state (placed
     by ``layout``), and the first group's state.  With ``start``, the states are the earlier run's."""
@@ -404,7 +420,7 @@ def _initial_states(kernel, init_params, init_keys, consts, layout: _Layout, ker
     return start_state, start_state(layout.groups[0])
 
 
-def _compile(layout: _Layout, warmup_fn, draw_fn, first_state, shared, collect_keys, num_warmup: int) -> dict:
+def _compile(layout: ChainLayout, warmup_fn, draw_fn, first_state, shared, collect_keys, num_warmup: int) -> dict:
     """The chunk functions compiled for the first group: ``{"warmup": ..., "draw": ...}`` (no warm-up
     executable without warm-up)."""
     warmup = layout.jit(warmup_fn, (0, None)).lower(first_state, 0).compile() if num_warmup else None
@@ -413,7 +429,7 @@ def _compile(layout: _Layout, warmup_fn, draw_fn, first_state, shared, collect_k
                                                                                     0).compile()}
 
 
-def _run_groups(layout: _Layout, phases, shared, collect_keys, group_state, position, done: int,
+def _run_groups(layout: ChainLayout, phases, shared, collect_keys, group_state, position, done: int,
                 record: _Progress, timings: dict, num_chains: int, ckpt, save, progress) -> dict:
     """Run every chunk of every group and phase from ``position`` (a checkpoint's, or the start) on,
     recording each in ``record``, saving when ``ckpt`` is due and adding the phases' seconds to ``timings``.
@@ -445,7 +461,7 @@ def _run_groups(layout: _Layout, phases, shared, collect_keys, group_state, posi
     return finals
 
 
-def _start_states(start: Start, first_state, layout: _Layout, num_chains: int):
+def _start_states(start: Start, first_state, layout: ChainLayout, num_chains: int):
     """The states of ``start`` as a tree like the run's own (checked against ``first_state``),
     with a leading ``(num_chains,)`` axis."""
     template = _unpad(first_state, layout, num_chains) if layout.batched else jax.tree_util.tree_map(
@@ -457,7 +473,7 @@ def _start_states(start: Start, first_state, layout: _Layout, num_chains: int):
     return states
 
 
-def _final_state(states, layout: _Layout, num_chains: int):
+def _final_state(states, layout: ChainLayout, num_chains: int):
     """The last states of every group as one tree with a leading ``(num_chains,)`` axis."""
     if layout.batched:
         return jax.tree_util.tree_map(lambda a: a[:num_chains], states[0])

@@ -80,7 +80,7 @@ class Architecture:
     Subclasses are frozen dataclasses whose fields are declared with
     :func:`hyperparameter`; :meth:`__post_init__` validates every field once,
     in field order, so constructing an architecture with a bad value fails
-    before any tracing.  They implement ``_init_hidden(rng_key, x)``,
+    before any tracing.  They implement ``init_hidden(rng_key, x)``,
     ``hidden_features(hidden, x) -> (n, d)``, ``feature_dim(x_shape) -> d``
     and ``check_inputs(x)``, and declare the readout scales as fields
     ``out_w_std: float = readout_w_std()`` and ``out_b_std: float = readout_b_std()``
@@ -94,10 +94,15 @@ class Architecture:
                 object.__setattr__(self, field.name, check(field.name, getattr(self, field.name)))
 
     # -- interface for subclasses -------------------------------------------------
-    def _init_hidden(self, rng_key, x):  # pragma: no cover - abstract
+    def init_hidden(self, rng_key, x):  # pragma: no cover - abstract
+        """The hidden layers' parameters, ``params["hidden"]`` of :meth:`init`: a pytree with every leaf
+        drawn i.i.d. N(0, 1) (only ``x.shape`` is used).  With :meth:`hidden_features` it is the pair
+        that a :class:`~reprior.core.architectures.user.FeatureArchitecture` takes as ``init`` and
+        ``features``."""
         raise NotImplementedError
 
     def hidden_features(self, hidden, x) -> jax.Array:  # pragma: no cover - abstract
+        """The last hidden layer ``(n, d)`` at the hidden parameters ``hidden`` (of :meth:`init_hidden`)."""
         raise NotImplementedError
 
     def feature_dim(self, x_shape) -> int:  # pragma: no cover - abstract
@@ -124,7 +129,7 @@ class Architecture:
         hidden_key, w_key, b_key = jax.random.split(rng_key, 3)
         p = self.num_features(jnp.shape(x))
         return {
-            "hidden": self._init_hidden(hidden_key, x),
+            "hidden": self.init_hidden(hidden_key, x),
             "readout": {
                 "W": jax.random.normal(w_key, (p - 1, out_dim)),
                 "b": jax.random.normal(b_key, (out_dim,)),

@@ -51,7 +51,8 @@ class MLP(Architecture):
     def feature_dim(self, x_shape) -> int:
         return self.width
 
-    def _init_hidden(self, rng_key, x):
+    def init_hidden(self, rng_key, x):
+        """``params["hidden"]``: one ``{"W": (fan_in, width), "b": (width,)}`` per layer, i.i.d. N(0, 1)."""
         dims = [np.shape(x)[1]] + [self.width] * self.depth
         keys = jax.random.split(rng_key, self.depth)
         return [init_dense(k, dims[i], dims[i + 1]) for i, k in enumerate(keys)]

@@ -151,7 +151,9 @@ class ResNet(Architecture):
     def feature_dim(self, x_shape) -> int:
         return 4 * self.width
 
-    def _init_hidden(self, rng_key, x):
+    def init_hidden(self, rng_key, x):
+        """``params["hidden"]``: ``{"stem": conv, "blocks": [{"conv1", "conv2"[, "shortcut"]} per block]}``
+        (each conv ``{"W", "b"}``), every leaf i.i.d. N(0, 1)."""
         specs = self.block_specs()
         stem_key, *block_keys = jax.random.split(rng_key, len(specs) + 1)
         return {
@@ -200,8 +202,15 @@ def _spatial_diag(cov) -> jax.Array:
     return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(cov.shape[:-4] + (h, w))
 
 
-def _conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
+def conv_cov(cov, stride: int, w_std: float, b_std: float) -> jax.Array:
     """Covariance after a 3x3 'SAME' convolution in NTK parameterisation.
+
+    ``cov``: the covariance ``(..., H, W, H, W)`` of the inputs between pixels, averaged over their
+    channels (entry ``[..., i, j, k, l]`` for pixel ``(i, j)`` of one input and ``(k, l)`` of the
+    other); returns that of one output channel of :func:`reprior.core.architectures.layers.conv`
+    (weights and biases i.i.d. N(0, 1), scaled by ``w_std`` and ``b_std``), ``(..., H', W', H', W')``
+    with ``H' = ceil(H / stride)``.  A building block of NNGP recursions for convolutional networks
+    (:func:`nngp_kernel_parts`):
 
     .. math::
 
@@ -243,7 +252,7 @@ def nngp_kernel_parts(arch: ResNet, x1, x2, expect):
 
     Stem :math:`\\Sigma_0 = \\mathcal C(\\Sigma_x)` with
     :math:`\\Sigma_x = x x'^\\top / C` per pixel pair and :math:`\\mathcal C` the
-    convolution map of :func:`_conv_cov`; block ``k``
+    convolution map of :func:`conv_cov`; block ``k``
 
     .. math::
 
@@ -263,7 +272,7 @@ def nngp_kernel_parts(arch: ResNet, x1, x2, expect):
              jnp.einsum("aijc,bklc->abijkl", x1, x2) / channels)
 
     def conv(triple, stride):
-        return tuple(_conv_cov(c, stride, arch.w_std, arch.b_std) for c in triple)
+        return tuple(conv_cov(c, stride, arch.w_std, arch.b_std) for c in triple)
 
     state = conv(state, 1)
     for spec in arch.block_specs():

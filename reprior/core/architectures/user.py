@@ -151,7 +151,7 @@ class FeatureArchitecture(Architecture):
         """``d``, read from :func:`jax.eval_shape` of ``features`` on inputs of shape ``x_shape``."""
         return self._probe(tuple(x_shape), jnp.result_type(float))
 
-    def _init_hidden(self, rng_key, x):
+    def init_hidden(self, rng_key, x):
         """Every leaf of ``init``'s pytree drawn i.i.d. N(0, 1) (the structure of ``init(rng_key, x)``)."""
         structure = self._hidden_structure(tuple(np.shape(x)), jnp.result_type(float))
         leaves, treedef = jax.tree_util.tree_flatten(structure)
@@ -214,7 +214,7 @@ class FeatureArchitecture(Architecture):
 
     def _check_prior_draw(self, x) -> bool:
         """Features at one prior draw of the hidden weights (key 0) are finite; False: not checked (traced)."""
-        hidden = self._init_hidden(jax.random.key(0), x)
+        hidden = self.init_hidden(jax.random.key(0), x)
         try:
             h = np.asarray(jax.jit(self.features_fn)(hidden, x))
         except jax.errors.TracerArrayConversionError:  # inside another trace (a jitted model): shapes only

@@ -45,7 +45,7 @@ reports the lag-1 autocorrelation of the thinned draws of each summary.
 from __future__ import annotations
 
 from reprior._util.choices import DTYPES
-from reprior.evaluation.sbc.runner import _inputs, run_sbc  # noqa: F401  (_inputs: the fixed design, used by the tests)
+from reprior.evaluation.sbc.runner import run_sbc
 from reprior.evaluation.sbc.statistics import (SUMMARY_NAMES, SBCResult, lag1_autocorrelation, rank_counts,
                                                uniformity_test)
 

@@ -39,7 +39,7 @@ from reprior.experiments.runner import ownership, references
 from reprior.experiments.runner.store import CellBusy, CellStore, to_jsonable
 
 __all__ = ["KEEP_BUDGET_BYTES", "SETTINGS_COLUMNS", "SweepResult", "build_bnn", "load_all_data", "load_cell_data", "plan",
-           "report_rows", "resolve_keep", "run_cell", "run_sweep", "write_sweep_report"]
+           "plan_line", "report_rows", "resolve_keep", "run_cell", "run_sweep", "summary_line", "write_sweep_report"]
 
 CHECKPOINT_DIR = "checkpoint"
 """A cell's chain checkpoints, under its directory (removed when the cell is finished)."""
@@ -260,9 +260,13 @@ def _say(console, text: str, style: str | None = None) -> None:
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
-def _summary_line(metrics: dict, wall: float, *, num_chains: int | None = None) -> str:
-    """A finished cell's console line; ends in ``"; FAILED (<reasons>)"`` when its chains failed
-    (:func:`reprior.inference.health.chain_failure`; ``num_chains=None``, unknown, leaves R-hat unjudged)."""
+def summary_line(metrics: dict, wall: float, *, num_chains: int | None = None) -> str:
+    """A finished cell's console line, as :func:`run_sweep` prints it after ``done <key> <label>:``.
+
+    ``metrics``: the cell's metrics (:func:`run_cell`'s); ``wall``: its seconds.  The line gives the
+    ESS per gradient evaluation, the ESS, R-hat and the acceptance (``-`` where missing) and ends in
+    ``"; FAILED (<reasons>)"`` when the chains failed (:func:`reprior.inference.health.chain_failure`;
+    ``num_chains=None``, unknown, leaves R-hat unjudged)."""
     from reprior.inference.health import chain_failure
 
     def fmt(name):
@@ -284,7 +288,12 @@ _NOT_REFERENCE_SETTINGS = frozenset({"parameterisation", "readout", "sampler", "
                                      "num_projections"})
 
 
-def _plan_line(all_cells, cells, skipped, todo, shard, root, reference: str = "off") -> str:
+def plan_line(all_cells, cells, skipped, todo, shard, root, reference: str = "off") -> str:
+    """The line :func:`run_sweep` opens with: the cells of the grid (``all_cells``), of this shard
+    (``cells``; ``shard`` ``(index, count)`` or None), already finished (``skipped``) and to run
+    (``todo``), the iterations and gradient evaluations these need, and the output folder ``root``.
+    With ``reference="auto"`` it counts the reference posteriors the cells to run may build (one per
+    setting that does not depend on the sampler, under ``root/references``)."""
     where = f"shard {shard[0]}/{shard[1]}: " if shard else ""
     iterations = sum(grid_mod.iterations(c.settings) for c in todo)
     grads = grid_mod.describe_grad_evals(c.settings for c in todo)
@@ -333,7 +342,7 @@ def run_sweep(options: dict[str, Any], *, dtype: str, shard: tuple[int, int] | N
         cells = [cell for cell in cells if cell.key in set(keys)]
     result = SweepResult(cells=cells, strict=strict)
     todo, rescore = _triage(cells, store, options, result)
-    _say(console, _plan_line(all_cells, cells, result.skipped, todo, shard, store.root, options["reference"]))
+    _say(console, plan_line(all_cells, cells, result.skipped, todo, shard, store.root, options["reference"]))
     for key, reason in result.redone.items():
         _say(console, f"redoing broken cell {key}: {reason}", style="yellow")
 
@@ -531,7 +540,7 @@ def _run_locked(cell, data, store, result, command, progress, quiet, reference_o
     if why:
         result.broken[cell.key] = why
     if not quiet:
-        line = _summary_line(metrics, info["wall_seconds"], num_chains=cell.settings["num_chains"])
+        line = summary_line(metrics, info["wall_seconds"], num_chains=cell.settings["num_chains"])
         if log is not None:
             line += f"; {len(caught)} warning{'s' if len(caught) != 1 else ''} in {log}"
         _say(progress.console, f"done {cell.key} {cell.label()}: {line}")

@@ -7,8 +7,8 @@ package the ``reprior sbc`` command and the first layout's path ``reprior.sbc`` 
 
 from __future__ import annotations
 
-from reprior.evaluation.sbc import (DTYPES, SUMMARY_NAMES, SBCResult, _inputs, lag1_autocorrelation,  # noqa: F401
-                                    rank_counts, run_sbc, uniformity_test)
+from reprior.evaluation.sbc import (DTYPES, SUMMARY_NAMES, SBCResult, lag1_autocorrelation, rank_counts, run_sbc,
+                                    uniformity_test)
 from reprior.experiments.plots import plot_ranks
 
 __all__ = ["DTYPES", "SBCResult", "SUMMARY_NAMES", "lag1_autocorrelation", "plot_ranks", "rank_counts", "run_sbc",
