@@ -210,6 +210,18 @@ def test_average_and_ratio_by_hand():
     assert math.isnan(averaged[2]["ratio_x"])  # no standard cell at width 16
 
 
+
+def test_cells_with_other_sampler_options_are_not_averaged_as_seeds():
+    """NUTS at tree depth 5 and 10 are two series, whichever way the options are written."""
+    base = {"arch": "mlp", "depth": 1, "sampler": "nuts", "width": 8, "parameterisation": "reprior", "seed": 0}
+    rows = [dict(base, sampler_options='{"max_tree_depth": 5}', x=1.0),
+            dict(base, sampler_options={"max_tree_depth": 10}, x=3.0),
+            dict(base, sampler_options='{"max_tree_depth": 10}', seed=1, x=5.0),
+            dict(base, sampler_options="", x=7.0), dict(base, sampler_options="{}", seed=1, x=9.0)]
+    averaged = dg.average_over_seeds(rows, ["x"])
+    assert sorted((e["sampler_options"], e["num_seeds"], e["x"]) for e in averaged) == [
+        ("", 2, 8.0), ('{"max_tree_depth": 10}', 2, 4.0), ('{"max_tree_depth": 5}', 1, 1.0)]
+
 # -- a real run -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_run():

@@ -78,9 +78,12 @@ def test_trace_without_any_projection_fails_clearly(tmp_path):
 
 
 def test_group_title():
-    key = ("mlp", 2, "relu", "digits", 128, 64, 0.1, "nuts", 4, 500, 500)
+    key = ("mlp", 2, "relu", "digits", 128, 64, 0.1, "nuts", "", 4, 500, 500)
     assert plots.group_title(key) == "mlp depth 2, relu, digits, n=128, noise_std 0.1 (one-hot y), nuts, 4x500"
-    csv = ("mlp", 1, "erf", "csv", 96, 24, 0.05, "mclmc", 2, 300, 300)
+    deeper = ("mlp", 2, "relu", "digits", 128, 64, 0.1, "nuts", '{"max_tree_depth": 5}', 4, 500, 500)
+    assert plots.group_title(deeper) == ("mlp depth 2, relu, digits, n=128, noise_std 0.1 (one-hot y), "
+                                         "nuts (max_tree_depth 5), 4x500")
+    csv = ("mlp", 1, "erf", "csv", 96, 24, 0.05, "mclmc", "", 2, 300, 300)
     assert plots.group_title(csv) == ("mlp depth 1, erf, csv, n=96, noise_std 0.05 (standardised y), "
                                       "mclmc (unadjusted: biased), 2x300")
     assert plots.target_title(("mlp", 1, "relu", "synthetic", 16, 8, 0.1)) == \

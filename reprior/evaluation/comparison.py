@@ -16,6 +16,7 @@ no ArviZ, no plotting.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from reprior.inference.health import as_number, finite_reduce, safe_ratio
 
 __all__ = ["BASELINE", "COMPARISON_KEYS", "RATIO_METRICS", "REFERENCE", "SAMPLER_RATIO_METRICS", "SETTINGS_COLUMNS",
-           "TARGET_KEYS", "average_over_seeds", "comparison_key", "ratio_to_baseline", "ratio_to_reference",
+           "TARGET_KEYS", "average_over_seeds", "comparison_key", "options_key", "ratio_to_baseline", "ratio_to_reference",
            "target_key"]
 
 #: The settings of a cell, first in every summary row and in ``summary.csv``.
@@ -36,14 +37,34 @@ SAMPLER_RATIO_METRICS = ("ess_per_eval_pred", "ess_per_second_pred", "ess_per_ev
 #: Settings that, with ``width``, identify the cells compared with each other: every
 #: setting except ``width``, ``parameterisation``, ``readout`` and ``seed``.
 COMPARISON_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "n_test", "noise_std", "sampler",
-                   "num_chains", "num_warmup", "num_samples")
+                   "sampler_options", "num_chains", "num_warmup", "num_samples")
 #: Parameterisation that the ratios divide by.
 BASELINE = "standard"
 
 
+def options_key(options) -> str:
+    """A cell's ``sampler_options`` as one canonical string: sorted JSON, ``""`` for none.
+
+    Summary rows carry them as a dict (in memory) or as the JSON text of ``summary.csv``; cells
+    whose samplers ran with different options (NUTS at tree depth 5 and 10, say) are different
+    series, never averaged together as if they were seeds."""
+    if options is None or (isinstance(options, float) and math.isnan(options)):
+        return ""
+    if isinstance(options, str):
+        text = options.strip()
+        if text in ("", "{}"):
+            return ""
+        try:
+            options = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return json.dumps(options, sort_keys=True, default=str) if options else ""
+
+
 def comparison_key(row: dict) -> tuple:
-    """The values of :data:`COMPARISON_KEYS` in ``row`` (None where absent)."""
-    return tuple(row.get(k) for k in COMPARISON_KEYS)
+    """The values of :data:`COMPARISON_KEYS` in ``row`` (None where absent; ``sampler_options`` as
+    :func:`options_key`)."""
+    return tuple(options_key(row.get(k)) if k == "sampler_options" else row.get(k) for k in COMPARISON_KEYS)
 
 
 def average_over_seeds(rows: list[dict], metrics) -> list[dict]:
@@ -102,7 +123,8 @@ def _divide_by(averaged: list[dict], metrics, group_of, is_reference, prefix: st
 
 #: The settings that fix the *target* (network, data, noise): cells that agree on them sample the
 #: same posterior, whatever the sampler and chain lengths, and are compared across samplers.
-TARGET_KEYS = tuple(k for k in COMPARISON_KEYS if k not in ("sampler", "num_chains", "num_warmup", "num_samples"))
+TARGET_KEYS = tuple(k for k in COMPARISON_KEYS
+                    if k not in ("sampler", "sampler_options", "num_chains", "num_warmup", "num_samples"))
 #: The (parameterisation, sampler) that :func:`ratio_to_reference` divides by.
 REFERENCE = ("standard", "nuts")
 

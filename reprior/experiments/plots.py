@@ -10,6 +10,7 @@ nothing is shown.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import warnings
 from pathlib import Path
@@ -52,6 +53,18 @@ def sampler_label(name) -> str:
     """A sampler's name as tables and legends show it: biased kernels (:data:`BIASED_SAMPLERS`) say so."""
     name = str(name)
     return f"{name} (unadjusted: biased)" if name in BIASED_SAMPLERS else name
+
+
+def _sampler_with_options(s: dict) -> str:
+    """``nuts (max_tree_depth 5)``: the sampler's label and, where the cell set any, its options."""
+    label = sampler_label(s["sampler"])
+    text = s.get("sampler_options") or ""
+    try:
+        options = json.loads(text) if text else {}
+    except (TypeError, json.JSONDecodeError):
+        return f"{label} ({text})"
+    words = ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
+    return f"{label} ({words})" if words else label
 
 
 def noise_label(noise_std, dataset=None) -> str:
@@ -116,7 +129,7 @@ def _title(s: dict) -> str:
     parts = [f"{s.get('arch') or '?'} depth {s.get('depth')}" if "arch" in s else None, s.get("activation"),
              s.get("dataset"), f"n={s['n_train']}" if s.get("n_train") is not None else None,
              noise_label(s.get("noise_std"), s.get("dataset")) if s.get("noise_std") is not None else None,
-             sampler_label(s["sampler"]) if s.get("sampler") is not None else None,
+             _sampler_with_options(s) if s.get("sampler") is not None else None,
              f"{s['num_chains']}x{s['num_samples']}" if s.get("num_chains") is not None else None]
     return ", ".join(str(p) for p in parts if p not in (None, ""))
 
@@ -170,11 +183,11 @@ def _series_label(group: tuple, param: str, varying: set) -> str:
     """``sampler, parameterisation`` (and the chain settings or other group settings that vary
     between the lines of the axes)."""
     s = dict(zip(comparison.COMPARISON_KEYS, group, strict=True))
-    parts = [sampler_label(s["sampler"])] if "sampler" in varying else []
+    parts = [_sampler_with_options(s)] if varying & {"sampler", "sampler_options"} else []
     parts.append(param)
     if varying & set(_CHAIN_KEYS):
         parts.append(f"{s['num_chains']}x{s['num_warmup']}+{s['num_samples']}")
-    others = varying - {"sampler", *_CHAIN_KEYS}
+    others = varying - {"sampler", "sampler_options", *_CHAIN_KEYS}
     if others:
         parts.append(_title({k: s[k] for k in comparison.COMPARISON_KEYS if k in others}))
     return ", ".join(str(p) for p in parts if p)
