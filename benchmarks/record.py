@@ -53,11 +53,9 @@ _BUDGETS = {"grads": "budget_grads", "evals": "budget_evals", "seconds": "budget
 
 def label(row: dict) -> str:
     """``"split_hmc (num_steps 12)"``: the sampler and its options, as the cell was run."""
-    try:
-        options = json.loads(row.get("sampler_options") or "{}")
-    except json.JSONDecodeError:
-        options = {}
-    words = ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
+    from reprior.evaluation.comparison import options_words
+
+    words = options_words(row.get("sampler_options"))
     return f"{row.get('sampler')} ({words})" if words else str(row.get("sampler"))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from reprior.inference.health import as_number, finite_reduce, safe_ratio
 
 __all__ = ["BASELINE", "COMPARISON_KEYS", "RATIO_METRICS", "REFERENCE", "SAMPLER_RATIO_METRICS", "SETTINGS_COLUMNS",
-           "TARGET_KEYS", "average_over_seeds", "comparison_key", "options_key", "ratio_to_baseline", "ratio_to_reference",
+           "TARGET_KEYS", "average_over_seeds", "comparison_key", "options_key", "options_words", "ratio_to_baseline", "ratio_to_reference",
            "target_key"]
 
 #: The settings of a cell, first in every summary row and in ``summary.csv``.
@@ -42,23 +42,38 @@ COMPARISON_KEYS = ("arch", "depth", "activation", "dataset", "n_train", "n_test"
 BASELINE = "standard"
 
 
+def _options_dict(options):
+    """``sampler_options`` as a dict: from a dict (summary rows in memory), the JSON text of
+    ``summary.csv``, or nothing (None, NaN, ``""``, ``"{}"``: ``{}``); text that is not JSON is
+    returned as it is."""
+    if options is None or (isinstance(options, float) and math.isnan(options)):
+        return {}
+    if isinstance(options, str):
+        text = options.strip()
+        try:
+            return json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return text
+    return dict(options)
+
+
 def options_key(options) -> str:
     """A cell's ``sampler_options`` as one canonical string: sorted JSON, ``""`` for none.
 
-    Summary rows carry them as a dict (in memory) or as the JSON text of ``summary.csv``; cells
-    whose samplers ran with different options (NUTS at tree depth 5 and 10, say) are different
-    series, never averaged together as if they were seeds."""
-    if options is None or (isinstance(options, float) and math.isnan(options)):
-        return ""
+    Cells whose samplers ran with different options (NUTS at tree depth 5 and 10, say) are
+    different series, never averaged together as if they were seeds."""
+    options = _options_dict(options)
     if isinstance(options, str):
-        text = options.strip()
-        if text in ("", "{}"):
-            return ""
-        try:
-            options = json.loads(text)
-        except json.JSONDecodeError:
-            return text
+        return options
     return json.dumps(options, sort_keys=True, default=str) if options else ""
+
+
+def options_words(options) -> str:
+    """``"max_tree_depth 5, step_size 0.1"``: a cell's ``sampler_options`` for labels, ``""`` for none."""
+    options = _options_dict(options)
+    if isinstance(options, str):
+        return options
+    return ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
 
 
 def comparison_key(row: dict) -> tuple:

@@ -422,11 +422,10 @@ def sweep_options(args) -> dict:
     flags = {}
     for _, dest, _ in _SWEEP_FLAGS:
         flags[dest] = getattr(args, dest)
-    if flags.get("samplers") is not None and isinstance(config.get("sampler_options"), dict):
-        config = {**config, "sampler_options": _options_of_samplers(config["sampler_options"], flags["samplers"])}
-    if args.sampler_options is not None and isinstance(config.get("sampler_options"), dict):
-        plain = {key for key, _ in args.sampler_options if ":" not in key}
-        config = {**config, "sampler_options": _without_scoped(config["sampler_options"], plain)}
+    if isinstance(config.get("sampler_options"), dict):
+        plain_flags = {key for key, _ in args.sampler_options or () if ":" not in key}
+        config = {**config, "sampler_options": _file_sampler_options(config["sampler_options"], flags["samplers"],
+                                                                     plain_flags)}
     for dest in ("dataset_options", "sampler_options"):
         pairs = getattr(args, dest)
         if pairs is not None:
@@ -435,38 +434,22 @@ def sweep_options(args) -> dict:
     return grid.validate(grid.merge(config, flags))
 
 
-def _without_scoped(table: dict, keys: set) -> dict:
-    """The config file's ``sampler_options`` without its sampler-scoped settings of ``keys``: a plain
-    ``--sampler-option KEY=VALUE`` overrides the file's ``[sampler_options.SAMPLER] KEY`` too (flags
-    override the config file), where inside one table a scoped setting beats a plain one."""
-    out = {}
-    for key, value in table.items():
-        sampler, sep, name = str(key).partition(":")
-        if sep and name in keys:
-            continue
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in keys}
-            if not value:
-                continue
-        out[key] = value
-    return out
+def _file_sampler_options(table: dict, samplers, plain_flags: set) -> dict:
+    """The config file's ``sampler_options`` as the flags leave it (flags override the file).
 
-
-def _options_of_samplers(table: dict, samplers) -> dict:
-    """The config file's ``sampler_options`` without the settings scoped to samplers that ``--sampler``
-    left out of the sweep (``[sampler_options.nuts]`` once ``--sampler split_hmc`` narrows it); plain
-    settings and those of the samplers still in the sweep are kept, and checked as usual."""
+    Settings scoped to a registered sampler that ``--sampler`` (``samplers``, None when not given)
+    left out of the sweep are dropped (``[sampler_options.nuts]`` once ``--sampler split_hmc``
+    narrows it), and so are scoped settings of a key given as a plain ``--sampler-option KEY=VALUE``
+    (``plain_flags``), which would otherwise beat the flag.  The rest is kept, as ``SAMPLER:KEY``
+    entries (:func:`reprior.experiments.runner.grid.split_sampler_options`), and checked as usual.
+    """
     from reprior.inference.kernels import kernel_names
 
-    kept, registered = set(samplers), set(kernel_names())
-
-    def scoped_to_another(key, value) -> bool:
-        sampler, sep, _ = str(key).partition(":")
-        if sep:
-            return sampler in registered and sampler not in kept
-        return key in registered and isinstance(value, dict) and key not in kept
-
-    return {key: value for key, value in table.items() if not scoped_to_another(key, value)}
+    plain, scoped = grid.split_sampler_options(table, set(kernel_names()))
+    left_out = set(kernel_names()) - set(samplers) if samplers is not None else set()
+    kept = {f"{sampler}:{name}": value for sampler, settings in scoped.items() if sampler not in left_out
+            for name, value in settings.items() if name not in plain_flags}
+    return {**plain, **kept}
 
 
 def _refuse_default_grid(args) -> None:

@@ -10,7 +10,6 @@ nothing is shown.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import warnings
 from pathlib import Path
@@ -57,14 +56,8 @@ def sampler_label(name) -> str:
 
 def _sampler_with_options(s: dict) -> str:
     """``nuts (max_tree_depth 5)``: the sampler's label and, where the cell set any, its options."""
-    label = sampler_label(s["sampler"])
-    text = s.get("sampler_options") or ""
-    try:
-        options = json.loads(text) if text else {}
-    except (TypeError, json.JSONDecodeError):
-        return f"{label} ({text})"
-    words = ", ".join(f"{k} {v}" for k, v in sorted(options.items()))
-    return f"{label} ({words})" if words else label
+    words = comparison.options_words(s.get("sampler_options"))
+    return f"{sampler_label(s['sampler'])} ({words})" if words else sampler_label(s["sampler"])
 
 
 def noise_label(noise_std, dataset=None) -> str:
