@@ -9,13 +9,16 @@ script measures, side by side in one process:
 * ``t1_ms`` and ``t10_ms``: ``reprior.sample``'s sampling seconds per iteration
   at thinning 1 (every draw recorded) and 10 (one chain, ``--iterations``
   iterations, compilation and warm-up excluded), with ``x_test``;
-* ``ratio_t1``, ``ratio_t10``: those over ``bare_ms``;
+  ``t1_no_test_ms`` at thinning 1 without ``x_test`` (no test predictions);
+* ``ratio_t1``, ``ratio_t10``, ``ratio_t1_no_test``: those over ``bare_ms``;
 * ``parts``: where a recorded draw's time goes, each part of ``collect`` (the
   per-draw function of :func:`reprior.sample`) compiled on its own and timed
-  at the chain's starting point, and ``collect`` whole.
+  at the chain's starting point, and ``collect`` whole, on its own (features
+  and factorisation recomputed, as under NumPyro's NUTS) and handed the
+  density's evaluation (``collect_handed``, as this package's kernels hand it).
 
-Rounds are interleaved (bare step, thinning 1, thinning 10, once each per
-round; medians over rounds), so the ratios are robust to drifting load.  Each
+Rounds are interleaved (bare step, then each ``reprior.sample`` setting, once
+each per round; medians over rounds), so the ratios are robust to drifting load.  Each
 row records the load average when it was measured and the cores the process
 may run on.  One core, one thread (the figures of docs/performance.md):
 
@@ -72,55 +75,42 @@ def bare_program(sampler: str, target, iterations: int, seed: int):
 
 
 def draw_parts(target, x_test, keep: str, num_projections: int, z):
-    """``{part: (fn, args)}``: each piece of a recorded draw, and ``collect`` (the whole draw)."""
+    """``{part: (fn, args)}``: each piece of a recorded draw, and ``collect`` (the whole draw) twice:
+    on its own (``collect``: the features and the factorisation recomputed, as for NumPyro's NUTS)
+    and handed the density's evaluation (``collect_handed``: as this package's kernels hand it)."""
     import jax
 
-    from reprior.core import repriorise as rp
     from reprior.inference import sampling
-    from reprior.core.projections import project_tree
 
     key = jax.random.key(0)
     collect = sampling._make_collect_fn(target, x_test, keep, num_projections, 0)
-    psi = target.features(z)
-    one_factorisation = hasattr(rp.ReadoutPosterior, "predictive")  # before: three factorisations per draw
-    post = rp.readout_posterior(psi, target.y, target.noise_std, target.form)
-    dual = post.dual
-    arrays = tuple(post[:-1])
-    rebuild = lambda *a: rp.ReadoutPosterior(*a, dual)  # noqa: E731 - ``dual`` stays static
-    theta, phi = target.to_params(z, key, psi)
-    parts = {
+    _, evaluation = jax.jit(target.evaluate)(z)
+    post = jax.jit(target.readout_factorisation)(z, evaluation)
+    theta, phi = target.to_params(z, key, post.psi, post)
+    words = sampling._projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
+    consts = {"projection_words": words}
+    psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
+    return {
         "features": (target.features, (z,)),
-        "readout_posterior": (lambda p: rp.readout_posterior(p, target.y, target.noise_std, target.form), (psi,)),
-        "readout_draw": (lambda zz, *a: target.to_params(zz, key, a[0], rebuild(*a[1:]))
-                         if one_factorisation else target.to_params(zz, key, a[0]), (z, psi, *arrays)),
+        "evaluate": (target.evaluate, (z,)),
+        "factorisation": (lambda zz, ev: target.readout_factorisation(zz, ev._replace(chol=None)), (z, evaluation)),
+        "readout_draw": (lambda zz, pp: target.to_params(zz, key, pp.psi, pp), (z, post)),
         "test_features": (lambda zz: target.arch.features({"hidden": zz["hidden"]}, x_test), (z,)),
+        "log_marginal_likelihood": (lambda pp: pp.log_marginal_likelihood(target.y), (post,)),
+        "predictive": (lambda pt, pp: pp.predictive(pt), (psi_test, post)),
+        "projections": (lambda t, f, w: sampling._projections(t, f, num_projections, 0, w), (theta, phi, words)),
+        "collect": (lambda zz, c: collect(c, key, zz), (z, consts)),
+        "collect_handed": (lambda zz, c, ev: collect(c, key, zz, ev), (z, consts, evaluation)),
     }
-    if one_factorisation:
-        parts["log_marginal_likelihood"] = (lambda *a: rebuild(*a).log_marginal_likelihood(target.y), arrays)
-        parts["predictive"] = (lambda pt, *a: rebuild(*a).predictive(pt),
-                               (target.arch.features({"hidden": z["hidden"]}, x_test), *arrays))
-        words = sampling._projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
-        parts["projections"] = (lambda t, f, w: sampling._projections(t, f, num_projections, 0, w), (theta, phi, words))
-        consts = {"projection_words": words}
-    else:
-        parts["log_marginal_likelihood"] = (lambda p: rp.log_marginal_likelihood(p, target.y, target.noise_std,
-                                                                                 target.form), (psi,))
-        parts["predictive"] = (lambda p, pt: rp.predictive(p, target.y, pt, target.noise_std, target.form),
-                               (psi, target.arch.features({"hidden": z["hidden"]}, x_test)))
-        parts["projections"] = (lambda t, f: (project_tree(t, num_projections, 0), project_tree(f, num_projections, 0)),
-                                (theta, phi))
-    if not one_factorisation:
-        consts = {}
-    parts["collect"] = (lambda zz, c: collect(c, key, zz), (z, consts))
-    return parts, one_factorisation
 
 
 def sample_seconds_per_iteration(bnn, data, sampler: str, thinning: int, iterations: int, num_warmup: int,
-                                 keep: str, seed: int) -> tuple[float, dict]:
+                                 keep: str, seed: int, with_test: bool = True) -> tuple[float, dict]:
     import reprior
 
     num_samples = max(1, iterations // thinning)
-    idata = reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test, sampler=sampler,
+    idata = reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test if with_test else None,
+                           sampler=sampler,
                            num_warmup=num_warmup, num_samples=num_samples, num_chains=1, thinning=thinning,
                            seed=seed, progress_bar=False, keep=keep, dtype="float64")
     attrs = idata.attrs
@@ -138,17 +128,18 @@ def measure(sampler: str, width: int, args) -> dict:
     run, run_args, z0 = bare_program(sampler, target, args.iterations, args.seed)
     bare, bare_compile = common.compile_fn(run, *run_args)
     common.time_call(bare, *run_args)  # warm
-    times = {"bare": [], "t1": [], "t10": []}
-    runs = {1: [], 10: []}
+    times = {"bare": [], "t1": [], "t10": [], "t1_no_test": []}
+    runs = {"t1": [], "t10": [], "t1_no_test": []}
+    settings = {"t1": (1, True), "t10": (10, True), "t1_no_test": (1, False)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # short chains: the R-hat/acceptance warnings say nothing here
         for _ in range(args.rounds):
             times["bare"].append(common.time_call(bare, *run_args) / args.iterations)
-            for thinning in (1, 10):
+            for name, (thinning, with_test) in settings.items():
                 seconds, info = sample_seconds_per_iteration(bnn, data, sampler, thinning, args.iterations,
-                                                             args.num_warmup, args.keep, args.seed)
-                times[f"t{thinning}"].append(seconds)
-                runs[thinning].append(info)
+                                                             args.num_warmup, args.keep, args.seed, with_test)
+                times[name].append(seconds)
+                runs[name].append(info)
     row = {"sampler": sampler, "width": width, "n_train": args.n_train, "n_test": args.n_test,
            "iterations": args.iterations, "rounds": args.rounds, "keep": args.keep,
            "bare_compile_s": bare_compile, "load_average": list(os.getloadavg())}
@@ -157,15 +148,16 @@ def measure(sampler: str, width: int, args) -> dict:
         row[f"{name}_times_ms"] = [1e3 * v for v in values]
     row["ratio_t1"] = common.ratio(row["t1_ms"], row["bare_ms"])
     row["ratio_t10"] = common.ratio(row["t10_ms"], row["bare_ms"])
-    row["accept_mean_t1"] = statistics.mean(r["accept_mean"] for r in runs[1])
+    row["ratio_t1_no_test"] = common.ratio(row["t1_no_test_ms"], row["bare_ms"])
+    row["accept_mean_t1"] = statistics.mean(r["accept_mean"] for r in runs["t1"])
     # where a recorded draw's time goes (at the chain's starting point)
-    parts, one_factorisation = draw_parts(target, jax.numpy.asarray(data.x_test), args.keep, 10, z0)
+    parts = draw_parts(target, jax.numpy.asarray(data.x_test), args.keep, 10, z0)
     fns = {name: common.compile_fn(fn, *fn_args)[0] for name, (fn, fn_args) in parts.items()}
     part_times = common.time_interleaved(fns, {name: a for name, (_, a) in parts.items()},
                                          rounds=args.part_rounds, max_seconds=10.0)
     row["parts_ms"] = {name: 1e3 * t["median"] for name, t in part_times.items()}
-    row["one_factorisation"] = one_factorisation
     row["collect_over_bare"] = common.ratio(row["parts_ms"]["collect"], row["bare_ms"])
+    row["collect_handed_over_bare"] = common.ratio(row["parts_ms"]["collect_handed"], row["bare_ms"])
     return row
 
 
@@ -201,12 +193,14 @@ def main(argv=None):
                 row["wall_s"] = time.perf_counter() - start
                 rows.append(row)
                 print(f"{sampler} width {width}: bare {row['bare_ms']:.3g} ms, thinning 1 {row['t1_ms']:.3g} ms "
-                      f"({row['ratio_t1']:.3g}x), thinning 10 {row['t10_ms']:.3g} ms ({row['ratio_t10']:.3g}x), "
-                      f"load {row['load_average'][0]:.2f}", flush=True)
+                      f"({row['ratio_t1']:.3g}x; without x_test {row['ratio_t1_no_test']:.3g}x), thinning 10 "
+                      f"{row['t10_ms']:.3g} ms ({row['ratio_t10']:.3g}x), load {row['load_average'][0]:.2f}",
+                      flush=True)
     print("\n## ms per iteration (median), ratio to the bare step\n")
     print(common.table(rows, [("sampler", "sampler", ""), ("width", "width", ""), ("bare_ms", "bare", ".3g"),
-                              ("t1_ms", "thin 1", ".3g"), ("ratio_t1", "x", ".3f"), ("t10_ms", "thin 10", ".3g"),
-                              ("ratio_t10", "x", ".3f")]))
+                              ("t1_ms", "thin 1", ".3g"), ("ratio_t1", "x", ".3f"),
+                              ("t1_no_test_ms", "thin 1, no x_test", ".3g"), ("ratio_t1_no_test", "x", ".3f"),
+                              ("t10_ms", "thin 10", ".3g"), ("ratio_t10", "x", ".3f")]))
     print("\n## ms of each part of a recorded draw (median)\n")
     names = list(rows[0]["parts_ms"]) if rows else []
     part_rows = [{"sampler": r["sampler"], "width": r["width"], **r["parts_ms"]} for r in rows]

@@ -308,17 +308,18 @@ def test_overhead(results):
     assert [(r["sampler"], r["width"]) for r in rows] == [(s, 16) for s in ("pcn", "pcnl", "split_hmc")]
     for r in rows:
         assert (r["n_train"], r["n_test"], r["iterations"], r["rounds"], r["keep"]) == (16, 4, 10, 1, "readout")
-        for name in ("bare", "t1", "t10"):  # --quick: one round, so the median is that round's figure
+        for name in ("bare", "t1", "t10", "t1_no_test"):  # --quick: one round, so the median is that round's
             (only,) = r[f"{name}_times_ms"]
             assert close(r[f"{name}_ms"], only) and 0 < only < 1e3 * results["elapsed"]
         assert close(r["ratio_t1"], r["t1_ms"] / r["bare_ms"]) and close(r["ratio_t10"], r["t10_ms"] / r["bare_ms"])
+        assert close(r["ratio_t1_no_test"], r["t1_no_test_ms"] / r["bare_ms"])
         assert len(r["load_average"]) == 3 and 0 <= r["accept_mean_t1"] <= 1
         parts = r["parts_ms"]
-        assert set(parts) == {"features", "readout_posterior", "readout_draw", "test_features",
-                              "log_marginal_likelihood", "predictive", "projections", "collect"}
+        assert set(parts) == {"features", "evaluate", "factorisation", "readout_draw", "test_features",
+                              "log_marginal_likelihood", "predictive", "projections", "collect", "collect_handed"}
         assert all(0 < v < 1e3 * results["elapsed"] for v in parts.values())
-        assert r["one_factorisation"] is True
         assert close(r["collect_over_bare"], parts["collect"] / r["bare_ms"])
+        assert close(r["collect_handed_over_bare"], parts["collect_handed"] / r["bare_ms"])
 
 
 @pytest.mark.slow

@@ -105,11 +105,15 @@ def test_log_jacobian_matches_autodiff(name):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_round_trip_and_forms_agree(name):
+def test_round_trip_in_each_form(name):
+    """Each form's maps invert each other; ``auto`` is the form it resolves to.  The forms' roots
+    differ (the dual's comes from the Cholesky factor of ``I + A A^T``, the primal's is the
+    symmetric ``G^-1/2``), so their theta for one phi differ by an orthogonal change of phi_out;
+    the symmetric maps of both forms agree (tests/test_repriorise.py)."""
     out = case_results(name)
     thetas, phi = out["theta"], out["phi"]
-    assert_tree_allclose(thetas["primal"], thetas["dual"], rtol=1e-10)
-    assert_tree_allclose(thetas["auto"], thetas["dual"], rtol=1e-10)
+    n, p = CASES[name][1], phi["readout"]["W"].shape[0] + 1
+    assert_tree_allclose(thetas["auto"], thetas["dual" if n <= p else "primal"], rtol=1e-10)
     # Hidden weights are shared; only the readout changes.
     assert_tree_allclose(thetas["auto"]["hidden"], phi["hidden"], rtol=0)
     assert not np.allclose(thetas["auto"]["readout"]["W"], phi["readout"]["W"])

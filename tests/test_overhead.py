@@ -1,12 +1,12 @@
 """The per-draw work of ``reprior.sample``: one factorisation serves every recorded quantity.
 
 ``collect`` (:func:`reprior.inference.sampling._make_collect_fn`) computes the readout draw,
-``log_marginal_likelihood`` and the Rao-Blackwellised predictive from one
-eigendecomposition (:meth:`reprior.core.target.Target.readout_posterior`), and the
-projections of theta and phi from one pass over the hidden weights.  These
-tests check that the shared forms equal the separate functions they replace,
-that the compiled draw holds one factorisation, and that float32 at small
-noise stays finite and close to float64.
+``log_marginal_likelihood`` and the Rao-Blackwellised predictive from one factorisation
+(:meth:`reprior.core.target.Target.readout_factorisation`: the Cholesky factor that the density
+evaluation computed, when the kernel carries it), and the projections of theta and phi from one
+pass over the hidden weights.  These tests check the factorisation's quantities against
+independent NumPy computations, that the compiled draw holds one factorisation (none when the
+kernel hands it its evaluation), and that float32 at small noise stays finite and close to float64.
 """
 
 from __future__ import annotations
@@ -27,18 +27,62 @@ SIGMA = 0.3
 
 
 @pytest.mark.parametrize("n, p", [(7, 12), (12, 5)])  # dual and primal
-def test_one_factorisation_equals_the_separate_functions_x64(n, p):
+@pytest.mark.parametrize("build", ["readout_posterior", "readout_factorisation"])
+def test_one_factorisation_equals_independent_numpy_x64(n, p, build):
+    """Mean, marginal likelihood, predictive and log det G of each factorisation against NumPy's
+    dense solves and ``slogdet`` of ``K + sigma^2 I`` and ``G``."""
     rng = np.random.default_rng(0)
+    psi, y, psi_test = rng.normal(size=(n, p)), rng.normal(size=(n, 3)), rng.normal(size=(4, p))
+    cov = psi @ psi.T + SIGMA**2 * np.eye(n)
+    gram = psi.T @ psi + SIGMA**2 * np.eye(p)
+    lml = -0.5 * (np.trace(y.T @ np.linalg.solve(cov, y)) + 3 * np.linalg.slogdet(cov)[1] + 3 * n * np.log(2 * np.pi))
+    cross = psi @ psi_test.T
     with jax.enable_x64(True):
-        psi, y = jnp.asarray(rng.normal(size=(n, p))), jnp.asarray(rng.normal(size=(n, 3)))
-        psi_test = jnp.asarray(rng.normal(size=(4, p)))
-        post = rp.readout_posterior(psi, y, SIGMA)
-        np.testing.assert_allclose(post.log_marginal_likelihood(y), rp.log_marginal_likelihood(psi, y, SIGMA),
-                                   rtol=1e-12)
-        mean, var = post.predictive(psi_test)
-        ref_mean, ref_var = rp.predictive(psi, y, psi_test, SIGMA)
-        np.testing.assert_allclose(mean, ref_mean, rtol=1e-10, atol=1e-12)
+        post = getattr(rp, build)(jnp.asarray(psi), jnp.asarray(y), SIGMA)
+        np.testing.assert_allclose(post.mean, np.linalg.solve(gram, psi.T @ y), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(post.log_marginal_likelihood(jnp.asarray(y)), lml, rtol=1e-12)
+        np.testing.assert_allclose(post.log_det_gram(), np.linalg.slogdet(gram)[1], rtol=1e-12)
+        mean, var = post.predictive(jnp.asarray(psi_test))
+        np.testing.assert_allclose(mean, cross.T @ np.linalg.solve(cov, y), rtol=1e-10, atol=1e-12)
+        ref_var = np.sum(psi_test**2, axis=1) - np.sum(cross * np.linalg.solve(cov, cross), axis=0)
         np.testing.assert_allclose(var, ref_var, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, p, k", [(7, 12, 1), (5, 40, 3), (9, 9, 2)])
+def test_cholesky_root_is_a_root_inverts_and_ignores_the_order_of_hidden_units_x64(n, p, k):
+    """The dual form's root: (sigma R)(sigma R)^T = sigma^2 G^-1 against NumPy's inverse, phi_out
+    inverts theta_out, the log-Jacobian is the autodiff one, and permuting the hidden units
+    permutes theta_out alike."""
+    rng = np.random.default_rng(3)
+    psi, y, phi = rng.normal(size=(n, p)), rng.normal(size=(n, k)), rng.normal(size=(p, k))
+    gram = psi.T @ psi + SIGMA**2 * np.eye(p)
+    perm = rng.permutation(p)
+    with jax.enable_x64(True):
+        post = rp.readout_factorisation(jnp.asarray(psi), jnp.asarray(y), SIGMA)
+        assert isinstance(post, rp.CholeskyReadout)
+        single = rp.readout_factorisation(jnp.asarray(psi), jnp.asarray(y[:, :1]), SIGMA)
+        root = jax.jacfwd(lambda v: single.theta_out(v[:, None])[:, 0])(jnp.zeros(p))  # sigma R
+        np.testing.assert_allclose(root @ root.T, SIGMA**2 * np.linalg.inv(gram), rtol=1e-9, atol=1e-12)
+        theta = rp.to_theta_out(post, jnp.asarray(phi))
+        np.testing.assert_allclose(rp.to_phi_out(post, theta), phi, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rp.log_abs_det_jacobian(post, k), k * np.linalg.slogdet(np.asarray(root))[1],
+                                   rtol=1e-10)
+        permuted = rp.readout_factorisation(jnp.asarray(psi[:, perm]), jnp.asarray(y), SIGMA)
+        np.testing.assert_allclose(permuted.theta_out(jnp.asarray(phi[perm])), np.asarray(theta)[perm],
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_the_kernels_factor_is_the_drawn_one_x64():
+    """The Cholesky factor that the density evaluation returns gives the same factorisation as a fresh one."""
+    bnn, data = _problem(0.1, width=64)
+    with jax.enable_x64(True):
+        target = build_target(bnn, jnp.asarray(data.x_train, jnp.float64), jnp.asarray(data.y_train, jnp.float64))
+        z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
+        value, evaluation = target.evaluate(z)
+        np.testing.assert_allclose(value, target.log_likelihood(z), rtol=1e-14)
+        carried, fresh = target.readout_factorisation(z, evaluation), target.readout_factorisation(z)
+        for a, b in zip(carried, fresh, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_shared_projections_equal_project_tree_x64():
@@ -64,40 +108,60 @@ def _problem(noise_std, width=64, n_train=32, n_test=8):
     return reprior.BNN(reprior.MLP(width, depth=1), noise_std), data
 
 
-def _collect(bnn, data, dtype, z=None, keep="readout"):
-    """``(outputs, z)`` of one recorded draw in ``dtype`` at ``z`` (a prior draw when None)."""
+def _collect(bnn, data, dtype, z=None, keep="readout", carried=False):
+    """``(outputs, z)`` of one recorded draw in ``dtype`` at ``z`` (a prior draw when None); with
+    ``carried``, handed the density's evaluation at ``z`` as a kernel of this package hands it."""
     with jax.enable_x64(dtype == "float64"):
         cast = lambda a: jnp.asarray(np.asarray(a), dtype)  # noqa: E731
         target = build_target(bnn, cast(data.x_train), cast(data.y_train))
         if z is None:
             z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
         collect = sampling._make_collect_fn(target, cast(data.x_test), keep, 10, 0)
-        out = jax.jit(lambda zz: collect({}, jax.random.key(1), zz))(jax.tree_util.tree_map(cast, z))
+
+        def draw(zz):
+            return collect({}, jax.random.key(1), zz, target.evaluate(zz)[1] if carried else None)
+
+        out = jax.jit(draw)(jax.tree_util.tree_map(cast, z))
         return {k: np.asarray(v, np.float64) for k, v in out.items()}, z
 
 
+def _draw_jaxpr(target, x_test, z, evaluation=None) -> str:
+    collect = sampling._make_collect_fn(target, x_test, "all", 10, 0)
+    return str(jax.make_jaxpr(lambda zz, ev: collect({}, jax.random.key(1), zz, ev))(z, evaluation))
+
+
 @pytest.mark.parametrize("width", [16, 64])  # primal (p < n) and dual
-def test_a_recorded_draw_holds_one_factorisation(width):
-    """The compiled draw: one eigendecomposition, no Cholesky factorisation, and one Gram matrix."""
+def test_a_recorded_draw_holds_one_factorisation_and_none_when_handed_the_kernels(width):
+    """The compiled draw: one factorisation (an eigendecomposition in the primal form, a Cholesky
+    factorisation in the dual); handed the evaluation, the dual draw factorises nothing and skips
+    the training features and the Gram matrix (two matrix products fewer)."""
     bnn, data = _problem(0.1, width=width)
     target = build_target(bnn, jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
-    collect = sampling._make_collect_fn(target, jnp.asarray(data.x_test), "all", 10, 0)
-    text = str(jax.make_jaxpr(lambda zz: collect({}, jax.random.key(1), zz))(z))
-    assert text.count("eigh[") == 1 and "cholesky" not in text
+    x_test = jnp.asarray(data.x_test)
+    alone = _draw_jaxpr(target, x_test, z)
+    if width < 32:  # primal: the p x p eigendecomposition, the symmetric root
+        assert alone.count("name=eigh") == 1 and "cholesky" not in alone
+        return
+    assert alone.count("name=cholesky") == 1 and "eigh" not in alone
+    handed = _draw_jaxpr(target, x_test, z, target.evaluate(z)[1])
+    assert "cholesky" not in handed and "eigh" not in handed
+    assert alone.count("dot_general[") - handed.count("dot_general[") >= 2
 
 
-def test_float32_at_noise_1e3_stays_finite_and_agrees_with_float64():
+@pytest.mark.parametrize("carried", [False, True])
+def test_float32_at_noise_1e3_stays_finite_and_agrees_with_float64(carried):
     """noise_std 1e-3, float32: every recorded quantity finite; the deterministic ones match float64.
 
     The same hidden weights in both dtypes (the exact readout draw's N(0, I) numbers differ between
-    dtypes, so theta_out is checked against the float64 map of the float32 run's own phi_out).
-    Tolerances: float32 rounding through an eigendecomposition of a kernel of condition ~1e8
+    dtypes, so theta_out is checked against the float64 map of the float32 run's own phi_out);
+    ``carried``: the float32 factor is the density evaluation's, as a kernel hands it.
+    Tolerances: float32 rounding through a factorisation of a kernel of condition ~1e8
     (measured errors: 3e-7 relative in the log marginal likelihood, 1e-6 in the predictive mean,
     4e-7 in its variance, at width 256; a factor of about 30 of margin).
     """
     bnn, data = _problem(1e-3, width=256)
-    single, z = _collect(bnn, data, "float32")
+    single, z = _collect(bnn, data, "float32", carried=carried)
     double, _ = _collect(bnn, data, "float64", z)
     for name, value in single.items():
         assert np.all(np.isfinite(value)), name
@@ -108,9 +172,9 @@ def test_float32_at_noise_1e3_stays_finite_and_agrees_with_float64():
                                atol=3e-5 * np.max(double["f_test_rb_var"]))
     with jax.enable_x64(True):
         target = build_target(bnn, jnp.asarray(data.x_train), jnp.asarray(data.y_train))
-        post = target.readout_posterior(z)
+        post = target.readout_factorisation(z)
         phi_out = jnp.concatenate([single["readout_W_reprior"], single["readout_b_reprior"][None]], axis=0)
         theta_out = np.asarray(rp.to_theta_out(post, phi_out))
     recorded = np.concatenate([single["readout_W"], single["readout_b"][None]], axis=0)
-    # float32 theta_out = mu + sigma G^-1/2 phi_out at sigma = 1e-3: errors relative to the largest entry
+    # float32 theta_out = mu + sigma R phi_out at sigma = 1e-3: errors relative to the largest entry
     np.testing.assert_allclose(recorded, theta_out, rtol=0, atol=1e-3 * np.max(np.abs(theta_out)))

@@ -238,6 +238,11 @@ class BNN:
         """
         return rp.readout_posterior(self.features(params, x), y, self._sigma(noise_std), form)
 
+    def readout_factorisation(self, params, x, y, form: str = "auto", *, noise_std=None):
+        """The readout posterior as the coordinate maps below and :func:`reprior.sample` use it:
+        :func:`reprior.core.repriorise.readout_factorisation` (one Cholesky factor in the dual form)."""
+        return rp.readout_factorisation(self.features(params, x), y, self._sigma(noise_std), form)
+
     # -- log densities --------------------------------------------------------------
     def log_density(self, params, x, y, parameterisation: str = "standard", *, form: str = "auto",
                     noise_std=None):
@@ -292,21 +297,23 @@ class BNN:
         """:math:`\\log|\\det \\partial\\theta/\\partial\\phi|` at ``phi_params`` (depends on the hidden weights
         and :math:`\\sigma` only)."""
         x, y = self.check_data(x, y)
-        return rp.log_abs_det_jacobian(self.readout_posterior(phi_params, x, y, noise_std=noise_std), y.shape[1])
+        return rp.log_abs_det_jacobian(self.readout_factorisation(phi_params, x, y, noise_std=noise_std), y.shape[1])
 
     # -- coordinate maps ------------------------------------------------------------
     def to_theta(self, phi_params, x, y, *, form: str = "auto", noise_std=None) -> dict:
-        """Map repriorised parameters to standard ones (hidden weights unchanged)."""
+        """Map repriorised parameters to standard ones (hidden weights unchanged):
+        :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}`, with the root of
+        :meth:`readout_factorisation` (the one :func:`reprior.sample` records its draws with)."""
         x, y = self.check_data(x, y)
         self._check_params(phi_params, x, y.shape[1])
-        posterior = self.readout_posterior(phi_params, x, y, form, noise_std=noise_std)
+        posterior = self.readout_factorisation(phi_params, x, y, form, noise_std=noise_std)
         return with_readout(phi_params, rp.to_theta_out(posterior, readout_matrix(phi_params)))
 
     def to_phi(self, theta_params, x, y, *, form: str = "auto", noise_std=None) -> dict:
         """Inverse of :meth:`to_theta`."""
         x, y = self.check_data(x, y)
         self._check_params(theta_params, x, y.shape[1])
-        posterior = self.readout_posterior(theta_params, x, y, form, noise_std=noise_std)
+        posterior = self.readout_factorisation(theta_params, x, y, form, noise_std=noise_std)
         return with_readout(theta_params, rp.to_phi_out(posterior, readout_matrix(theta_params)))
 
     def draw_readout(self, rng_key, params, x, y, *, form: str = "auto", noise_std=None):
@@ -314,10 +321,10 @@ class BNN:
 
         Returns ``(theta_params, phi_out)`` where ``phi_out: (p, k)`` is the
         N(0, I) draw and ``theta_params`` carries
-        :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`.
+        :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` (:meth:`to_theta`).
         """
         x, y = self.check_data(x, y)
-        posterior = self.readout_posterior(params, x, y, form, noise_std=noise_std)
+        posterior = self.readout_factorisation(params, x, y, form, noise_std=noise_std)
         phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
         theta_out = rp.to_theta_out(posterior, phi_out)
         return with_readout(params, theta_out), phi_out

@@ -139,7 +139,7 @@ def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", 
     (a term :math:`-\\tfrac{nk}{2}\\log(1 + c/\\sigma^2)` is added), so it is the
     log likelihood of the jittered model.  The default 0 is exact.
     """
-    n, p = psi.shape
+    n = psi.shape[0]
     k = y.shape[1]
     noise_var = jnp.asarray(noise_std, psi.dtype) ** 2
     extra = 0.0
@@ -148,6 +148,26 @@ def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", 
         effective_var = noise_var + jitter * mean_diag
         extra = -0.5 * n * k * jnp.log(effective_var / noise_var)
         noise_var = effective_var
+    value, _ = _whitened_log_marginal_likelihood(psi, y, noise_var, form)
+    return value + extra
+
+
+def log_marginal_likelihood_and_cholesky(psi, y, noise_std, form: str = "auto"):
+    """:func:`log_marginal_likelihood_unnormalised` (no jitter) and the factor it was computed with.
+
+    Returns ``(value, chol)``: ``chol`` is the lower Cholesky factor :math:`L` of
+    :math:`I_n + AA^\top` (``A = psi / sigma``) in the dual form, the factor that
+    :func:`readout_factorisation` takes so that a recorded draw factorises nothing
+    again; ``None`` in the primal form.
+    """
+    value, chol = _whitened_log_marginal_likelihood(psi, y, jnp.asarray(noise_std, psi.dtype) ** 2, form)
+    return value, chol if use_dual(*psi.shape, form) else None
+
+
+def _whitened_log_marginal_likelihood(psi, y, noise_var, form):
+    """``(value, chol)`` of the whitened computation documented in :func:`log_marginal_likelihood_unnormalised`."""
+    n, p = psi.shape
+    k = y.shape[1]
     scale = jnp.sqrt(noise_var)
     a = psi / scale
     if use_dual(n, p, form):
@@ -159,7 +179,7 @@ def log_marginal_likelihood_unnormalised(psi, y, noise_std, form: str = "auto", 
         mu = cho_solve((chol, True), a.T @ y) / scale
         quad = (jnp.sum((y - psi @ mu) ** 2) + noise_var * jnp.sum(mu**2)) / noise_var
     logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (quad + k * logdet) + extra
+    return -0.5 * (quad + k * logdet), chol
 
 
 def log_standard_normal(tree) -> jax.Array:
@@ -251,6 +271,14 @@ class ReadoutPosterior(NamedTuple):
             var = noise_var * jnp.sum(w**2, axis=0)
         return psi_test @ self.mean, jnp.clip(var, 0.0)
 
+    def theta_out(self, phi_out) -> jax.Array:
+        """:math:`\\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`: the symmetric root."""
+        return self.mean + self.noise_std * self.power(phi_out, -1)
+
+    def phi_out(self, theta_out) -> jax.Array:
+        """:math:`G^{1/2}(\\theta_{\\mathrm{out}} - \\mu)/\\sigma`, the inverse of :meth:`theta_out`."""
+        return self.power(theta_out - self.mean, 1) / self.noise_std
+
     def power(self, v: jax.Array, half_power: int) -> jax.Array:
         """:math:`G^{a} v` for ``a = half_power / 2`` in ``{-1/2, +1/2}``; ``v: (p, k)``."""
         s, sigma = self.eigenvalues, self.noise_std
@@ -286,17 +314,113 @@ def readout_posterior(psi, y, noise_std, form: str = "auto") -> ReadoutPosterior
     return ReadoutPosterior(psi, basis, eigenvalues, sigma, mean, dual)
 
 
-def to_theta_out(posterior: ReadoutPosterior, phi_out) -> jax.Array:
-    """:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2} \\phi_{\\mathrm{out}}`, shapes ``(p, k)``."""
-    return posterior.mean + posterior.noise_std * posterior.power(phi_out, -1)
+class CholeskyReadout(NamedTuple):
+    """The readout posterior of the dual form (``n <= p``) from one Cholesky factor.
+
+    With :math:`A = \\Psi/\\sigma` and :math:`L L^\\top = I_n + A A^\\top` (the factor the
+    density evaluation computes, :func:`log_marginal_likelihood_and_cholesky`), so that
+    :math:`K + \\sigma^2 I = \\sigma^2 L L^\\top` and
+    :math:`\\sigma^2 G^{-1} = (I_p + A^\\top A)^{-1} = I_p - A^\\top (L L^\\top)^{-1} A`:
+
+    * mean :math:`\\mu = A^\\top L^{-\\top} L^{-1} Y / \\sigma` (push-through);
+    * the root :math:`\\sigma R = I_p - A^\\top L^{-\\top} (L + I_n)^{-1} A`, which satisfies
+      :math:`(\\sigma R)(\\sigma R)^\\top = (I_p + A^\\top A)^{-1}` exactly: expanding the product
+      and using :math:`AA^\\top = LL^\\top - I`, the middle terms reduce to
+      :math:`A^\\top (LL^\\top)^{-1} A` because
+      :math:`L(L + I)^\\top + (L + I)L^\\top - (LL^\\top - I) = (L + I)(L + I)^\\top`.
+      It is applied in :math:`O(npk + n^2k)`, never forms a ``p x p`` matrix, and does not
+      depend on the order of the hidden units (permuting them permutes the rows of
+      :math:`\\sigma R` and its columns alike).  Its inverse is
+      :math:`(\\sigma R)^{-1} = (\\sigma R)^\\top (I_p + A^\\top A)`.
+    * :math:`\\log\\det G = p\\log\\sigma^2 + 2\\sum_i \\log L_{ii}` (Sylvester).
+
+    Every factor here is of a matrix :math:`I + \\dots` (Cholesky diagonal at least 1): the
+    whitened forms of :func:`log_marginal_likelihood_unnormalised`, safe in float32.
+    """
+
+    psi: jax.Array  # (n, p)
+    chol: jax.Array  # (n, n) lower factor of I + A A^T
+    noise_std: jax.Array  # ()
+    mean: jax.Array  # mu: (p, k)
+
+    dual = True
+
+    @property
+    def num_features(self) -> int:
+        return self.psi.shape[1]
+
+    def _whitened(self) -> jax.Array:
+        return self.psi / self.noise_std
+
+    def log_det_gram(self) -> jax.Array:
+        """:math:`\\log\\det G`."""
+        return (self.num_features * jnp.log(self.noise_std**2)
+                + 2 * jnp.sum(jnp.log(jnp.diagonal(self.chol))))
+
+    def log_marginal_likelihood(self, y) -> jax.Array:
+        """:func:`log_marginal_likelihood` of ``y: (n, k)`` from this factor:
+        :math:`-\\tfrac12[\\sigma^{-2}|L^{-1}Y|^2 + 2k\\sum_i\\log L_{ii}] - \\tfrac{nk}{2}\\log(2\\pi\\sigma^2)`."""
+        n, k = y.shape
+        quad = jnp.sum(solve_triangular(self.chol, y, lower=True) ** 2) / self.noise_std**2
+        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(self.chol)))
+        return -0.5 * (quad + k * logdet) + gaussian_log_constant(n * k, self.noise_std)
+
+    def predictive(self, psi_test) -> tuple[jax.Array, jax.Array]:
+        """Mean :math:`\\Psi_*\\mu` and variance :math:`|\\psi_*|^2 - |L^{-1} A \\psi_*|^2`
+        (:func:`predictive`: :math:`K_*^\\top (K + \\sigma^2 I)^{-1} K_* = |L^{-1} A\\Psi_*^\\top|^2`)."""
+        w = solve_triangular(self.chol, self._whitened() @ psi_test.T, lower=True)  # (n, m)
+        var = jnp.sum(psi_test**2, axis=1) - jnp.sum(w**2, axis=0)
+        return psi_test @ self.mean, jnp.clip(var, 0.0)
+
+    def theta_out(self, phi_out) -> jax.Array:
+        """:math:`\\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` with the root of the class docstring."""
+        a, chol = self._whitened(), self.chol
+        shifted = chol + _eye(chol.shape[0], chol.dtype)
+        inner = solve_triangular(chol, solve_triangular(shifted, a @ phi_out, lower=True), lower=True, trans="T")
+        return self.mean + phi_out - a.T @ inner
+
+    def phi_out(self, theta_out) -> jax.Array:
+        """:math:`(\\sigma R)^{-1}(\\theta_{\\mathrm{out}} - \\mu) = (\\sigma R)^\\top (d + A^\\top A d)`, the inverse of :meth:`theta_out`."""
+        a, chol = self._whitened(), self.chol
+        d = theta_out - self.mean
+        x = d + a.T @ (a @ d)
+        shifted = chol + _eye(chol.shape[0], chol.dtype)
+        inner = solve_triangular(shifted, solve_triangular(chol, a @ x, lower=True), lower=True, trans="T")
+        return x - a.T @ inner
 
 
-def to_phi_out(posterior: ReadoutPosterior, theta_out) -> jax.Array:
-    """:math:`\\phi_{\\mathrm{out}} = G^{1/2} (\\theta_{\\mathrm{out}} - \\mu) / \\sigma`, inverse of :func:`to_theta_out`."""
-    return posterior.power(theta_out - posterior.mean, 1) / posterior.noise_std
+def readout_factorisation(psi, y, noise_std, form: str = "auto", chol=None):
+    """The readout posterior that the coordinate maps, the exact readout draw, the predictive and
+    the recorded marginal likelihood use: one factorisation per set of hidden weights.
+
+    Dual form (``n <= p``, the wide networks): :class:`CholeskyReadout`, from ``chol`` when
+    given (the factor of :func:`log_marginal_likelihood_and_cholesky` at the same ``psi`` and
+    ``noise_std``), else one Cholesky factorisation.  Primal form (``p < n``):
+    :func:`readout_posterior` (the ``p x p`` eigendecomposition, the symmetric root).
+    """
+    n, p = psi.shape
+    if not use_dual(n, p, form):
+        return readout_posterior(psi, y, noise_std, form)
+    sigma = jnp.asarray(noise_std, psi.dtype)
+    a = psi / sigma
+    if chol is None:
+        chol = jnp.linalg.cholesky(_eye(n, psi.dtype) + a @ a.T)
+    mean = a.T @ cho_solve((chol, True), y) / sigma
+    return CholeskyReadout(psi, chol, sigma, mean)
 
 
-def log_abs_det_jacobian(posterior: ReadoutPosterior, out_dim: int) -> jax.Array:
+def to_theta_out(posterior, phi_out) -> jax.Array:
+    """:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}`, shapes ``(p, k)``: the root of
+    ``posterior`` (:class:`CholeskyReadout`, or the symmetric :math:`G^{-1/2}` of :class:`ReadoutPosterior`)."""
+    return posterior.theta_out(phi_out)
+
+
+def to_phi_out(posterior, theta_out) -> jax.Array:
+    """:math:`\\phi_{\\mathrm{out}} = (\\sigma R)^{-1} (\\theta_{\\mathrm{out}} - \\mu)`, inverse of :func:`to_theta_out`."""
+    return posterior.phi_out(theta_out)
+
+
+def log_abs_det_jacobian(posterior, out_dim: int) -> jax.Array:
     """:math:`k\\,(p \\log\\sigma - \\tfrac12 \\log\\det G)` for the map :math:`\\phi \\mapsto \\theta`."""
     p = posterior.num_features
     return out_dim * (p * jnp.log(posterior.noise_std) - 0.5 * posterior.log_det_gram())

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -199,25 +200,25 @@ class Target:
 
     def log_likelihood(self, z) -> jax.Array:
         """:math:`\\ell(z)`: the log likelihood without the prior and without constants."""
-        psi = self.features(z)
-        if self.noise_prior is not None:
-            return self._log_likelihood_inferred(z, psi)
-        if self.parameterisation == "standard":
-            residual = self.y - psi @ readout_matrix(z)
-            return -0.5 * jnp.sum(residual**2) / jnp.asarray(self.noise_std, psi.dtype) ** 2
-        return rp.log_marginal_likelihood_unnormalised(psi, self.y, self.noise_std, self.form, self.jitter)
+        return self.evaluate(z)[0]
 
-    def _log_likelihood_inferred(self, z, psi) -> jax.Array:
-        """:math:`\\ell` with an inferred noise: the :math:`\\sigma`-dependent constant
-        :math:`-nk\\log\\sigma` kept, and :meth:`noise_log_prior` added."""
-        u = z[NOISE_KEY]
-        sigma = self.noise_transform()(u).astype(psi.dtype)
+    def evaluate(self, z) -> tuple[jax.Array, "Evaluation"]:
+        """``(l(z), evaluation)``: :meth:`log_likelihood` and what its computation leaves behind
+        (:class:`Evaluation`), which a kernel carries with its accepted point so that a recorded
+        draw recomputes neither the features nor the factorisation (:meth:`readout_factorisation`)."""
+        psi = self.features(z)
+        sigma = self.noise_std if self.noise_prior is None else self.noise_transform()(z[NOISE_KEY]).astype(psi.dtype)
+        chol = None
         if self.parameterisation == "standard":
             residual = self.y - psi @ readout_matrix(z)
-            fit = -0.5 * jnp.sum(residual**2) / sigma**2
-        else:
+            fit = -0.5 * jnp.sum(residual**2) / jnp.asarray(sigma, psi.dtype) ** 2
+        elif self.jitter:  # the jittered factor is not the readout posterior's: the draw factorises its own
             fit = rp.log_marginal_likelihood_unnormalised(psi, self.y, sigma, self.form, self.jitter)
-        return fit - self.y.size * jnp.log(sigma) + self.noise_log_prior(u).astype(psi.dtype)
+        else:
+            fit, chol = rp.log_marginal_likelihood_and_cholesky(psi, self.y, sigma, self.form)
+        if self.noise_prior is not None:  # the sigma-dependent constant kept, and the prior of u
+            fit = fit - self.y.size * jnp.log(sigma) + self.noise_log_prior(z[NOISE_KEY]).astype(psi.dtype)
+        return fit, Evaluation(psi, chol)
 
     def logdensity(self, z) -> jax.Array:
         """:math:`\\ell(z) - \\tfrac12|z|^2`: the log posterior up to an additive constant."""
@@ -239,14 +240,22 @@ class Target:
         return self.logdensity(z) + self.log_density_constant()
 
     # -- back to the network ----------------------------------------------------------
-    def readout_posterior(self, z, psi=None) -> rp.ReadoutPosterior:
+    def readout_factorisation(self, z, evaluation: "Evaluation | None" = None):
         """The readout posterior given the hidden weights of ``z``: the one factorisation of a recorded draw.
 
-        Its eigendecomposition serves :meth:`to_params`, :meth:`predictive` and
-        :meth:`ReadoutPosterior.log_marginal_likelihood <reprior.core.repriorise.ReadoutPosterior.log_marginal_likelihood>`
-        (pass it to each).  ``psi`` may be passed when already computed.  With an inferred noise,
-        at the draw's :math:`\\sigma` (:meth:`noise_std_at`).
+        :func:`reprior.core.repriorise.readout_factorisation` (a Cholesky factor in the dual form)
+        serves :meth:`to_params`, :meth:`predictive` and its own ``log_marginal_likelihood``
+        (pass it to each).  ``evaluation`` (:meth:`evaluate` at the same ``z``, as a kernel carries
+        it) supplies the features and, when it holds one, the factor, so nothing is recomputed.
+        With an inferred noise, at the draw's :math:`\\sigma` (:meth:`noise_std_at`).
         """
+        psi = self.features(z) if evaluation is None else evaluation.features
+        chol = None if evaluation is None else evaluation.chol
+        return rp.readout_factorisation(psi, self.y, self.noise_std_at(z), self.form, chol)
+
+    def readout_posterior(self, z, psi=None) -> rp.ReadoutPosterior:
+        """The readout posterior given the hidden weights of ``z`` in spectral form (an eigendecomposition,
+        the symmetric root :math:`G^{-1/2}`); :meth:`readout_factorisation` is what a draw uses."""
         psi = self.features(z) if psi is None else psi
         return rp.readout_posterior(psi, self.y, self.noise_std_at(z), self.form)
 
@@ -254,13 +263,14 @@ class Target:
         """``(theta, phi)`` at a sampled point; ``phi`` is ``None`` for the standard parameterisation.
 
         When collapsed, ``phi_out`` is an exact draw from N(0, I) with ``rng_key``
-        and :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`
-        (:func:`reprior.core.repriorise.to_theta_out`).  ``psi`` and ``posterior``
-        (:meth:`readout_posterior`) may be passed when already computed.
+        and :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}`
+        (:func:`reprior.core.repriorise.to_theta_out`, the root of :meth:`readout_factorisation`).
+        ``psi`` and ``posterior`` (:meth:`readout_factorisation`) may be passed when already computed.
         """
         if self.parameterisation == "standard":
             return (z, None) if self.noise_prior is None else ({"hidden": z["hidden"], "readout": z["readout"]}, None)
-        posterior = self.readout_posterior(z, psi) if posterior is None else posterior
+        if posterior is None:
+            posterior = self.readout_factorisation(z, None if psi is None else Evaluation(psi, None))
         if self.collapsed:
             phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
         else:
@@ -272,7 +282,7 @@ class Target:
         """Rao-Blackwellised predictive of ``f`` at ``x_test`` given the hidden weights of ``z``.
 
         Returns ``mean: (m, k)`` and ``var: (m,)`` (:func:`reprior.core.repriorise.predictive`;
-        from ``posterior``, :meth:`readout_posterior`, when given).
+        from ``posterior``, :meth:`readout_factorisation`, when given).
         """
         psi_test = self.arch.features({"hidden": z["hidden"]}, x_test)
         if posterior is not None:
@@ -283,6 +293,20 @@ class Target:
     def flat(self, z) -> jax.Array:
         """``z`` as one flat vector (pytree order)."""
         return ravel_pytree(z)[0]
+
+
+class Evaluation(NamedTuple):
+    """What :meth:`Target.evaluate` computed on the way to :math:`\\ell(z)`.
+
+    Fields:
+        features: ``Psi: (n, p)`` at the hidden weights of ``z``.
+        chol: the lower Cholesky factor of :math:`I_n + \\Psi\\Psi^\\top/\\sigma^2` (repriorised,
+            dual form, no jitter: :func:`reprior.core.repriorise.log_marginal_likelihood_and_cholesky`),
+            else ``None``.
+    """
+
+    features: jax.Array
+    chol: jax.Array | None
 
 
 def build_target(bnn, x, y, *, parameterisation: str = "reprior", readout: str = "exact", form: str = "auto",

@@ -184,8 +184,8 @@ def _record_all(bnn, x, y, x_test, tree, name, collapsed, dtype, keep, num_proje
 
     def one(consts, key, draw):
         readout_key, noise_key = jax.random.split(key)  # as reprior.sample's collect
-        psi = target.features(draw)
-        posterior = target.readout_posterior(draw, psi)
+        posterior = target.readout_factorisation(draw)
+        psi = posterior.psi
         if standard:
             return record(consts, noise_key, draw, None, psi, posterior)
         if collapsed:

@@ -100,11 +100,12 @@ def _num_chunks(total: int) -> int:
 
 
 def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, trace_counter,
-                     draw_offset: int = 0):
+                     draw_offset: int = 0, with_evaluation: bool = False):
     """Two pure functions over one chain: ``warmup(state, start) -> (state, stats)`` and
     ``draw(state, consts, key, start) -> (state, (outputs, stats))``, each a chunk of
     iterations from index ``start``; iterations at or past the end leave the state alone.
-    Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)``."""
+    Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)`` (and, with
+    ``with_evaluation``, the evaluation the kernel carries, ``state.evaluation`` or ``None``)."""
     warmup_len, sample_len = _chunk_size(num_warmup), _chunk_size(num_samples)
 
     def step(state):
@@ -133,7 +134,10 @@ def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thin
             stats["num_grad_evals"] = jnp.sum(grads)
             stats["num_logdensity_evals"] = jnp.sum(evals)
             sample = getattr(carry, kernel.sample_field)
-            return carry, (collect_fn(consts, jax.random.fold_in(key, draw_offset + index), sample), stats)
+            draw_key = jax.random.fold_in(key, draw_offset + index)
+            if with_evaluation:
+                return carry, (collect_fn(consts, draw_key, sample, getattr(carry, "evaluation", None)), stats)
+            return carry, (collect_fn(consts, draw_key, sample), stats)
 
         def skip(carry, index):
             shapes = jax.eval_shape(record, carry, index)[1]
@@ -314,7 +318,8 @@ def _concat(chunks, keep: int, axis: int):
 @deferring  # Ctrl-C/SIGTERM stop between chunks, never inside XLA (reprior._util.interrupts)
 def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(), num_warmup: int,
                num_samples: int, num_chains: int, thinning: int = 1, chain_method: str = "sequential",
-               progress=None, checkpoint: _ckpt.Checkpoint | None = None, start: Start | None = None) -> ChainRun:
+               progress=None, checkpoint: _ckpt.Checkpoint | None = None, start: Start | None = None,
+               with_evaluation: bool = False) -> ChainRun:
     """Warm up and sample ``num_chains`` chains of ``kernel``.
 
     Args:
@@ -335,6 +340,10 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
             ``init_params`` then only build the kernel, ``num_warmup`` must be 0, and with the
             earlier run's ``rng_key`` the draws are those one longer run records next.  A state
             of another structure raises :class:`reprior.inference.checkpoint.CheckpointMismatch`.
+        with_evaluation: call ``collect_fn(consts, key, position, evaluation)``, with the
+            density's evaluation at the recorded position that the kernel carries
+            (:attr:`~reprior.inference.samplers.base.Density.evaluate_fn`; ``None`` for a kernel
+            that carries none, such as NumPyro's), so that the draw need not recompute it.
     """
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"argument `chain_method`: expected one of {CHAIN_METHODS}, received {chain_method!r}")
@@ -345,7 +354,7 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
     draw_offset = 0 if start is None else start.num_draws
     kernel_warmup = num_warmup if start is None else start.kernel_warmup
     warmup_fn, draw_fn = _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, traces,
-                                          draw_offset)
+                                          draw_offset, with_evaluation)
     init_key, collect_key = jax.random.split(rng_key)
     init_keys = jax.random.split(init_key, num_chains)
     collect_keys = jax.random.split(collect_key, num_chains)

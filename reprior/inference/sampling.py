@@ -77,21 +77,23 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
                      pointwise: bool = True):
     """Per recorded draw: theta (and phi), projections, predictions, pointwise log likelihood.
 
-    The draw's work is the features at the training (and test) inputs, one
-    eigendecomposition (:meth:`Target.readout_posterior`) shared by the readout
-    draw, ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, and
-    one pass over the projection directions for theta and phi together, their
-    hash words read from ``consts["projection_words"]`` when the run built them.
+    ``collect(consts, key, z, evaluation=None)``.  The draw's work is one factorisation
+    (:meth:`Target.readout_factorisation`) shared by the readout draw,
+    ``log_marginal_likelihood`` and the Rao-Blackwellised predictive, the features at the
+    test inputs, and one pass over the projection directions for theta and phi together,
+    their hash words read from ``consts["projection_words"]`` when the run built them.  With
+    ``evaluation`` (:meth:`Target.evaluate` at ``z``, which the kernels of this package carry
+    with their accepted point) the training features and, in the dual form, the Cholesky
+    factor are the kernel's own, so the draw neither recomputes the features nor factorises.
     The draw's key is split into the exact readout draw's and the predictive noise's.
     """
     record = _make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
 
-    def collect(consts, key, z):
+    def collect(consts, key, z, evaluation=None):
         readout_key, noise_key = jax.random.split(key)
-        psi = target.features(z)
-        posterior = target.readout_posterior(z, psi)
-        theta, phi = target.to_params(z, readout_key, psi, posterior)
-        return record(consts, noise_key, theta, phi, psi, posterior)
+        posterior = target.readout_factorisation(z, evaluation)
+        theta, phi = target.to_params(z, readout_key, posterior.psi, posterior)
+        return record(consts, noise_key, theta, phi, posterior.psi, posterior)
 
     return collect
 
@@ -322,7 +324,8 @@ def _sample(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, pr
             run = run_chains(kernel, stats_fn, collect_fn, init, rng_key=run_key, consts=consts,
                              num_warmup=num_warmup, num_samples=settings.num_samples,
                              num_chains=settings.num_chains, thinning=settings.thinning,
-                             chain_method=settings.chain_method, progress=progress, start=start)
+                             chain_method=settings.chain_method, progress=progress, start=start,
+                             with_evaluation=True)
         except CheckpointMismatch as error:
             if start is None or "start state" not in str(error):
                 raise

@@ -81,6 +81,11 @@ class AdaptedState(NamedTuple):
         return -self.kernel_state.logdensity
 
     @property
+    def evaluation(self):
+        """The density's evaluation at ``z`` that the kernel carries (``None`` when it carries none)."""
+        return getattr(self.kernel_state, "evaluation", None)
+
+    @property
     def accept_prob(self):
         return self.info.accept_prob
 

@@ -33,10 +33,16 @@ class Density(NamedTuple):
     Attributes:
         log_likelihood_fn: ``z -> l(z)``, no prior, no constants.
         logdensity_fn: ``z -> l(z) - |z|^2 / 2``.
+        evaluate_fn: optional ``z -> (l(z), evaluation)``: the log likelihood and a pytree of what
+            its computation leaves behind (a target's features and factorisation,
+            :meth:`reprior.core.target.Target.evaluate`).  Kernels that carry it keep the
+            evaluation of their current point in their state (field ``evaluation``), so the
+            per-draw work of :func:`reprior.sample` reuses it instead of recomputing it.
     """
 
     log_likelihood_fn: Callable
     logdensity_fn: Callable
+    evaluate_fn: Callable | None = None
 
     @property
     def potential_fn(self) -> Callable:
@@ -50,7 +56,7 @@ class Density(NamedTuple):
         if isinstance(target, Density):
             return target
         if hasattr(target, "log_likelihood") and hasattr(target, "logdensity"):
-            return cls(target.log_likelihood, target.logdensity)
+            return cls(target.log_likelihood, target.logdensity, getattr(target, "evaluate", None))
         if callable(target):
             def log_likelihood_fn(z, potential_fn=target):
                 return 0.5 * squared_norm(z) - potential_fn(z)
@@ -67,26 +73,52 @@ class Density(NamedTuple):
         :math:`\\ell(z) - \\tfrac12|z|^2 + |z|^2/(2s^2)`; with ``s = 1`` it is :math:`\\ell`
         itself, untouched.
         """
-        log_likelihood, logdensity = self.log_likelihood_fn, self.logdensity_fn
+        log_likelihood, logdensity, evaluate = self.log_likelihood_fn, self.logdensity_fn, self.evaluate_fn
         if reference_std == 1.0:
             def reference_loglik(flat):
                 return log_likelihood(unravel(flat))
+
+            def reference_evaluate(flat):
+                return evaluate(unravel(flat))
         else:
             def reference_loglik(flat):
                 return logdensity(unravel(flat)) + 0.5 * (flat @ flat) / reference_std**2
-        return FlatDensity(reference_loglik, lambda flat: logdensity(unravel(flat)), reference_std)
+
+            def reference_evaluate(flat):
+                value, evaluation = evaluate(unravel(flat))
+                return value - 0.5 * (flat @ flat) * (1.0 - 1.0 / reference_std**2), evaluation
+        return FlatDensity(reference_loglik, lambda flat: logdensity(unravel(flat)), reference_std,
+                           None if evaluate is None else reference_evaluate)
 
 
 class FlatDensity(NamedTuple):
-    """:class:`Density` on flat vectors, relative to a Gaussian reference of std ``reference_std``."""
+    """:class:`Density` on flat vectors, relative to a Gaussian reference of std ``reference_std``.
+
+    :meth:`value` and :meth:`value_and_grad` are what the kernels call: they return the
+    evaluation of :attr:`Density.evaluate_fn` beside the value (``None`` without one).
+    """
 
     log_likelihood_fn: Callable  # flat -> log likelihood relative to N(0, s^2 I)
     logdensity_fn: Callable  # flat -> l - |z|^2/2
     reference_std: float
+    evaluate_fn: Callable | None = None  # flat -> (log likelihood relative to the reference, evaluation)
 
     def log_prior(self, flat) -> jax.Array:
         """The reference's log density without its constant, :math:`-|z|^2/(2s^2)`."""
         return -0.5 * (flat @ flat) / self.reference_std**2
+
+    def value(self, flat):
+        """``(log likelihood, evaluation or None)`` at ``flat``."""
+        if self.evaluate_fn is None:
+            return self.log_likelihood_fn(flat), None
+        return self.evaluate_fn(flat)
+
+    def value_and_grad(self, flat):
+        """``((log likelihood, evaluation or None), gradient)`` at ``flat``, JAX's ``has_aux`` layout."""
+        if self.evaluate_fn is None:
+            value, grad = jax.value_and_grad(self.log_likelihood_fn)(flat)
+            return (value, None), grad
+        return jax.value_and_grad(self.evaluate_fn, has_aux=True)(flat)
 
 
 def is_finite(value, grad=None) -> jax.Array:

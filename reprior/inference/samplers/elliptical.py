@@ -50,11 +50,14 @@ class EllipticalSliceState(NamedTuple):
         position: ``(dim,)`` the current point.
         log_likelihood: ``()`` :math:`\\log L` at ``position``.
         logdensity: ``()`` :math:`\\ell - |z|^2/2` at ``position`` (reported as ``lp``).
+        evaluation: what the density's evaluation left behind at ``position``
+            (:attr:`~reprior.inference.samplers.base.Density.evaluate_fn`), ``None`` without one.
     """
 
     position: jax.Array
     log_likelihood: jax.Array
     logdensity: jax.Array
+    evaluation: object = None
 
 
 class EllipticalSliceInfo(NamedTuple):
@@ -83,8 +86,8 @@ class EllipticalSliceParams(NamedTuple):
 
 def init(position, density: FlatDensity) -> EllipticalSliceState:
     """The state at a flat ``position``."""
-    log_likelihood = density.log_likelihood_fn(position)
-    return EllipticalSliceState(position, log_likelihood, log_likelihood + density.log_prior(position))
+    log_likelihood, evaluation = density.value(position)
+    return EllipticalSliceState(position, log_likelihood, log_likelihood + density.log_prior(position), evaluation)
 
 
 def build_kernel(density: FlatDensity, *, max_shrinks: int = 100):

@@ -205,6 +205,7 @@ class SplitTrajectory(NamedTuple):
         grad: ``(dim,)`` :math:`\\nabla\\ell` at ``position``.
         kinetic_change: ``()`` :math:`\\tfrac12(|z'|^2 + |v'|^2) - \\tfrac12(|z|^2 + |v|^2)`, summed
             from the kicks (the rotations conserve it exactly).
+        evaluation: the density's evaluation at ``position`` (``None`` without one).
     """
 
     position: jax.Array
@@ -212,6 +213,7 @@ class SplitTrajectory(NamedTuple):
     log_likelihood: jax.Array
     grad: jax.Array
     kinetic_change: jax.Array
+    evaluation: object = None
 
 
 def rotate(z, v, tan_half, sin):
@@ -240,11 +242,14 @@ def rotate(z, v, tan_half, sin):
 
 
 def gaussian_split(splitting: GaussianSplitting, value_and_grad_fn, position, momentum, grad, step_size,
-                   num_steps: int) -> SplitTrajectory:
+                   num_steps: int, evaluation=None, *, has_aux: bool = False) -> SplitTrajectory:
     """``num_steps`` steps of ``splitting`` from ``(position, momentum)``; ``grad`` is :math:`\\nabla\\ell` there.
 
     ``value_and_grad_fn(z) -> (l(z), grad l(z))`` takes the log likelihood
-    (no prior).  A kick :math:`\\Delta = t\\nabla\\ell(z)` changes
+    (no prior).  With ``has_aux`` it returns ``((l(z), evaluation), grad l(z))``, the
+    density's evaluation beside the value (any pytree:
+    :meth:`~reprior.inference.samplers.base.FlatDensity.value_and_grad`); ``evaluation``
+    is then that at the start, and the trajectory ends with the last one.  A kick :math:`\\Delta = t\\nabla\\ell(z)` changes
     :math:`\\tfrac12|v|^2` by
 
     .. math:: \\tfrac12|v + \\Delta|^2 - \\tfrac12|v|^2 = \\Delta\\cdot\\big(v + \\tfrac12\\Delta\\big),
@@ -260,16 +265,19 @@ def gaussian_split(splitting: GaussianSplitting, value_and_grad_fn, position, mo
         return v + delta, change + delta @ (v + 0.5 * delta)
 
     def step(carry, _):
-        z, v, value, g, change = carry
+        z, v, value, g, change, aux = carry
         v, change = kick(v, g, splitting.kicks[0], change)
         for (tan_half, sin), b in zip(shears, splitting.kicks[1:], strict=True):
             z, v = rotate(z, v, tan_half, sin)
-            value, g = value_and_grad_fn(z)
+            if has_aux:
+                (value, aux), g = value_and_grad_fn(z)
+            else:
+                value, g = value_and_grad_fn(z)
             v, change = kick(v, g, b, change)
-        return (z, v, value, g, change), None
+        return (z, v, value, g, change, aux), None
 
     zero = jnp.zeros((), position.dtype)
-    carry = (position, momentum, zero, grad, zero)
+    carry = (position, momentum, zero, grad, zero, evaluation)
     if num_steps == 1:
         carry, _ = step(carry, None)
     else:

@@ -76,12 +76,15 @@ class PCNState(NamedTuple):
         log_likelihood: ``()`` :math:`-\\Phi` at ``position`` (relative to the reference).
         logdensity: ``()`` :math:`\\ell - |z|^2/2` at ``position`` (reported as ``lp``).
         grad: ``(dim,)`` :math:`\\nabla(-\\Phi)` at ``position`` (pCNL), ``None`` for pCN.
+        evaluation: what the density's evaluation left behind at ``position``
+            (:attr:`~reprior.inference.samplers.base.Density.evaluate_fn`), ``None`` without one.
     """
 
     position: jax.Array
     log_likelihood: jax.Array
     logdensity: jax.Array
     grad: jax.Array | None
+    evaluation: object = None
 
 
 class PCNInfo(NamedTuple):
@@ -125,13 +128,13 @@ def pcnl_log_accept(z, z_new, phi, phi_new, grad, grad_new, a, one_minus_a, refe
 
 
 def _evaluate(density: FlatDensity, langevin: bool, z):
-    """``(log_likelihood, logdensity, grad or None)`` at flat ``z``."""
+    """``(log_likelihood, logdensity, grad or None, evaluation or None)`` at flat ``z``."""
     if langevin:
-        log_likelihood, grad = jax.value_and_grad(density.log_likelihood_fn)(z)
+        (log_likelihood, evaluation), grad = density.value_and_grad(z)
     else:
-        log_likelihood, grad = density.log_likelihood_fn(z), None
+        (log_likelihood, evaluation), grad = density.value(z), None
     logdensity = log_likelihood + density.log_prior(z) if density.reference_std == 1.0 else density.logdensity_fn(z)
-    return log_likelihood, logdensity, grad
+    return log_likelihood, logdensity, grad, evaluation
 
 
 def init(position, density: FlatDensity, *, langevin: bool) -> PCNState:

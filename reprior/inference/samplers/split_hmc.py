@@ -109,6 +109,8 @@ class SplitHMCState(NamedTuple):
         log_likelihood: ``()`` :math:`\\ell(z)`.
         logdensity: ``()`` :math:`\\ell(z) - |z|^2/2` (reported as ``lp``).
         grad: ``(dim,)`` :math:`\\nabla\\ell(z)`, the likelihood's gradient (cached).
+        evaluation: what the density's evaluation left behind at ``position``
+            (:attr:`~reprior.inference.samplers.base.Density.evaluate_fn`), ``None`` without one.
     """
 
     position: jax.Array
@@ -116,6 +118,7 @@ class SplitHMCState(NamedTuple):
     log_likelihood: jax.Array
     logdensity: jax.Array
     grad: jax.Array
+    evaluation: object = None
 
 
 class SplitHMCInfo(NamedTuple):
@@ -151,17 +154,19 @@ class SplitHMCParams(NamedTuple):
 
 def init(position, momentum, density: FlatDensity) -> SplitHMCState:
     """The state at a flat ``position`` with the given ``momentum``."""
-    log_likelihood, grad = jax.value_and_grad(density.log_likelihood_fn)(position)
-    return SplitHMCState(position, momentum, log_likelihood, log_likelihood - 0.5 * position @ position, grad)
+    (log_likelihood, evaluation), grad = density.value_and_grad(position)
+    return SplitHMCState(position, momentum, log_likelihood, log_likelihood - 0.5 * position @ position, grad,
+                         evaluation)
 
 
 def propose(state: SplitHMCState, momentum, step_size, density: FlatDensity, splitting: GaussianSplitting,
             num_steps: int) -> tuple[SplitHMCState, jax.Array]:
     """Integrate from ``(state.position, momentum)``: ``(proposed state, Delta H)`` (module docstring)."""
-    end = integrators.gaussian_split(splitting, jax.value_and_grad(density.log_likelihood_fn), state.position,
-                                     momentum, state.grad, step_size, num_steps)
+    end = integrators.gaussian_split(splitting, density.value_and_grad, state.position, momentum, state.grad,
+                                     step_size, num_steps, state.evaluation, has_aux=True)
     z = end.position
-    new = SplitHMCState(z, end.momentum, end.log_likelihood, end.log_likelihood - 0.5 * z @ z, end.grad)
+    new = SplitHMCState(z, end.momentum, end.log_likelihood, end.log_likelihood - 0.5 * z @ z, end.grad,
+                        end.evaluation)
     return new, -(end.log_likelihood - state.log_likelihood) + end.kinetic_change
 
 
