@@ -83,11 +83,11 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
     from reprior.inference import sampling
 
     key = jax.random.key(0)
-    collect = sampling._make_collect_fn(target, x_test, keep, num_projections, 0)
+    collect = sampling.make_collect_fn(target, x_test, keep, num_projections, 0)
     _, evaluation = jax.jit(target.evaluate)(z)
     post = jax.jit(target.readout_factorisation)(z, evaluation)
     theta, phi = target.to_params(z, key, post.psi, post)
-    words = sampling._projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
+    words = sampling.run_projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
     consts = {"projection_words": words}
     psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
     return {
@@ -98,7 +98,7 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
         "test_features": (lambda zz: target.arch.features({"hidden": zz["hidden"]}, x_test), (z,)),
         "log_marginal_likelihood": (lambda pp: pp.log_marginal_likelihood(target.y), (post,)),
         "predictive": (lambda pt, pp: pp.predictive(pt), (psi_test, post)),
-        "projections": (lambda t, f, w: sampling._projections(t, f, num_projections, 0, w), (theta, phi, words)),
+        "projections": (lambda t, f, w: sampling.draw_projections(t, f, num_projections, 0, w), (theta, phi, words)),
         "collect": (lambda zz, c: collect(c, key, zz), (z, consts)),
         "collect_handed": (lambda zz, c, ev: collect(c, key, zz, ev), (z, consts, evaluation)),
     }

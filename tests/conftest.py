@@ -88,23 +88,34 @@ def assert_tree_allclose(a, b, *, rtol, atol=0.0):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-def dense_repriorisation(psi, y, noise_std, phi_out):
+def dense_repriorisation(psi, y, noise_std, phi_out, root: str = "symmetric"):
     """The repriorisation map from the dense ``p x p`` matrices, in plain NumPy (a reference for tests).
 
     :math:`G = \\Psi^\\top\\Psi + \\sigma^2 I_p`, :math:`\\mu = G^{-1}\\Psi^\\top Y` by a dense solve,
-    :math:`G^{-1/2}` the symmetric root from NumPy's eigendecomposition of :math:`G`.  Returns
-    :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}` ``(p, k)`` and the
+    and the root :math:`R` (:math:`RR^\\top = G^{-1}`): ``"symmetric"``, :math:`G^{-1/2}` from NumPy's
+    eigendecomposition of :math:`G`; ``"cholesky"``, the dual form's push-through root
+    :math:`\\sigma R = I_p - A^\\top L^{-\\top}(L + I)^{-1}A` (:math:`A = \\Psi/\\sigma`,
+    :math:`LL^\\top = I_n + AA^\\top`) formed densely; ``"package"``, the one
+    :func:`reprior.core.repriorise.readout_factorisation` uses (``"cholesky"`` when ``n <= p``).  Returns
+    :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` ``(p, k)`` and the
     log-Jacobian :math:`\\log|\\det\\partial\\theta_{\\mathrm{out}}/\\partial\\phi_{\\mathrm{out}}| =
     k\\,(p\\log\\sigma - \\tfrac12\\log\\det G)` (``slogdet``), so that
     :math:`\\log p(\\phi, Y) = \\log p(\\theta(\\phi), Y) + \\log|\\det|` is the density of the repriorised
     coordinates by the change of variables alone, with none of the package's ``n x n`` identities.
     """
     psi, y, phi_out = (np.asarray(a, np.float64) for a in (psi, y, phi_out))
-    p, k = psi.shape[1], y.shape[1]
+    (n, p), k = psi.shape, y.shape[1]
     gram = psi.T @ psi + noise_std**2 * np.eye(p)
-    evals, evecs = np.linalg.eigh(gram)
-    inv_root = evecs @ np.diag(evals**-0.5) @ evecs.T
-    theta_out = np.linalg.solve(gram, psi.T @ y) + noise_std * inv_root @ phi_out
+    if root == "package":
+        root = "cholesky" if n <= p else "symmetric"
+    if root == "symmetric":
+        evals, evecs = np.linalg.eigh(gram)
+        scaled_root = noise_std * evecs @ np.diag(evals**-0.5) @ evecs.T
+    else:
+        a = psi / noise_std
+        chol = np.linalg.cholesky(np.eye(n) + a @ a.T)
+        scaled_root = np.eye(p) - a.T @ np.linalg.solve(chol.T, np.linalg.solve(chol + np.eye(n), a))
+    theta_out = np.linalg.solve(gram, psi.T @ y) + scaled_root @ phi_out
     sign, logdet = np.linalg.slogdet(gram)
     assert sign == 1
     return theta_out, k * (p * np.log(noise_std) - 0.5 * logdet)

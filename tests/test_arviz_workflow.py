@@ -85,7 +85,7 @@ def test_pointwise_false_records_no_pointwise_quantities():
     with jax.enable_x64(True):
         target = build_target(BNN, jnp.asarray(X), jnp.asarray(Y))
         z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
-        keys = {pointwise: set(sampling._make_collect_fn(target, jnp.asarray(X_TEST), "none", 2, 0,
+        keys = {pointwise: set(sampling.make_collect_fn(target, jnp.asarray(X_TEST), "none", 2, 0,
                                                          pointwise=pointwise)({}, jax.random.key(1), z))
                 for pointwise in (True, False)}
     assert keys[True] - keys[False] == {"log_likelihood", "y"}

@@ -655,7 +655,7 @@ def test_degenerate_numbers_are_refused_before_the_work(monkeypatch, bnn_kw, kw,
     import reprior
     from reprior.inference import sampling
 
-    monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("sampled before judging the numbers"))
+    monkeypatch.setattr(sampling, "sample_with_settings", lambda *a, **k: pytest.fail("sampled before judging the numbers"))
     call = dict(x=_X, y=_Y, num_warmup=1, num_samples=1, num_chains=1, progress_bar=False, dtype=dtype)
     call.update(kw)
     with pytest.raises(ValueError) as caught:
@@ -668,7 +668,7 @@ def test_numbers_at_the_edge_of_the_range_pass(monkeypatch):
     import reprior
     from reprior.inference import sampling
 
-    monkeypatch.setattr(sampling, "_sample", lambda *a, **k: "sampled")
+    monkeypatch.setattr(sampling, "sample_with_settings", lambda *a, **k: "sampled")
     for noise, dtype in ((1e-12, "float64"), (1e-3, "float32"), (1e100, "float64")):
         assert reprior.sample(_bnn(noise), _X * 1e100 if dtype == "float64" else _X, _Y, num_warmup=1,
                               num_samples=1, num_chains=1, progress_bar=False, dtype=dtype,
@@ -731,7 +731,7 @@ def test_sample_refuses_a_width_beyond_the_job_limit(monkeypatch):
     import reprior
     from reprior.inference import memory as _memory, sampling
 
-    monkeypatch.setattr(sampling, "_sample", lambda *a, **k: "sampled")
+    monkeypatch.setattr(sampling, "sample_with_settings", lambda *a, **k: "sampled")
     monkeypatch.setattr(_memory, "device_memory_limit", lambda: _memory.MemoryLimit(2**20, "RLIMIT_AS (ulimit -v)"))
     with pytest.raises(ValueError) as caught:
         reprior.sample(_bnn(width=4096), _X, _Y, num_warmup=1, num_samples=1, num_chains=1, progress_bar=False)

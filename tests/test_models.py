@@ -142,14 +142,16 @@ def test_potential_energy_is_minus_the_log_density(width, n):
 
 @pytest.mark.parametrize("width, n", [(5, 6), (3, 9)], ids=["dual", "primal"])
 def test_deterministic_readout_sites_are_theta(width, n):
-    """The ``readout_W``/``readout_b`` sites of the repriorised model are theta_out = mu + s G^{-1/2} phi_out,
-    against the dense ``p x p`` NumPy map (:func:`conftest.dense_repriorisation`), to float64 round-off."""
+    """The ``readout_W``/``readout_b`` sites of the repriorised model are theta_out = mu + s R phi_out,
+    against the dense ``p x p`` NumPy map (:func:`conftest.dense_repriorisation`, the root of the form in
+    use), to float64 round-off."""
     with jax.enable_x64(True):
         bnn, x, y, params = problem(width=width, n=n)
         model = handlers.substitute(reprior.bnn_model, data=reprior_sites(params))
         trace = handlers.trace(model).get_trace(bnn, x, y, parameterisation="reprior")
         phi_out = np.vstack([np.asarray(params["readout"]["W"]), np.asarray(params["readout"]["b"])[None]])
-        theta_out, _ = dense_repriorisation(np.asarray(bnn.features(params, x)), np.asarray(y), NOISE, phi_out)
+        theta_out, _ = dense_repriorisation(np.asarray(bnn.features(params, x)), np.asarray(y), NOISE, phi_out,
+                                            root="package")
         np.testing.assert_allclose(trace["readout_W"]["value"], theta_out[:-1], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(trace["readout_b"]["value"], theta_out[-1], rtol=1e-10, atol=1e-12)
         assert np.abs(theta_out - phi_out).max() > 0.1  # the map is not the identity here

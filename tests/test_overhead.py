@@ -1,6 +1,6 @@
 """The per-draw work of ``reprior.sample``: one factorisation serves every recorded quantity.
 
-``collect`` (:func:`reprior.inference.sampling._make_collect_fn`) computes the readout draw,
+``collect`` (:func:`reprior.inference.sampling.make_collect_fn`) computes the readout draw,
 ``log_marginal_likelihood`` and the Rao-Blackwellised predictive from one factorisation
 (:meth:`reprior.core.target.Target.readout_factorisation`: the Cholesky factor that the density
 evaluation computed, when the kernel carries it), and the projections of theta and phi from one
@@ -91,16 +91,16 @@ def test_shared_projections_equal_project_tree_x64():
         hidden = [{"W": jnp.asarray(rng.normal(size=(3, 20000))), "b": jnp.asarray(rng.normal(size=20000))}]
         theta = {"hidden": hidden, "readout": {"W": jnp.asarray(rng.normal(size=(5, 2))), "b": jnp.ones(2)}}
         phi = {"hidden": hidden, "readout": {"W": jnp.asarray(rng.normal(size=(5, 2))), "b": jnp.zeros(2)}}
-        words = sampling._projection_words(80012, 40, 7)  # 40 directions: two words per weight
+        words = sampling.run_projection_words(80012, 40, 7)  # 40 directions: two words per weight
         assert words.shape == (80012, 2) and words.dtype == np.uint32
         for num, table in ((10, None), (10, words), (40, words)):  # 80012 rows: several blocks
-            out = jax.jit(lambda t, f, w: sampling._projections(t, f, num, 7, w))(theta, phi, table)
+            out = jax.jit(lambda t, f, w: sampling.draw_projections(t, f, num, 7, w))(theta, phi, table)
             np.testing.assert_allclose(out["theta_proj"], project_tree(theta, num, 7), rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(out["phi_proj"], project_tree(phi, num, 7), rtol=1e-12, atol=1e-14)
-        theta_only = sampling._projections(theta, None, 10, 7, words)
+        theta_only = sampling.draw_projections(theta, None, 10, 7, words)
         assert set(theta_only) == {"theta_proj"}
         np.testing.assert_allclose(theta_only["theta_proj"], project_tree(theta, 10, 7), rtol=1e-12, atol=1e-14)
-        assert sampling._projection_words(2**26, 40, 7) is None  # 512 MiB of words: hashed per draw instead
+        assert sampling.run_projection_words(2**26, 40, 7) is None  # 512 MiB of words: hashed per draw instead
 
 
 def _problem(noise_std, width=64, n_train=32, n_test=8):
@@ -116,7 +116,7 @@ def _collect(bnn, data, dtype, z=None, keep="readout", carried=False):
         target = build_target(bnn, cast(data.x_train), cast(data.y_train))
         if z is None:
             z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
-        collect = sampling._make_collect_fn(target, cast(data.x_test), keep, 10, 0)
+        collect = sampling.make_collect_fn(target, cast(data.x_test), keep, 10, 0)
 
         def draw(zz):
             return collect({}, jax.random.key(1), zz, target.evaluate(zz)[1] if carried else None)
@@ -126,7 +126,7 @@ def _collect(bnn, data, dtype, z=None, keep="readout", carried=False):
 
 
 def _draw_jaxpr(target, x_test, z, evaluation=None) -> str:
-    collect = sampling._make_collect_fn(target, x_test, "all", 10, 0)
+    collect = sampling.make_collect_fn(target, x_test, "all", 10, 0)
     return str(jax.make_jaxpr(lambda zz, ev: collect({}, jax.random.key(1), zz, ev))(z, evaluation))
 
 

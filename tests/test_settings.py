@@ -32,7 +32,7 @@ def test_a_bad_value_is_refused_with_the_message_of_reprior_sample(monkeypatch):
     with pytest.raises(ValueError) as caught:
         SampleSettings.checked(**{**ARGUMENTS, "num_samples": 0})
     assert str(caught.value) == "argument `num_samples`: expected a positive integer, received 0"
-    monkeypatch.setattr(sampling, "_sample", lambda *a, **k: pytest.fail("sampled a bad setting"))
+    monkeypatch.setattr(sampling, "sample_with_settings", lambda *a, **k: pytest.fail("sampled a bad setting"))
     x = np.linspace(-1, 1, 8)[:, None]
     with pytest.raises(ValueError) as from_sample:
         reprior.sample(reprior.BNN(reprior.MLP(4), 0.3), x, x[:, 0], num_samples=0, progress_bar=False)

@@ -12,13 +12,16 @@ weights, the readout posterior is Gaussian,
 
 Repriorisation is the change of variables
 :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\, \\phi_{\\mathrm{out}}` with
-:math:`R R^\\top = G^{-1}`; the hidden weights are unchanged.  We take the
-*symmetric* root :math:`R = G^{-1/2}` rather than the Cholesky root of the
-paper.  Every root gives the same density in :math:`\\phi`; the symmetric one is
-equivariant under permutations of hidden units (the Cholesky root depends on
-their order) and, above all, can be applied in :math:`O(n^2 p + n^3)` through
-the eigendecomposition of the ``n x n`` kernel when ``p > n``, so no ``p x p``
-matrix is ever formed.  Its log-Jacobian is
+:math:`R R^\\top = G^{-1}`; the hidden weights are unchanged.  Every root gives the
+same density in :math:`\\phi`.  We take the root from the factorisation the density
+evaluation holds (:func:`readout_factorisation`): in the dual form (``n <= p``) the
+push-through Cholesky root of :class:`CholeskyReadout`, from the ``n x n`` factor of
+:math:`I + \\Psi\\Psi^\\top/\\sigma^2`; in the primal form the symmetric root
+:math:`G^{-1/2}` of :class:`ReadoutPosterior`, from the ``p x p`` eigendecomposition.
+Both are equivariant under permutations of the hidden units (the paper's Cholesky
+root of :math:`G` depends on their order), and neither forms a ``p x p`` matrix when
+``p > n``.  The symmetric root stays available in both forms (:func:`readout_posterior`).
+Its log-Jacobian is
 
 .. math::
 
@@ -50,9 +53,9 @@ marginal likelihood has a *dual* form (Cholesky of the ``n x n`` matrix
 ``form="auto"`` takes the dual form when ``n <= p`` and the primal otherwise.
 Only the marginal likelihood is differentiated; the transform, exact readout
 draws and predictions are needed only when a draw is recorded, and there one
-eigendecomposition (:func:`readout_posterior`) serves them all: the readout
-draw through the symmetric root, :meth:`ReadoutPosterior.log_marginal_likelihood`
-and :meth:`ReadoutPosterior.predictive`.
+factorisation (:func:`readout_factorisation`, in the dual form the very Cholesky
+factor of the density evaluation, :func:`log_marginal_likelihood_and_cholesky`)
+serves them all: the readout draw, ``log_marginal_likelihood`` and ``predictive``.
 """
 
 from __future__ import annotations

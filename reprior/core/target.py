@@ -253,6 +253,13 @@ class Target:
         chol = None if evaluation is None else evaluation.chol
         return rp.readout_factorisation(psi, self.y, self.noise_std_at(z), self.form, chol)
 
+    @property
+    def readout_root(self) -> str:
+        """The root of :meth:`readout_factorisation`: ``"cholesky"`` (the dual form's push-through
+        Cholesky root) or ``"symmetric"`` (:math:`G^{-1/2}`, primal form)."""
+        num_features = self.param_shapes()["readout"]["W"].shape[0] + 1  # the bias row
+        return "cholesky" if rp.use_dual(self.x.shape[0], num_features, self.form) else "symmetric"
+
     def readout_posterior(self, z, psi=None) -> rp.ReadoutPosterior:
         """The readout posterior given the hidden weights of ``z`` in spectral form (an eigendecomposition,
         the symmetric root :math:`G^{-1/2}`); :meth:`readout_factorisation` is what a draw uses."""

@@ -4,13 +4,13 @@ Given draws of theta (standard coordinates) or of phi (repriorised; all of it, o
 the hidden weights alone, whose readout is then drawn exactly as
 ``reprior.sample(readout="exact")`` draws it), every recorded quantity of a draw
 is computed by the per-draw function of :func:`reprior.sample` itself
-(:func:`reprior.inference.sampling._make_record_fn`): parameters, projections,
+(:func:`reprior.inference.sampling.make_record_fn`): parameters, projections,
 ``log_marginal_likelihood``, the pointwise log likelihood, the predictive draws
 of ``y`` and the test predictions.  The result has the same groups, variables,
 dims and attrs, so :func:`reprior.evaluation.diagnostics.cell_metrics`, the reports and the
 ArviZ workflow (``az.loo``, ``az.plot_ppc``, ...) read it as they read a run of
 :func:`reprior.sample`.  The map between the coordinates is
-:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}`
+:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}`
 (:func:`reprior.core.repriorise.to_theta_out`) and its inverse.
 
 Keys: a draw's key is the one :func:`reprior.sample` with the same ``seed`` gives
@@ -170,15 +170,15 @@ def _stats(stats, name: str, num_chains: int, num_draws):
 
 def _record_all(bnn, x, y, x_test, tree, name, collapsed, dtype, keep, num_projections, projection_seed, form,
                 seed, pointwise):
-    """Every draw through :func:`reprior.inference.sampling._make_record_fn`, chain by chain (one compiled
+    """Every draw through :func:`reprior.inference.sampling.make_record_fn`, chain by chain (one compiled
     ``lax.map`` over the draws of a chain): ``{name: (chains, draws, ...) array}``."""
-    from reprior.inference.sampling import _make_record_fn, _projection_words
+    from reprior.inference.sampling import make_record_fn, run_projection_words
 
     target = build_target(bnn, jnp.asarray(x, dtype), jnp.asarray(y, dtype), parameterisation="reprior",
                           readout="exact" if collapsed else "sampled", form=form)
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
-    record = _make_record_fn(target, jx_test, keep, num_projections, projection_seed, pointwise=pointwise)
-    words = _projection_words(target.num_params, num_projections, projection_seed)
+    record = make_record_fn(target, jx_test, keep, num_projections, projection_seed, pointwise=pointwise)
+    words = run_projection_words(target.num_params, num_projections, projection_seed)
     consts = {} if words is None else {"projection_words": words}
     standard = name == "theta"
 

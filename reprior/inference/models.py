@@ -18,7 +18,8 @@ The repriorised model is written through the exact factorisation of
     \\phi_{\\mathrm{out}} \\sim \\mathcal N(0, I),
 
 whose joint density over :math:`(\\phi, Y)` is the repriorised density, with
-:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma G^{-1/2}\\phi_{\\mathrm{out}}` a
+:math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` (the root of
+:func:`reprior.core.repriorise.readout_factorisation`) a
 deterministic function of it.  With ``readout="exact"`` the ``phi_out`` sites are
 left out (collapsed model).
 """

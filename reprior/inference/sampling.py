@@ -73,7 +73,7 @@ def _check_data(bnn, x, y, x_test):
     return x, y, x_test
 
 
-def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+def make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
                      pointwise: bool = True):
     """Per recorded draw: theta (and phi), projections, predictions, pointwise log likelihood.
 
@@ -87,7 +87,7 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
     factor are the kernel's own, so the draw neither recomputes the features nor factorises.
     The draw's key is split into the exact readout draw's and the predictive noise's.
     """
-    record = _make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
+    record = make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
 
     def collect(consts, key, z, evaluation=None):
         readout_key, noise_key = jax.random.split(key)
@@ -98,7 +98,7 @@ def _make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pr
     return collect
 
 
-def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+def make_record_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
                     pointwise: bool = True):
     """``record(consts, noise_key, theta, phi, psi, posterior) -> dict``: what is stored of one draw
     in network coordinates (``phi`` None for the standard parameterisation), shared by
@@ -125,7 +125,7 @@ def _make_record_fn(target: Target, x_test, keep: str, num_projections: int, pro
         if phi is not None and keep != "none":
             out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
         if num_projections:
-            out.update(_projections(theta, phi, num_projections, projection_seed,
+            out.update(draw_projections(theta, phi, num_projections, projection_seed,
                                     consts.get("projection_words")))
         theta_out = readout_matrix(theta)
         # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
@@ -162,7 +162,7 @@ def noise_attrs(bnn) -> dict:
 MAX_PROJECTION_WORDS_BYTES = 2**28
 
 
-def _projection_words(num_params: int, num: int, seed: int):
+def run_projection_words(num_params: int, num: int, seed: int):
     """:func:`reprior.core.projections.projection_words` of a run, built once (4 bytes per weight for up to
     32 directions), or ``None`` without projections or above :data:`MAX_PROJECTION_WORDS_BYTES`."""
     if num == 0 or 4 * num_params * -(-num // 32) > MAX_PROJECTION_WORDS_BYTES:
@@ -170,12 +170,12 @@ def _projection_words(num_params: int, num: int, seed: int):
     return projection_words(num_params, num, seed)
 
 
-def _projections(theta, phi, num: int, seed: int, words=None) -> dict:
+def draw_projections(theta, phi, num: int, seed: int, words=None) -> dict:
     """``theta_proj`` (and ``phi_proj``) on the fixed directions of :func:`reprior.core.projections.project_tree`.
 
     theta and phi share their hidden weights and their layout (hidden leaves first), so the
     hidden part of the projection, most of its cost, is computed once and shared; with ``words``
-    (:func:`_projection_words`) the directions' hash words are read instead of recomputed.  Equal
+    (:func:`run_projection_words`) the directions' hash words are read instead of recomputed.  Equal
     to ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
     """
     if set(theta) != {"hidden", "readout"}:
@@ -295,10 +295,14 @@ def sample(bnn: BNN, x, y, *, x_test=None, parameterisation: str = "reprior", re
     dtype = dtype or default_dtype()
     previous = None if init is None else _check_init(init, bnn, x, y, x_test, settings, dtype, projection_seed)
     with jax.enable_x64(dtype == "float64"), _blas.blas_threads(blas_threads):
-        return _sample(bnn, x, y, x_test, settings, dtype, progress_bar, projection_seed, previous)
+        return sample_with_settings(bnn, x, y, x_test, settings, dtype, progress_bar, projection_seed, previous)
 
 
-def _sample(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, projection_seed, previous=None):
+def sample_with_settings(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, projection_seed,
+                         previous=None):
+    """The run of :func:`sample` once every input is checked: ``settings`` (a checked
+    :class:`SampleSettings`), the resolved ``dtype``, and ``previous`` (the checked ``init=``
+    result, or ``None``); called inside :func:`sample`'s dtype and BLAS-thread context."""
     from reprior.inference.inference_data import to_inference_data  # keeps ArviZ out of the import path of the maths
 
     jx_test = None if x_test is None else jnp.asarray(x_test, dtype)
@@ -307,13 +311,13 @@ def _sample(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, pr
                           jitter=settings.jitter)
     kernel = make_kernel(settings.sampler, target, settings.sampler_options)
     stats_fn = _make_stats_fn(get_kernel(settings.sampler).stats_fn, target)
-    collect_fn = _make_collect_fn(target, jx_test, settings.keep, settings.num_projections, projection_seed,
+    collect_fn = make_collect_fn(target, jx_test, settings.keep, settings.num_projections, projection_seed,
                                   pointwise=bool(settings.pointwise))
 
     init_key, run_key = jax.random.split(jax.random.key(settings.seed))
     init = target.initial_positions(init_key, settings.num_chains)
     dim = target.num_params
-    words = _projection_words(target.num_params, settings.num_projections, projection_seed)
+    words = run_projection_words(target.num_params, settings.num_projections, projection_seed)
     consts = {} if words is None else {"projection_words": words}  # read by every draw, built once
 
     start = None if previous is None else _start(previous, kernel)
@@ -335,6 +339,7 @@ def _sample(bnn, x, y, x_test, settings: SampleSettings, dtype, progress_bar, pr
         run = _joined(previous, run)
         settings = dataclasses.replace(settings, num_samples=previous["num_samples"] + settings.num_samples)
     attrs = _attrs(bnn, x, y, settings, dtype, run, dim, projection_seed)
+    attrs["readout_root"] = target.readout_root  # how the recorded theta_out and phi_out are paired
     idata = to_inference_data(run, x=x, y=y, x_test=x_test, attrs=attrs)
     from reprior.inference.series import rhat_max as largest_rhat  # ArviZ: off the import path of the maths
 
