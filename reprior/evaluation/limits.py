@@ -104,11 +104,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from reprior._util import checks as _checks
 from reprior.core import nngp as _nngp
 from reprior.core import repriorise as rp
 from reprior.core.pytrees import squared_norm
+from reprior.inference.samplers.pcn import PCNParams, PCNState, build_kernel as build_pcn_kernel
+from reprior.inference.samplers.base import FlatDensity
 
 #: Metric names of :func:`reprior.evaluation.diagnostics.limit_metrics` (columns of ``summary.csv``).
 LIMIT_METRICS = ("nngp_pred_dist", "nngp_pred_w2", "nngp_kernel_dist", "kl_to_prior", "kl_is_ess",
@@ -451,30 +454,45 @@ def _next_delta(log_w, loglik, remaining: float, target: float) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def _make_move(loglik_fn, batch_size: int):
-    """One pCN step for every particle, jitted: :math:`\\phi' = \\sqrt{1 - b^2}\\,\\phi + b\\,\\xi`,
-    accepted with probability :math:`\\min(1, (L(\\phi')/L(\\phi))^\\beta)` (non-finite L rejected)."""
+def _make_move(loglik_fn, batch_size: int, particle_spec):
+    """``(batch_loglik, move)``, jitted.  ``move(key, z, ll, beta, step)`` is one step of the package's
+    pCN kernel (:func:`reprior.inference.samplers.pcn.build_kernel`, reference N(0, I), ``b = step``)
+    for every particle, targeting :math:`\\mathcal N(0, I) L^\\beta`: the proposal
+    :math:`\\phi' = \\sqrt{1 - b^2}\\,\\phi + b\\,\\xi` accepted with probability
+    :math:`\\min(1, (L(\\phi')/L(\\phi))^\\beta)`, non-finite :math:`L` rejected.  The kernel's
+    density evaluation carries the untempered :math:`\\log L` of the kept point (``ll``).
+    ``particle_spec``: ``(treedef, ((shape, dtype), ...))`` of one particle, the layout of the flat
+    vectors the kernel moves (hashable, for the cache)."""
+    treedef, leaf_specs = particle_spec
+    _, unravel = ravel_pytree(jax.tree_util.tree_unflatten(treedef, [np.zeros(shape, dtype)
+                                                                     for shape, dtype in leaf_specs]))
 
-    def batch_loglik(z):
-        ll = jax.lax.map(loglik_fn, z, batch_size=batch_size)
+    def finite_loglik(tree):
+        ll = loglik_fn(tree)
         return jnp.where(jnp.isfinite(ll), ll, -jnp.inf)
 
+    def batch_loglik(z):
+        return jax.lax.map(finite_loglik, z, batch_size=batch_size)
+
     def move(key, z, ll, beta, step):
-        leaves, treedef = jax.tree_util.tree_flatten(z)
-        noise_key, accept_key = jax.random.split(key)
-        noise = [jax.random.normal(k, leaf.shape, leaf.dtype)
-                 for k, leaf in zip(jax.random.split(noise_key, len(leaves)), leaves, strict=True)]
-        keep = jnp.sqrt(1 - step**2)
-        proposal = jax.tree_util.tree_unflatten(treedef, [keep * a + step * e for a, e in zip(leaves, noise,
-                                                                                             strict=True)])
-        ll_new = batch_loglik(proposal)
-        log_u = jnp.log(jax.random.uniform(accept_key, ll.shape, ll.dtype))
-        accept = log_u < beta * (ll_new - ll)
+        def tempered(flat):
+            value = finite_loglik(unravel(flat))
+            return beta * value, value
 
-        def pick(new, old):
-            return jnp.where(accept.reshape(accept.shape + (1,) * (new.ndim - 1)), new, old)
+        density = FlatDensity(lambda flat: tempered(flat)[0], None, 1.0, tempered)
+        kernel_step = build_pcn_kernel(density, langevin=False)
+        flats = jax.vmap(lambda tree: ravel_pytree(tree)[0])(z)
+        params = PCNParams(jnp.asarray(step, flats.dtype))
 
-        return jax.tree_util.tree_map(pick, proposal, z), jnp.where(accept, ll_new, ll), jnp.mean(accept)
+        def one(args):
+            particle_key, flat, value = args
+            state = PCNState(flat, beta * value, beta * value - 0.5 * flat @ flat, None, value)
+            new, info = kernel_step(particle_key, state, params)
+            return new.position, new.evaluation, info.is_accepted
+
+        keys = jax.random.split(key, ll.shape[0])
+        flats, ll, accepted = jax.lax.map(one, (keys, flats, ll), batch_size=batch_size)
+        return jax.vmap(unravel)(flats), ll, jnp.mean(accepted)
 
     return jax.jit(batch_loglik), jax.jit(move)
 
@@ -529,7 +547,9 @@ def log_evidence_smc(loglik_fn, init_particles, rng_key, *, target_ess: float = 
     m = int(jnp.shape(leaves[0])[0])
     if m < 2:
         raise _checks.fail("init_particles", "at least 2 particles", m)
-    batch_loglik, move = _make_move(loglik_fn, min(batch_size, m))
+    treedef = jax.tree_util.tree_structure(init_particles)
+    spec = (treedef, tuple((tuple(jnp.shape(a)[1:]), jnp.result_type(a).str) for a in leaves))
+    batch_loglik, move = _make_move(loglik_fn, min(batch_size, m), spec)
     z = init_particles
     ll_j = batch_loglik(z)
     ll = np.asarray(ll_j, np.float64)
