@@ -47,9 +47,10 @@ def toy_spec(name="toy"):
 
 
 @pytest.fixture
-def clean_registry(monkeypatch):
-    """A copy of the registry, restored after the test."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+def clean_registry():
+    """The registry as it was, restored after the test."""
+    with registry.restored():
+        yield
 
 
 def test_built_in_architectures_are_registered():

@@ -20,7 +20,7 @@ from cli_helpers import one_line_error, run
 
 import reprior
 from reprior.core import nngp
-from reprior.core.architectures import FeatureArchitecture, loading, registry
+from reprior.core.architectures import FeatureArchitecture, registry
 from reprior.experiments.runner import grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,10 +297,8 @@ def user_module(tmp_path, monkeypatch):
     """``usermod.py`` in a temporary folder on sys.path, with the loading caches restored afterwards."""
     (tmp_path / "usermod.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(loading, "_LOADED", {})
-    monkeypatch.setattr(loading, "_ENTRY_POINTS", None)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    yield tmp_path
+    with registry.restored():
+        yield tmp_path
     sys.modules.pop("usermod", None)
 
 

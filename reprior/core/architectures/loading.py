@@ -36,6 +36,7 @@ hold its two parts (the command line prints them as one line).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -51,7 +52,7 @@ from reprior._util import checks as _checks
 from reprior.core.architectures.registry import ArchitectureSpec
 
 __all__ = ["ENTRY_POINT_GROUP", "SETTINGS", "check_widths", "entry_point_names", "is_reference", "load_entry_point",
-           "load_reference", "normalise_reference"]
+           "load_reference", "normalise_reference", "restored"]
 
 ENTRY_POINT_GROUP = "reprior.architectures"
 #: The cell settings a user's callable may take (as keyword arguments), besides its spec's own ``settings``.
@@ -140,6 +141,21 @@ def load_reference(text: str) -> ArchitectureSpec:
     if name not in _LOADED:
         _LOADED[name] = spec_from_object(_resolve(name), name)
     return _LOADED[name]
+
+
+@contextlib.contextmanager
+def restored():
+    """Inside the block, read architectures by reference or entry point afresh (a module or an
+    installation changed since they were first loaded); on exit, forget what was loaded there and
+    restore the caches as they were (:func:`reprior.core.architectures.registry.restored` also
+    undoes registrations)."""
+    global _LOADED, _ENTRY_POINTS
+    saved = _LOADED, _ENTRY_POINTS
+    _LOADED, _ENTRY_POINTS = {}, None
+    try:
+        yield
+    finally:
+        _LOADED, _ENTRY_POINTS = saved
 
 
 def entry_point_names() -> tuple[str, ...]:

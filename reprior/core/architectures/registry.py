@@ -21,10 +21,11 @@ registered when first used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
-__all__ = ["ArchitectureSpec", "architecture_names", "get_architecture", "register_architecture", "spec_of"]
+__all__ = ["ArchitectureSpec", "architecture_names", "get_architecture", "register_architecture", "restored", "spec_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,31 @@ def register_architecture(spec: ArchitectureSpec) -> ArchitectureSpec:
                          f"which is registered already (for {_REGISTRY[spec.name].cls.__name__})")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+@contextlib.contextmanager
+def restored():
+    """Undo, on exit, every registration made inside the block, and read the architectures loaded by
+    reference (``module:function``, a file) or from entry points afresh inside it
+    (:func:`reprior.core.architectures.loading.restored`): for tests, notebooks and tools that
+    register an architecture for a while.
+
+    Example::
+
+        with registry.restored():
+            register_architecture(ArchitectureSpec(name="toy", cls=Toy, default_depth=1, from_settings=...))
+            ...                                  # "toy" is a choice of --arch here
+        assert "toy" not in architecture_names()
+    """
+    from reprior.core.architectures import loading
+
+    global _REGISTRY
+    saved = dict(_REGISTRY)
+    with loading.restored():
+        try:
+            yield
+        finally:
+            _REGISTRY = saved
 
 
 def architecture_names() -> tuple[str, ...]:
