@@ -108,3 +108,15 @@ def test_the_registered_nngp_recursion_is_used(clean_registry):
     x = np.random.default_rng(0).standard_normal((4, 3))
     np.testing.assert_allclose(nngp.nngp_kernel(Toy(8, 2, "erf"), x), nngp.nngp_kernel(MLP(8, 2, "erf"), x),
                                rtol=1e-12, atol=0)
+
+
+def test_restored_undoes_registrations_and_forgets_loaded_references():
+    before = registry.architecture_names()
+    with registry.restored():
+        registry.register_architecture(toy_spec("toy_restored"))
+        assert "toy_restored" in registry.architecture_names()
+        spec = registry.get_architecture("docs/examples/cnn.py:make_arch")
+        assert registry.get_architecture("docs/examples/cnn.py:make_arch") is spec  # loaded once inside
+    assert registry.architecture_names() == before
+    with registry.restored():  # read afresh: a new spec object for the same reference
+        assert registry.get_architecture("docs/examples/cnn.py:make_arch") is not spec
