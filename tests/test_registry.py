@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,12 +112,13 @@ def test_the_registered_nngp_recursion_is_used(clean_registry):
 
 
 def test_restored_undoes_registrations_and_forgets_loaded_references():
+    cnn = f"{Path(__file__).resolve().parents[1] / 'docs' / 'examples' / 'cnn.py'}:make_arch"
     before = registry.architecture_names()
     with registry.restored():
         registry.register_architecture(toy_spec("toy_restored"))
         assert "toy_restored" in registry.architecture_names()
-        spec = registry.get_architecture("docs/examples/cnn.py:make_arch")
-        assert registry.get_architecture("docs/examples/cnn.py:make_arch") is spec  # loaded once inside
+        spec = registry.get_architecture(cnn)
+        assert registry.get_architecture(cnn) is spec  # loaded once inside
     assert registry.architecture_names() == before
     with registry.restored():  # read afresh: a new spec object for the same reference
-        assert registry.get_architecture("docs/examples/cnn.py:make_arch") is not spec
+        assert registry.get_architecture(cnn) is not spec
