@@ -17,18 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reprior._util import checks as _checks
 from reprior.core import repriorise as rp
-from reprior._util.choices import default_dtype
 from reprior.core.architectures import MLP
-from reprior.core.architectures.layers import ACTIVATIONS
-from reprior._util.choices import DTYPES
-from reprior.inference.samplers.registry import get_kernel, kernel_names, make_kernel, validate_options
-from reprior.core.target import PARAMETERISATIONS, READOUTS, Target
+from reprior.core.target import Target
+from reprior.evaluation.sbc.settings import SBCSettings
+from reprior.inference.samplers.registry import get_kernel, make_kernel, validate_options
 from reprior.evaluation.sbc.statistics import (NOISE_SUMMARY, SUMMARY_NAMES, SBCResult, lag1_autocorrelation,
                                                uniformity_test)
 
-__all__ = ["run_sbc"]
+__all__ = ["SBCSettings", "run_sbc"]
 
 
 # -- one replication ------------------------------------------------------------------------
@@ -43,14 +40,14 @@ def _summaries(arch, theta, x, x_test, y, noise_std, inferred: bool = False) -> 
     return jnp.stack(values + [jnp.asarray(noise_std, loglik.dtype)] if inferred else values)
 
 
-def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior=None):
+def _make_replicate(arch, x, x_test, settings: SBCSettings, noise_prior=None, sampler_noise_prior=None):
     """``(key, noise_std, sampler_noise_std) -> (ranks, draw summaries, diagnostics)`` for one replication.
 
     With ``noise_prior`` (a NumPyro distribution) the true noise of each replication is drawn from it
     (``noise_std`` unused) and the sampler infers the noise under ``sampler_noise_prior``; the noise is
     then one more summary (:data:`reprior.evaluation.sbc.statistics.NOISE_SUMMARY`)."""
-    stats_fn = get_kernel(opts["sampler"]).stats_fn
-    validate_options(opts["sampler"], opts["sampler_options"])  # before tracing
+    stats_fn = get_kernel(settings.sampler).stats_fn
+    validate_options(settings.sampler, settings.options)  # before tracing
     inferred = noise_prior is not None
 
     def replicate(key, noise_std, sampler_noise_std):
@@ -60,9 +57,9 @@ def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior
             noise_std = noise_prior.sample(jax.random.fold_in(noise_key, 1)).astype(x.dtype)
         y = arch.apply(theta, x) + noise_std * jax.random.normal(noise_key, (x.shape[0], 1), x.dtype)
         # the same target as reprior.sample, with a traced noise level (or the noise inferred)
-        target = Target(arch, None if inferred else sampler_noise_std, x, y, opts["parameterisation"],
-                        opts["readout"], opts["form"], noise_prior=sampler_noise_prior if inferred else None)
-        kernel = make_kernel(opts["sampler"], target, opts["sampler_options"])
+        target = Target(arch, None if inferred else sampler_noise_std, x, y, settings.parameterisation,
+                        settings.readout, settings.form, noise_prior=sampler_noise_prior if inferred else None)
+        kernel = make_kernel(settings.sampler, target, settings.options)
         z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(init_key, 1))
 
         def step(state, _):
@@ -70,18 +67,18 @@ def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior
             s = stats_fn(state)
             return state, (s["accept_prob"], s["diverging"], s["num_grad_evals"], s["num_logdensity_evals"])
 
-        state = kernel.init(run_key, opts["num_warmup"], z0, (), {})
-        state, (_, _, warm_grads, warm_evals) = jax.lax.scan(step, state, None, length=opts["num_warmup"])
+        state = kernel.init(run_key, settings.num_warmup, z0, (), {})
+        state, (_, _, warm_grads, warm_evals) = jax.lax.scan(step, state, None, length=settings.num_warmup)
 
         def draw(state, key):
-            state, diag = jax.lax.scan(step, state, None, length=opts["thinning"])
+            state, diag = jax.lax.scan(step, state, None, length=settings.thinning)
             z = getattr(state, kernel.sample_field)
             theta_l, _ = target.to_params(z, key)
             sigma = target.noise_std_at(z) if inferred else noise_std
             return state, (_summaries(arch, theta_l, x, x_test, y, sigma, inferred), diag)
 
         _, (draws, (accept, diverging, grads, evals)) = jax.lax.scan(
-            draw, state, jax.random.split(draw_key, opts["num_draws"]))
+            draw, state, jax.random.split(draw_key, settings.num_draws))
         truth = _summaries(arch, theta, x, x_test, y, noise_std, inferred)
         ranks = jnp.sum(draws < truth, axis=0)
         diagnostics = {
@@ -93,32 +90,6 @@ def _make_replicate(arch, x, x_test, opts, noise_prior=None, sampler_noise_prior
         return ranks, draws, diagnostics
 
     return replicate
-
-
-def _validate(opts):
-    _checks.one_of("sampler", opts["sampler"], kernel_names())
-    _checks.one_of("parameterisation", opts["parameterisation"], PARAMETERISATIONS)
-    _checks.one_of("readout", opts["readout"], READOUTS)
-    _checks.one_of("form", opts["form"], rp.FORMS)
-    _checks.one_of("activation", opts["activation"], tuple(ACTIVATIONS))
-    for name in ("num_replications", "num_draws", "thinning", "width", "depth", "num_data", "in_dim", "num_bins",
-                 "batch_size"):
-        _checks.positive_int(name, opts[name])
-    _checks.nonnegative_int("num_warmup", opts["num_warmup"])
-    _checks.nonnegative_int("seed", opts["seed"])
-    _checks.positive_float("noise_std", opts["noise_std"])
-    _checks.positive_float("sampler_noise_std", opts["sampler_noise_std"])
-    if opts["noise_prior"] is None and opts["sampler_noise_prior"] is not None:
-        raise _checks.fail("sampler_noise_prior", "None unless noise_prior is given (a fixed noise is not inferred)",
-                           opts["sampler_noise_prior"])
-    _checks.probability("level", opts["level"])
-    if opts["num_bins"] < 2 or (opts["num_draws"] + 1) % opts["num_bins"]:
-        raise _checks.fail("num_bins", f"at least 2 and a divisor of num_draws + 1 = {opts['num_draws'] + 1}",
-                           opts["num_bins"])
-    if opts["dtype"] is not None:
-        _checks.one_of("dtype", opts["dtype"], DTYPES)
-    if opts["sampler_options"] is not None and not isinstance(opts["sampler_options"], dict):
-        raise _checks.fail("sampler_options", "a dict of sampler settings", opts["sampler_options"])
 
 
 def _inputs(seed: int, num_data: int, in_dim: int):
@@ -164,20 +135,14 @@ def run_sbc(*, sampler: str = "elliptical_slice", parameterisation: str = "repri
         :class:`SBCResult`.
     """
     noise_prior, sampler_noise_prior = _noise_prior_texts(noise_prior, sampler_noise_prior)
-    opts = dict(sampler=sampler, parameterisation=parameterisation, readout=readout, sampler_options=sampler_options,
-                num_replications=num_replications, num_draws=num_draws, thinning=thinning, num_warmup=num_warmup,
-                width=width, depth=depth, activation=activation, num_data=num_data, in_dim=in_dim,
-                noise_std=noise_std, sampler_noise_std=noise_std if sampler_noise_std is None else sampler_noise_std,
-                num_bins=num_bins, level=level, seed=seed, batch_size=batch_size, dtype=dtype, form=form,
-                noise_prior=noise_prior, sampler_noise_prior=sampler_noise_prior)
-    _validate(opts)
-    if noise_prior is not None and sampler_noise_prior is None:
-        opts["sampler_noise_prior"] = noise_prior
-    opts["sampler_options"] = dict(sampler_options or {})
-    opts["dtype"] = dtype or default_dtype()
-    opts["batch_size"] = min(batch_size, num_replications)
-    with jax.enable_x64(opts["dtype"] == "float64"):
-        ranks, draws, diagnostics, timings = _run(opts)
+    settings = SBCSettings.build(
+        sampler=sampler, parameterisation=parameterisation, readout=readout, sampler_options=sampler_options,
+        num_replications=num_replications, num_draws=num_draws, thinning=thinning, num_warmup=num_warmup,
+        width=width, depth=depth, activation=activation, num_data=num_data, in_dim=in_dim, noise_std=noise_std,
+        sampler_noise_std=sampler_noise_std, num_bins=num_bins, level=level, seed=seed, batch_size=batch_size,
+        dtype=dtype, form=form, noise_prior=noise_prior, sampler_noise_prior=sampler_noise_prior)
+    with jax.enable_x64(settings.dtype == "float64"):
+        ranks, draws, diagnostics, timings = _run(settings)
     counts, chi2, p_values = uniformity_test(ranks, num_draws, num_bins)
     names = SUMMARY_NAMES + ((NOISE_SUMMARY,) if noise_prior is not None else ())
     rejected = p_values < level / len(names)
@@ -188,11 +153,7 @@ def run_sbc(*, sampler: str = "elliptical_slice", parameterisation: str = "repri
         num_divergences=int(np.sum(diagnostics["num_divergences"])),
         grad_evals=float(np.mean(diagnostics["grad_evals"])),
         logdensity_evals=float(np.mean(diagnostics["logdensity_evals"])),
-        settings=opts, timings=timings)
-
-
-_STATIC = ("sampler", "parameterisation", "readout", "form", "num_warmup", "thinning", "num_draws", "width", "depth",
-           "activation", "num_data", "in_dim", "seed", "batch_size", "dtype", "noise_prior", "sampler_noise_prior")
+        settings=settings.as_dict(), timings=timings)
 
 
 def _noise_prior_texts(noise_prior, sampler_noise_prior):
@@ -211,38 +172,38 @@ def _noise_prior_texts(noise_prior, sampler_noise_prior):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(static: tuple, sampler_options: tuple):
+def _compiled(settings: SBCSettings):
     """The compiled batch of replications ``(keys, noise_std, sampler_noise_std) -> outputs``.
 
-    Cached on the static settings, so that runs differing only in the noise
+    Cached on :meth:`SBCSettings.compilation_key`, so that runs differing only in the noise
     levels or in the number of replications (e.g. a correct and a deliberately
     wrong sampler) compile once.  Call inside the matching ``enable_x64`` mode.
     """
-    opts = dict(zip(_STATIC, static), sampler_options=dict(sampler_options))
-    dtype = jnp.dtype(opts["dtype"])
-    x, x_test = (jnp.asarray(a, dtype) for a in _inputs(opts["seed"], opts["num_data"], opts["in_dim"]))
-    arch = MLP(width=opts["width"], depth=opts["depth"], activation=opts["activation"])
+    dtype = jnp.dtype(settings.dtype)
+    x, x_test = (jnp.asarray(a, dtype) for a in _inputs(settings.seed, settings.num_data, settings.in_dim))
+    arch = MLP(width=settings.width, depth=settings.depth, activation=settings.activation)
     from reprior.core.bnn import noise_prior_from_description
 
-    priors = [None if opts[k] is None else noise_prior_from_description(opts[k], k)
-              for k in ("noise_prior", "sampler_noise_prior")]
-    batched = jax.jit(jax.vmap(_make_replicate(arch, x, x_test, opts, *priors), in_axes=(0, None, None)))
-    keys = jax.random.split(jax.random.key(0), opts["batch_size"])
+    priors = [None if text is None else noise_prior_from_description(text, name)
+              for name, text in (("noise_prior", settings.noise_prior),
+                                 ("sampler_noise_prior", settings.sampler_noise_prior))]
+    batched = jax.jit(jax.vmap(_make_replicate(arch, x, x_test, settings, *priors), in_axes=(0, None, None)))
+    keys = jax.random.split(jax.random.key(0), settings.batch_size)
     scalar = jnp.zeros((), dtype)
     return batched.lower(keys, scalar, scalar).compile()
 
 
-def _run(opts):
-    dtype = jnp.dtype(opts["dtype"])
-    size = opts["batch_size"]
+def _run(settings: SBCSettings):
+    dtype = jnp.dtype(settings.dtype)
+    size = settings.batch_size
     start = time.perf_counter()
-    compiled = _compiled(tuple(opts[k] for k in _STATIC), tuple(sorted(opts["sampler_options"].items())))
+    compiled = _compiled(settings.compilation_key())
     timings = {"compile_seconds": time.perf_counter() - start}
-    keys = jax.random.split(jax.random.key(opts["seed"]), opts["num_replications"])
-    noise = jnp.asarray(opts["noise_std"], dtype), jnp.asarray(opts["sampler_noise_std"], dtype)
+    keys = jax.random.split(jax.random.key(settings.seed), settings.num_replications)
+    noise = jnp.asarray(settings.noise_std, dtype), jnp.asarray(settings.sampler_noise_std, dtype)
     start = time.perf_counter()
     outputs = []
-    for begin in range(0, opts["num_replications"], size):
+    for begin in range(0, settings.num_replications, size):
         batch = keys[begin:begin + size]
         real = batch.shape[0]
         if real < size:  # pad the last batch to the compiled shape
