@@ -46,8 +46,9 @@ from __future__ import annotations
 
 from reprior._util.choices import DTYPES
 from reprior.evaluation.sbc.runner import run_sbc
+from reprior.evaluation.sbc.settings import SBCSettings
 from reprior.evaluation.sbc.statistics import (SUMMARY_NAMES, SBCResult, lag1_autocorrelation, rank_counts,
                                                uniformity_test)
 
-__all__ = ["DTYPES", "SBCResult", "SUMMARY_NAMES", "lag1_autocorrelation", "rank_counts", "run_sbc",
+__all__ = ["DTYPES", "SBCResult", "SBCSettings", "SUMMARY_NAMES", "lag1_autocorrelation", "rank_counts", "run_sbc",
            "uniformity_test"]
