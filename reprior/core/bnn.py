@@ -325,7 +325,7 @@ class BNN:
         """
         x, y = self.check_data(x, y)
         posterior = self.readout_factorisation(params, x, y, form, noise_std=noise_std)
-        phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
+        phi_out = jax.random.normal(rng_key, (posterior.num_features, y.shape[1]), posterior.psi.dtype)
         theta_out = rp.to_theta_out(posterior, phi_out)
         return with_readout(params, theta_out), phi_out
 

@@ -323,28 +323,33 @@ class CholeskyReadout(NamedTuple):
     With :math:`A = \\Psi/\\sigma` and :math:`L L^\\top = I_n + A A^\\top` (the factor the
     density evaluation computes, :func:`log_marginal_likelihood_and_cholesky`), so that
     :math:`K + \\sigma^2 I = \\sigma^2 L L^\\top` and
-    :math:`\\sigma^2 G^{-1} = (I_p + A^\\top A)^{-1} = I_p - A^\\top (L L^\\top)^{-1} A`:
+    :math:`\\sigma^2 G^{-1} = (I_p + A^\\top A)^{-1} = I_p - A^\\top (L L^\\top)^{-1} A`, and with
+    :math:`w = L^{-1} Y / \\sigma` (``white_y``, ``(n, k)``):
 
-    * mean :math:`\\mu = A^\\top L^{-\\top} L^{-1} Y / \\sigma` (push-through);
+    * mean :math:`\\mu = A^\\top L^{-\\top} w` (push-through);
     * the root :math:`\\sigma R = I_p - A^\\top L^{-\\top} (L + I_n)^{-1} A`, which satisfies
       :math:`(\\sigma R)(\\sigma R)^\\top = (I_p + A^\\top A)^{-1}` exactly: expanding the product
       and using :math:`AA^\\top = LL^\\top - I`, the middle terms reduce to
       :math:`A^\\top (LL^\\top)^{-1} A` because
       :math:`L(L + I)^\\top + (L + I)L^\\top - (LL^\\top - I) = (L + I)(L + I)^\\top`.
-      It is applied in :math:`O(npk + n^2k)`, never forms a ``p x p`` matrix, and does not
-      depend on the order of the hidden units (permuting them permutes the rows of
+      It does not depend on the order of the hidden units (permuting them permutes the rows of
       :math:`\\sigma R` and its columns alike).  Its inverse is
       :math:`(\\sigma R)^{-1} = (\\sigma R)^\\top (I_p + A^\\top A)`.
     * :math:`\\log\\det G = p\\log\\sigma^2 + 2\\sum_i \\log L_{ii}` (Sylvester).
 
-    Every factor here is of a matrix :math:`I + \\dots` (Cholesky diagonal at least 1): the
-    whitened forms of :func:`log_marginal_likelihood_unnormalised`, safe in float32.
+    A draw reads the features twice: :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\phi_{\\mathrm{out}}
+    = \\phi_{\\mathrm{out}} + A^\\top L^{-\\top}\\big(w - (L + I)^{-1} A\\phi_{\\mathrm{out}}\\big)` is one product
+    with :math:`\\Psi` and one with :math:`\\Psi^\\top`, and :math:`\\mu` itself (``p x k``) is never
+    formed for it; the predictive takes its mean from the same product as its variance.  No
+    ``p x p`` matrix is ever formed, and every factor is of a matrix :math:`I + \\dots` (Cholesky
+    diagonal at least 1): the whitened forms of :func:`log_marginal_likelihood_unnormalised`,
+    safe in float32.
     """
 
     psi: jax.Array  # (n, p)
     chol: jax.Array  # (n, n) lower factor of I + A A^T
     noise_std: jax.Array  # ()
-    mean: jax.Array  # mu: (p, k)
+    white_y: jax.Array  # w = L^-1 Y / sigma: (n, k)
 
     dual = True
 
@@ -352,8 +357,10 @@ class CholeskyReadout(NamedTuple):
     def num_features(self) -> int:
         return self.psi.shape[1]
 
-    def _whitened(self) -> jax.Array:
-        return self.psi / self.noise_std
+    @property
+    def mean(self) -> jax.Array:
+        """:math:`\\mu = A^\\top L^{-\\top} w`, ``(p, k)``."""
+        return self.psi.T @ solve_triangular(self.chol, self.white_y, lower=True, trans="T") / self.noise_std
 
     def log_det_gram(self) -> jax.Array:
         """:math:`\\log\\det G`."""
@@ -369,27 +376,29 @@ class CholeskyReadout(NamedTuple):
         return -0.5 * (quad + k * logdet) + gaussian_log_constant(n * k, self.noise_std)
 
     def predictive(self, psi_test) -> tuple[jax.Array, jax.Array]:
-        """Mean :math:`\\Psi_*\\mu` and variance :math:`|\\psi_*|^2 - |L^{-1} A \\psi_*|^2`
-        (:func:`predictive`: :math:`K_*^\\top (K + \\sigma^2 I)^{-1} K_* = |L^{-1} A\\Psi_*^\\top|^2`)."""
-        w = solve_triangular(self.chol, self._whitened() @ psi_test.T, lower=True)  # (n, m)
-        var = jnp.sum(psi_test**2, axis=1) - jnp.sum(w**2, axis=0)
-        return psi_test @ self.mean, jnp.clip(var, 0.0)
+        """Mean :math:`\\Psi_*\\mu = V^\\top w` and variance :math:`|\\psi_*|^2 - |V|^2` per test point, with
+        :math:`V = L^{-1} A \\Psi_*^\\top` (:func:`predictive`: :math:`K_*^\\top (K + \\sigma^2 I)^{-1} K_* = V^\\top V`)."""
+        v = solve_triangular(self.chol, self.psi @ psi_test.T / self.noise_std, lower=True)  # (n, m)
+        var = jnp.sum(psi_test**2, axis=1) - jnp.sum(v**2, axis=0)
+        return v.T @ self.white_y, jnp.clip(var, 0.0)
 
     def theta_out(self, phi_out) -> jax.Array:
         """:math:`\\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` with the root of the class docstring."""
-        a, chol = self._whitened(), self.chol
+        chol, sigma = self.chol, self.noise_std
         shifted = chol + _eye(chol.shape[0], chol.dtype)
-        inner = solve_triangular(chol, solve_triangular(shifted, a @ phi_out, lower=True), lower=True, trans="T")
-        return self.mean + phi_out - a.T @ inner
+        projected = self.psi @ phi_out / sigma  # A phi_out: (n, k)
+        inner = solve_triangular(chol, self.white_y - solve_triangular(shifted, projected, lower=True),
+                                 lower=True, trans="T")
+        return phi_out + self.psi.T @ inner / sigma
 
     def phi_out(self, theta_out) -> jax.Array:
         """:math:`(\\sigma R)^{-1}(\\theta_{\\mathrm{out}} - \\mu) = (\\sigma R)^\\top (d + A^\\top A d)`, the inverse of :meth:`theta_out`."""
-        a, chol = self._whitened(), self.chol
+        chol, sigma, psi = self.chol, self.noise_std, self.psi
         d = theta_out - self.mean
-        x = d + a.T @ (a @ d)
+        x = d + psi.T @ (psi @ d) / sigma**2
         shifted = chol + _eye(chol.shape[0], chol.dtype)
-        inner = solve_triangular(shifted, solve_triangular(chol, a @ x, lower=True), lower=True, trans="T")
-        return x - a.T @ inner
+        inner = solve_triangular(shifted, solve_triangular(chol, psi @ x / sigma, lower=True), lower=True, trans="T")
+        return x - psi.T @ inner / sigma
 
 
 def readout_factorisation(psi, y, noise_std, form: str = "auto", chol=None):
@@ -405,11 +414,10 @@ def readout_factorisation(psi, y, noise_std, form: str = "auto", chol=None):
     if not use_dual(n, p, form):
         return readout_posterior(psi, y, noise_std, form)
     sigma = jnp.asarray(noise_std, psi.dtype)
-    a = psi / sigma
     if chol is None:
+        a = psi / sigma
         chol = jnp.linalg.cholesky(_eye(n, psi.dtype) + a @ a.T)
-    mean = a.T @ cho_solve((chol, True), y) / sigma
-    return CholeskyReadout(psi, chol, sigma, mean)
+    return CholeskyReadout(psi, chol, sigma, solve_triangular(chol, y, lower=True) / sigma)
 
 
 def to_theta_out(posterior, phi_out) -> jax.Array:

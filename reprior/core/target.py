@@ -279,7 +279,7 @@ class Target:
         if posterior is None:
             posterior = self.readout_factorisation(z, None if psi is None else Evaluation(psi, None))
         if self.collapsed:
-            phi_out = jax.random.normal(rng_key, posterior.mean.shape, posterior.mean.dtype)
+            phi_out = jax.random.normal(rng_key, (posterior.num_features, self.out_dim), posterior.psi.dtype)
         else:
             phi_out = readout_matrix(z)
         hidden_only = {"hidden": z["hidden"], "readout": {"W": None, "b": None}}
