@@ -19,7 +19,7 @@ import numpy as np
 from reprior._util import checks as _checks
 from reprior.core import repriorise as rp
 from reprior.core.architectures import Architecture, readout_matrix, with_readout
-from reprior.core.target import PARAMETERISATIONS
+from reprior.core.target import PARAMETERISATIONS, Target
 
 
 def check_noise_prior(name: str, prior):
@@ -230,18 +230,26 @@ class BNN:
         """``Psi: (n, p)``; only ``params["hidden"]`` is used."""
         return self.arch.features(params, x)
 
+    def _target(self, x, y, parameterisation: str = "reprior", readout: str = "sampled", form: str = "auto", *,
+               noise_std=None) -> Target:
+        """The :class:`reprior.core.target.Target` of this network on ``(x, y)`` (already checked) at the
+        noise of an evaluation (:meth:`_sigma`: the fixed one, or ``noise_std`` for an inferred noise,
+        which the target then holds fixed).  Every method below delegates to it: the maths of the
+        densities, the coordinate maps and the predictive is written once, in the target."""
+        return Target(self.arch, self._sigma(noise_std), x, y, parameterisation, readout, form)
+
     def readout_posterior(self, params, x, y, form: str = "auto", *, noise_std=None) -> rp.ReadoutPosterior:
         """The Gaussian readout posterior given ``params["hidden"]`` (spectral form).
 
         With an inferred noise, ``noise_std`` is the value of :math:`\\sigma` to condition on
         (the same keyword in every method below); with a fixed noise it must be ``None``.
         """
-        return rp.readout_posterior(self.features(params, x), y, self._sigma(noise_std), form)
+        return self._target(x, y, form=form, noise_std=noise_std).readout_posterior(params)
 
     def readout_factorisation(self, params, x, y, form: str = "auto", *, noise_std=None):
         """The readout posterior as the coordinate maps below and :func:`reprior.sample` use it:
         :func:`reprior.core.repriorise.readout_factorisation` (one Cholesky factor in the dual form)."""
-        return rp.readout_factorisation(self.features(params, x), y, self._sigma(noise_std), form)
+        return self._target(x, y, form=form, noise_std=noise_std).readout_factorisation(params)
 
     # -- log densities --------------------------------------------------------------
     def log_density(self, params, x, y, parameterisation: str = "standard", *, form: str = "auto",
@@ -258,23 +266,15 @@ class BNN:
 
         ``"reprior"``: params are phi, and the density (log-Jacobian included) is
         evaluated through the exact factorisation of :mod:`reprior.core.repriorise`
-        in the ``form`` given (``"auto"``, ``"primal"`` or ``"dual"``).
+        in the ``form`` given (``"auto"``, ``"primal"`` or ``"dual"``).  Both are
+        :meth:`Target.log_density <reprior.core.target.Target.log_density>` of the target.
         """
         _checks.one_of("parameterisation", parameterisation, PARAMETERISATIONS)
         _checks.one_of("form", form, rp.FORMS)
         x, y = self.check_data(x, y)
         self._check_params(params, x, y.shape[1])
-        sigma = self._sigma(noise_std)
-        psi = self.features(params, x)
-        if parameterisation == "standard":
-            f = psi @ readout_matrix(params)
-            return (rp.log_standard_normal(params) + rp.gaussian_log_likelihood(f, y, sigma)
-                    + self._noise_log_prior(sigma))
-        return (
-            rp.log_standard_normal(params)
-            + rp.log_marginal_likelihood(psi, y, sigma, form)
-            + self._noise_log_prior(sigma)
-        )
+        target = self._target(x, y, parameterisation, form=form, noise_std=noise_std)
+        return target.log_density(params) + self._noise_log_prior(target.noise_std)
 
     def collapsed_log_density(self, hidden, x, y, *, form: str = "auto", noise_std=None) -> jax.Array:
         """Log density of the hidden weights with the readout integrated out.
@@ -288,10 +288,8 @@ class BNN:
         """
         _checks.one_of("form", form, rp.FORMS)
         x, y = self.check_data(x, y)
-        sigma = self._sigma(noise_std)
-        psi = self.arch.features({"hidden": hidden}, x)
-        return (rp.log_standard_normal(hidden) + rp.log_marginal_likelihood(psi, y, sigma, form)
-                + self._noise_log_prior(sigma))
+        target = self._target(x, y, readout="exact", form=form, noise_std=noise_std)
+        return target.log_density({"hidden": hidden}) + self._noise_log_prior(target.noise_std)
 
     def log_abs_det_jacobian(self, phi_params, x, y, *, noise_std=None) -> jax.Array:
         """:math:`\\log|\\det \\partial\\theta/\\partial\\phi|` at ``phi_params`` (depends on the hidden weights
@@ -306,8 +304,8 @@ class BNN:
         :meth:`readout_factorisation` (the one :func:`reprior.sample` records its draws with)."""
         x, y = self.check_data(x, y)
         self._check_params(phi_params, x, y.shape[1])
-        posterior = self.readout_factorisation(phi_params, x, y, form, noise_std=noise_std)
-        return with_readout(phi_params, rp.to_theta_out(posterior, readout_matrix(phi_params)))
+        theta, _ = self._target(x, y, form=form, noise_std=noise_std).to_params(phi_params, None)
+        return theta
 
     def to_phi(self, theta_params, x, y, *, form: str = "auto", noise_std=None) -> dict:
         """Inverse of :meth:`to_theta`."""
@@ -324,10 +322,8 @@ class BNN:
         :math:`\\theta_{\\mathrm{out}} = \\mu + \\sigma R\\,\\phi_{\\mathrm{out}}` (:meth:`to_theta`).
         """
         x, y = self.check_data(x, y)
-        posterior = self.readout_factorisation(params, x, y, form, noise_std=noise_std)
-        phi_out = jax.random.normal(rng_key, (posterior.num_features, y.shape[1]), posterior.psi.dtype)
-        theta_out = rp.to_theta_out(posterior, phi_out)
-        return with_readout(params, theta_out), phi_out
+        theta, phi = self._target(x, y, readout="exact", form=form, noise_std=noise_std).to_params(params, rng_key)
+        return theta, readout_matrix(phi)
 
     def predictive(self, params, x, y, x_test, *, form: str = "auto", noise_std=None):
         """Rao-Blackwellised predictive of ``f`` at ``x_test`` given the hidden weights.
@@ -336,8 +332,7 @@ class BNN:
         """
         x, y = self.check_data(x, y)
         self.arch.check_inputs(x_test, "x_test")
-        psi, psi_test = self.features(params, x), self.features(params, x_test)
-        return rp.predictive(psi, y, psi_test, self._sigma(noise_std), form)
+        return self._target(x, y, form=form, noise_std=noise_std).predictive(params, x_test)
 
     def apply(self, params, x) -> jax.Array:
         """Network outputs ``f: (n, out_dim)`` (standard coordinates)."""
