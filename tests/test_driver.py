@@ -233,3 +233,26 @@ def test_parallel_chains_on_two_devices_are_the_same_chains(tmp_path):
     assert out["max_diff_sequential"] < 1e-9
     assert out["grads"] == NUM_CHAINS * NUM_SAMPLES * THINNING * NUM_STEPS
     assert out["traces"] == 2
+
+
+def test_a_draw_is_divergent_when_any_iteration_of_its_thinning_window_was():
+    """Stats of the thinned-away iterations count: HMC at a step far too large diverges on some iterations;
+    with thinning 3 a recorded draw is ``diverging`` (``nonfinite``) exactly when one of its 3 iterations was,
+    which the same chain run at thinning 1 shows iteration by iteration (same key: the same iterations)."""
+
+    def wild():
+        return HMC(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 4), num_steps=3, trajectory_length=None,
+                   step_size=0.8, adapt_step_size=False)  # about 30% of iterations diverge
+
+    def stats_of(thinning, num_samples):
+        out = run_chains(wild(), hmc_stats, lambda consts, key, z: {}, {"x": jnp.ones((1, 3))},
+                         rng_key=jax.random.key(3), num_warmup=0, num_samples=num_samples, num_chains=1,
+                         thinning=thinning)
+        return {name: np.asarray(out.stats[name])[0] for name in ("diverging", "num_grad_evals")}
+
+    with jax.enable_x64(True):
+        every, thinned = stats_of(1, 30), stats_of(3, 10)
+    windows = every["diverging"].reshape(10, 3)
+    assert np.any(windows.any(axis=1) & ~windows[:, -1])  # windows whose divergence is not at the recorded one
+    np.testing.assert_array_equal(thinned["diverging"], windows.any(axis=1))
+    np.testing.assert_array_equal(thinned["num_grad_evals"], every["num_grad_evals"].reshape(10, 3).sum(axis=1))

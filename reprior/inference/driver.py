@@ -99,12 +99,20 @@ def _num_chunks(total: int) -> int:
 # ---------------------------------------------------------------------------
 
 
+#: Statistics of a recorded draw that cover every iteration since the previous draw (its thinning
+#: window), not only the recorded one: the cost counts are summed, and a draw is ``diverging`` or
+#: ``nonfinite`` when any iteration of its window was.
+_WINDOW_STATS = {"num_grad_evals": jnp.sum, "num_logdensity_evals": jnp.sum, "diverging": jnp.any,
+                 "nonfinite": jnp.any}
+
+
 def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, trace_counter,
                      draw_offset: int = 0, with_evaluation: bool = False):
     """Two pure functions over one chain: ``warmup(state, start) -> (state, stats)`` and
     ``draw(state, consts, key, start) -> (state, (outputs, stats))``, each a chunk of
     iterations from index ``start``; iterations at or past the end leave the state alone.
-    Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)`` (and, with
+    A draw's statistics are those of its iteration, except :data:`_WINDOW_STATS`, which cover
+    its whole thinning window.  Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)`` (and, with
     ``with_evaluation``, the evaluation the kernel carries, ``state.evaluation`` or ``None``)."""
     warmup_len, sample_len = _chunk_size(num_warmup), _chunk_size(num_samples)
 
@@ -126,13 +134,12 @@ def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thin
         def thin(carry, _):
             carry = step(carry)
             s = stats_fn(carry)
-            return carry, (s["num_grad_evals"], s["num_logdensity_evals"])
+            return carry, {name: s[name] for name in _WINDOW_STATS if name in s}
 
         def record(carry, index):
-            carry, (grads, evals) = jax.lax.scan(thin, carry, None, length=thinning)
+            carry, window = jax.lax.scan(thin, carry, None, length=thinning)
             stats = stats_fn(carry)
-            stats["num_grad_evals"] = jnp.sum(grads)
-            stats["num_logdensity_evals"] = jnp.sum(evals)
+            stats.update({name: _WINDOW_STATS[name](values) for name, values in window.items()})
             sample = getattr(carry, kernel.sample_field)
             draw_key = jax.random.fold_in(key, draw_offset + index)
             if with_evaluation:
