@@ -19,6 +19,7 @@ from scipy import stats as sps
 import reprior
 from reprior.evaluation import sbc
 from reprior.experiments import cli
+from reprior.core import repriorise as rp
 from reprior.core.target import Target
 
 # Family-wise level 0.001: a correct sampler is rejected once in a thousand runs (a CI suite with a
@@ -76,6 +77,17 @@ def test_arguments_are_validated_before_tracing():
         sbc.run_sbc(sampler="gibbs")
     with pytest.raises(ValueError, match="sampler_options"):
         sbc.run_sbc(sampler="pcn", sampler_options={"num_steps": 2})
+
+
+def test_small_sbc_in_the_dual_form_passes_through_the_cholesky_root():
+    """Width 16 on 10 points: p = 17 > n, so the exact readout draw goes through the dual form's
+    push-through Cholesky root (the default matrix's width 8 is primal: the symmetric root).
+    The readout and prediction summaries are uniform only if (sigma R)(sigma R)^T = sigma^2 G^-1: with the
+    root scaled by 1.5 (a posterior too wide) the same run rejects five summaries (p 1e-5 to 7e-26)."""
+    assert rp.use_dual(10, 17)
+    result = sbc.run_sbc(sampler="elliptical_slice", thinning=10, width=16, **SMALL)
+    assert result.passed, result.table()
+    assert np.all(np.abs(result.autocorrelation) < 0.2), result.table()
 
 
 @pytest.mark.parametrize("sampler, thinning", [("elliptical_slice", 10), ("underdamped_hmc", 20)])
