@@ -91,11 +91,13 @@ def failure_reasons(*, accept_mean=math.nan, num_divergent=math.nan, num_nonfini
 
 
 def failure_report(stats: dict, draws: dict, *, rhat_max: float = math.nan) -> dict:
-    """Counts and reasons for calling a run's chains failed (sampling iterations only).
+    """Counts and reasons for calling a run's chains failed (sampling only, per recorded draw).
 
     Args:
         stats: the sample statistics, ``(chain, draw)`` arrays; ``accept_prob`` is
-            required, ``diverging`` and ``nonfinite`` are counted when present.
+            required, ``diverging`` and ``nonfinite`` are counted when present (a draw of
+            :func:`reprior.inference.driver.run_chains` is flagged when any iteration of its
+            thinning window was).
         draws: the recorded draws, ``(chain, draw, ...)`` arrays.
         rhat_max: the largest R-hat of the run's groups (NaN: not computed, not judged).
 
