@@ -171,8 +171,9 @@ def test_from_chains_of_the_runs_draws_gives_the_same_metrics(run, again):
     assert np.isfinite(want["ess_bulk_phi_median"]) and np.isfinite(want["test_rmse"])
 
 
-def test_from_chains_records_the_network_and_no_sampler_state(again):
+def test_from_chains_records_the_network_and_no_sampler_state(run, again):
     assert reprior.BNN.from_idata(again).arch == BNN.arch
+    assert again.attrs["readout_root"] == run.attrs["readout_root"]  # the same pairing of phi_out and theta_out
     assert STATE_GROUP not in _arviz.group_names(again)
     assert again.attrs["parameterisation"] == "reprior" and again.attrs["readout"] == "exact"
 

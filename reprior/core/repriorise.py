@@ -167,6 +167,11 @@ def log_marginal_likelihood_and_cholesky(psi, y, noise_std, form: str = "auto"):
     return value, chol if use_dual(*psi.shape, form) else None
 
 
+def _dual_cholesky(a) -> jax.Array:
+    """The lower Cholesky factor :math:`L` of :math:`I_n + AA^\\top` for whitened features ``a: (n, p)``."""
+    return jnp.linalg.cholesky(_eye(a.shape[0], a.dtype) + a @ a.T)
+
+
 def _whitened_log_marginal_likelihood(psi, y, noise_var, form):
     """``(value, chol)`` of the whitened computation documented in :func:`log_marginal_likelihood_unnormalised`."""
     n, p = psi.shape
@@ -174,7 +179,7 @@ def _whitened_log_marginal_likelihood(psi, y, noise_var, form):
     scale = jnp.sqrt(noise_var)
     a = psi / scale
     if use_dual(n, p, form):
-        chol = jnp.linalg.cholesky(_eye(n, psi.dtype) + a @ a.T)
+        chol = _dual_cholesky(a)
         quad = jnp.sum(solve_triangular(chol, y, lower=True) ** 2) / noise_var
     else:
         chol = jnp.linalg.cholesky(_eye(p, psi.dtype) + a.T @ a)
@@ -415,9 +420,14 @@ def readout_factorisation(psi, y, noise_std, form: str = "auto", chol=None):
         return readout_posterior(psi, y, noise_std, form)
     sigma = jnp.asarray(noise_std, psi.dtype)
     if chol is None:
-        a = psi / sigma
-        chol = jnp.linalg.cholesky(_eye(n, psi.dtype) + a @ a.T)
+        chol = _dual_cholesky(psi / sigma)
     return CholeskyReadout(psi, chol, sigma, solve_triangular(chol, y, lower=True) / sigma)
+
+
+def readout_root(num_data: int, num_features: int, form: str = "auto") -> str:
+    """The root :func:`readout_factorisation` pairs ``phi_out`` with ``theta_out`` by: ``"cholesky"``
+    (:class:`CholeskyReadout`, dual form) or ``"symmetric"`` (:math:`G^{-1/2}`, primal form)."""
+    return "cholesky" if use_dual(num_data, num_features, form) else "symmetric"
 
 
 def to_theta_out(posterior, phi_out) -> jax.Array:

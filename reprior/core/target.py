@@ -258,7 +258,7 @@ class Target:
         """The root of :meth:`readout_factorisation`: ``"cholesky"`` (the dual form's push-through
         Cholesky root) or ``"symmetric"`` (:math:`G^{-1/2}`, primal form)."""
         num_features = self.param_shapes()["readout"]["W"].shape[0] + 1  # the bias row
-        return "cholesky" if rp.use_dual(self.x.shape[0], num_features, self.form) else "symmetric"
+        return rp.readout_root(self.x.shape[0], num_features, self.form)
 
     def readout_posterior(self, z, psi=None) -> rp.ReadoutPosterior:
         """The readout posterior given the hidden weights of ``z`` in spectral form (an eigendecomposition,

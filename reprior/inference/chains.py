@@ -146,6 +146,7 @@ def from_chains(bnn: BNN, x, y, *, theta=None, phi=None, x_test=None, sample_sta
             "projection_seed": projection_seed, "num_projections": num_projections, "keep": keep, "form": form,
             "parameterisation": "standard" if name == "theta" else "reprior",
             "readout": "exact" if collapsed else "sampled", "seed": seed, "pointwise": int(pointwise),
+            "readout_root": rp.readout_root(int(x.shape[0]), int(template["readout"]["W"].shape[0]) + 1, form),
             "num_chains": num_chains, "num_samples": num_draws, "dtype": dtype, **(attrs or {})}
         from reprior.inference.driver import ChainRun
 

@@ -21,7 +21,7 @@ from reprior.core import repriorise as rp
 from reprior.core.architectures import MLP
 from reprior.core.target import Target
 from reprior.evaluation.sbc.settings import SBCSettings
-from reprior.inference.samplers.registry import get_kernel, make_kernel, validate_options
+from reprior.inference.samplers.registry import get_kernel, make_kernel
 from reprior.evaluation.sbc.statistics import (NOISE_SUMMARY, SUMMARY_NAMES, SBCResult, lag1_autocorrelation,
                                                uniformity_test)
 
@@ -47,7 +47,6 @@ def _make_replicate(arch, x, x_test, settings: SBCSettings, noise_prior=None, sa
     (``noise_std`` unused) and the sampler infers the noise under ``sampler_noise_prior``; the noise is
     then one more summary (:data:`reprior.evaluation.sbc.statistics.NOISE_SUMMARY`)."""
     stats_fn = get_kernel(settings.sampler).stats_fn
-    validate_options(settings.sampler, settings.options)  # before tracing
     inferred = noise_prior is not None
 
     def replicate(key, noise_std, sampler_noise_std):

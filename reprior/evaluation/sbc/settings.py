@@ -15,7 +15,7 @@ from reprior._util.choices import DTYPES
 from reprior.core import repriorise as rp
 from reprior.core.architectures.layers import ACTIVATIONS
 from reprior.core.target import PARAMETERISATIONS, READOUTS
-from reprior.inference.samplers.registry import kernel_names
+from reprior.inference.samplers.registry import kernel_names, validate_options
 
 __all__ = ["SBCSettings"]
 
@@ -74,6 +74,7 @@ class SBCSettings:
             raise _checks.fail("num_bins", f"at least 2 and a divisor of num_draws + 1 = {self.num_draws + 1}",
                                self.num_bins)
         _checks.one_of("dtype", self.dtype, DTYPES)
+        validate_options(self.sampler, self.options)  # names and values, before anything is traced
 
     @classmethod
     def build(cls, *, sampler_options, sampler_noise_std, noise_prior, sampler_noise_prior, dtype, **settings):
@@ -86,8 +87,6 @@ class SBCSettings:
                                "inferred)", sampler_noise_prior)
         if sampler_options is not None and not isinstance(sampler_options, dict):
             raise _checks.fail("sampler_options", "a dict of sampler settings", sampler_options)
-        if dtype is not None:
-            _checks.one_of("dtype", dtype, DTYPES)
         batch_size, num_replications = settings.pop("batch_size"), settings["num_replications"]
         _checks.positive_int("batch_size", batch_size)
         _checks.positive_int("num_replications", num_replications)
@@ -95,7 +94,8 @@ class SBCSettings:
                    sampler_noise_std=settings["noise_std"] if sampler_noise_std is None else sampler_noise_std,
                    noise_prior=noise_prior,
                    sampler_noise_prior=noise_prior if sampler_noise_prior is None else sampler_noise_prior,
-                   dtype=dtype or default_dtype(), batch_size=min(batch_size, num_replications), **settings)
+                   dtype=default_dtype() if dtype is None else dtype,
+                   batch_size=min(batch_size, num_replications), **settings)
 
     @property
     def options(self) -> dict:

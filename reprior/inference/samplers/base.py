@@ -74,21 +74,24 @@ class Density(NamedTuple):
         itself, untouched.
         """
         log_likelihood, logdensity, evaluate = self.log_likelihood_fn, self.logdensity_fn, self.evaluate_fn
-        if reference_std == 1.0:
-            def reference_loglik(flat):
-                return log_likelihood(unravel(flat))
-
-            def reference_evaluate(flat):
-                return evaluate(unravel(flat))
-        else:
-            def reference_loglik(flat):
-                return logdensity(unravel(flat)) + 0.5 * (flat @ flat) / reference_std**2
-
+        reference_evaluate = None
+        if evaluate is not None:  # one formula: the value and the log likelihood are the same function
             def reference_evaluate(flat):
                 value, evaluation = evaluate(unravel(flat))
-                return value - 0.5 * (flat @ flat) * (1.0 - 1.0 / reference_std**2), evaluation
+                if reference_std != 1.0:
+                    value = value - 0.5 * (flat @ flat) * (1.0 - 1.0 / reference_std**2)
+                return value, evaluation
+
+            def reference_loglik(flat):
+                return reference_evaluate(flat)[0]
+        elif reference_std == 1.0:
+            def reference_loglik(flat):
+                return log_likelihood(unravel(flat))
+        else:  # from the log density: a potential_fn's l = |z|^2/2 - U would cancel the |z|^2 terms
+            def reference_loglik(flat):
+                return logdensity(unravel(flat)) + 0.5 * (flat @ flat) / reference_std**2
         return FlatDensity(reference_loglik, lambda flat: logdensity(unravel(flat)), reference_std,
-                           None if evaluate is None else reference_evaluate)
+                           reference_evaluate)
 
 
 class FlatDensity(NamedTuple):
