@@ -256,3 +256,44 @@ def test_a_draw_is_divergent_when_any_iteration_of_its_thinning_window_was():
     assert np.any(windows.any(axis=1) & ~windows[:, -1])  # windows whose divergence is not at the recorded one
     np.testing.assert_array_equal(thinned["diverging"], windows.any(axis=1))
     np.testing.assert_array_equal(thinned["num_grad_evals"], every["num_grad_evals"].reshape(10, 3).sum(axis=1))
+
+
+def test_the_chain_functions_run_whole_give_the_chunked_runs_chains_and_window_reductions():
+    """:func:`chain_functions` called once per phase (as SBC calls it, inside its compiled replications)
+    runs the same chain as :func:`run_chains` in chunks of 2, from the same keys; a custom
+    ``window_stats`` reduces each thinning window (mean acceptance, summed divergences), checked against
+    the same chain recorded at thinning 1."""
+    from numpyro.infer import HMC
+
+    from reprior.inference.driver import chain_functions
+
+    def wild():
+        return HMC(potential_fn=lambda z: 0.5 * jnp.sum(z["x"] ** 4), num_steps=3, trajectory_length=None,
+                   step_size=0.8, adapt_step_size=False)
+
+    def whole(thinning, num_samples, window_stats=None):
+        kernel = wild()
+        init_key, collect_key = jax.random.split(jax.random.key(3))
+        z0 = {"x": jnp.ones(3)}
+        state = kernel.init(jax.random.split(init_key, 1)[0], 0, z0, (), {})
+        warmup, draw = chain_functions(kernel, hmc_stats, collect, num_warmup=0, num_samples=num_samples,
+                                       thinning=thinning, window_stats=window_stats)
+        state, warm = warmup(state, 0)
+        _, (outputs, stats) = draw(state, {"shift": jnp.ones(3)}, jax.random.split(collect_key, 1)[0], 0)
+        return outputs, stats
+
+    with jax.enable_x64(True):
+        chunked = run_chains(wild(), hmc_stats, collect, {"x": jnp.ones((1, 3))}, rng_key=jax.random.key(3),
+                             consts={"shift": jnp.ones(3)}, num_warmup=0, num_samples=10, num_chains=1, thinning=3)
+        outputs, stats = whole(3, 10)
+        every = whole(1, 30)[1]
+        reduced = whole(3, 10, {"accept_prob": jnp.mean, "diverging": jnp.sum})[1]
+    stats, every, reduced = (jax.tree_util.tree_map(np.asarray, tree) for tree in (stats, every, reduced))
+    for name in ("x", "shifted", "noise"):
+        np.testing.assert_array_equal(np.asarray(outputs[name]), np.asarray(chunked.draws[name])[0])
+    for name in ("diverging", "num_grad_evals", "accept_prob"):
+        np.testing.assert_array_equal(stats[name], np.asarray(chunked.stats[name])[0])
+    np.testing.assert_allclose(reduced["accept_prob"], every["accept_prob"].reshape(10, 3).mean(axis=1),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(reduced["diverging"], every["diverging"].reshape(10, 3).sum(axis=1))
+    assert int(np.sum(reduced["diverging"])) > int(np.sum(stats["diverging"]))  # some windows diverge twice or more

@@ -21,6 +21,11 @@ transitions and the adaptation; this module only drives them, so that
   another (:class:`Start`), which then continues the same chains: with the same
   ``rng_key`` it records the draws that a longer run would have recorded next.
 
+The warm-up and draw functions themselves (:func:`chain_functions`) are the one
+definition of a chain in the package: :func:`run_chains` calls them in chunks,
+and simulation-based calibration (:mod:`reprior.evaluation.sbc.runner`) calls
+them once per phase inside its vectorised replications.
+
 Chain methods: ``"sequential"`` runs one unbatched chain at a time;
 ``"vectorized"`` runs all chains as one ``vmap`` batch; ``"parallel"`` runs the
 same batch sharded over every local device (``jax.sharding.Mesh`` and
@@ -102,44 +107,65 @@ def _num_chunks(total: int) -> int:
 #: Statistics of a recorded draw that cover every iteration since the previous draw (its thinning
 #: window), not only the recorded one: the cost counts are summed, and a draw is ``diverging`` or
 #: ``nonfinite`` when any iteration of its window was.
-_WINDOW_STATS = {"num_grad_evals": jnp.sum, "num_logdensity_evals": jnp.sum, "diverging": jnp.any,
-                 "nonfinite": jnp.any}
+WINDOW_STATS = {"num_grad_evals": jnp.sum, "num_logdensity_evals": jnp.sum, "diverging": jnp.any,
+                "nonfinite": jnp.any}
 
 
-def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, trace_counter,
-                     draw_offset: int = 0, with_evaluation: bool = False):
-    """Two pure functions over one chain: ``warmup(state, start) -> (state, stats)`` and
-    ``draw(state, consts, key, start) -> (state, (outputs, stats))``, each a chunk of
-    iterations from index ``start``; iterations at or past the end leave the state alone.
-    A draw's statistics are those of its iteration, except :data:`_WINDOW_STATS`, which cover
-    its whole thinning window.  Draw ``j`` is post-processed with the key ``fold_in(key, draw_offset + j)`` (and, with
-    ``with_evaluation``, the evaluation the kernel carries, ``state.evaluation`` or ``None``)."""
-    warmup_len, sample_len = _chunk_size(num_warmup), _chunk_size(num_samples)
+def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_samples: int, thinning: int,
+                    warmup_chunk: int | None = None, sample_chunk: int | None = None, draw_offset: int = 0,
+                    with_evaluation: bool = False, window_stats: dict | None = None, trace_counter=None):
+    """The two pure functions every chain of the package runs through, over one chain:
+    ``warmup(state, start) -> (state, stats)`` and ``draw(state, consts, key, start) -> (state, (outputs, stats))``.
+
+    Each runs a chunk of iterations from index ``start`` (``warmup_chunk`` and ``sample_chunk``
+    iterations, default the whole phase); iterations at or past the end of the phase leave the
+    state alone.  Warm-up records ``stats_fn(state)`` per iteration.  A draw advances ``thinning``
+    iterations and records ``collect_fn(consts, fold_in(key, draw_offset + j), position)`` for
+    draw ``j`` (with ``with_evaluation``, also the evaluation the kernel carries,
+    ``state.evaluation`` or ``None``), with the statistics of its last iteration, except those in
+    ``window_stats`` (default :data:`WINDOW_STATS`: ``{name: reduction}``), which are reduced over its
+    whole thinning window.  :func:`run_chains` calls them chunk by chunk between checkpoints;
+    simulation-based calibration calls each once inside its compiled replications.
+    """
+    warmup_len = num_warmup if warmup_chunk is None else warmup_chunk
+    sample_len = num_samples if sample_chunk is None else sample_chunk
+    window_stats = WINDOW_STATS if window_stats is None else window_stats
+    traces = [] if trace_counter is None else trace_counter
 
     def step(state):
         return kernel.sample(state, (), {})
 
-    def warmup(state, start):
-        trace_counter.append("warmup")
+    def guarded(start, length, total, run, idle):
+        """``run`` for iterations inside the phase, ``idle`` past its end (no test when ``start`` is a
+        Python integer whose chunk lies inside the phase)."""
+        if isinstance(start, int) and start + length <= total:
+            return lambda carry, j: run(carry, start + j)
+        return lambda carry, j: jax.lax.cond(start + j < total, run, idle, carry, start + j)
 
-        def body(carry, j):
-            carry = jax.lax.cond(start + j < num_warmup, step, lambda s: s, carry)
+    def warmup(state, start):
+        traces.append("warmup")
+
+        def advance(carry, _):
+            carry = step(carry)
             return carry, stats_fn(carry)
 
-        return jax.lax.scan(body, state, jnp.arange(warmup_len))
+        def idle(carry, _):
+            return carry, stats_fn(carry)
+
+        return jax.lax.scan(guarded(start, warmup_len, num_warmup, advance, idle), state, jnp.arange(warmup_len))
 
     def draw(state, consts, key, start):
-        trace_counter.append("draw")
+        traces.append("draw")
 
         def thin(carry, _):
             carry = step(carry)
             s = stats_fn(carry)
-            return carry, {name: s[name] for name in _WINDOW_STATS if name in s}
+            return carry, {name: s[name] for name in window_stats if name in s}
 
         def record(carry, index):
             carry, window = jax.lax.scan(thin, carry, None, length=thinning)
             stats = stats_fn(carry)
-            stats.update({name: _WINDOW_STATS[name](values) for name, values in window.items()})
+            stats.update({name: window_stats[name](values) for name, values in window.items()})
             sample = getattr(carry, kernel.sample_field)
             draw_key = jax.random.fold_in(key, draw_offset + index)
             if with_evaluation:
@@ -150,10 +176,7 @@ def _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thin
             shapes = jax.eval_shape(record, carry, index)[1]
             return carry, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-        def body(carry, j):
-            return jax.lax.cond(start + j < num_samples, record, skip, carry, start + j)
-
-        return jax.lax.scan(body, state, jnp.arange(sample_len))
+        return jax.lax.scan(guarded(start, sample_len, num_samples, record, skip), state, jnp.arange(sample_len))
 
     return warmup, draw
 
@@ -360,8 +383,10 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
     traces: list[str] = []
     draw_offset = 0 if start is None else start.num_draws
     kernel_warmup = num_warmup if start is None else start.kernel_warmup
-    warmup_fn, draw_fn = _build_chunk_fns(kernel, stats_fn, collect_fn, num_warmup, num_samples, thinning, traces,
-                                          draw_offset, with_evaluation)
+    warmup_fn, draw_fn = chain_functions(kernel, stats_fn, collect_fn, num_warmup=num_warmup, num_samples=num_samples,
+                                         thinning=thinning, warmup_chunk=_chunk_size(num_warmup),
+                                         sample_chunk=_chunk_size(num_samples), draw_offset=draw_offset,
+                                         with_evaluation=with_evaluation, trace_counter=traces)
     init_key, collect_key = jax.random.split(rng_key)
     init_keys = jax.random.split(init_key, num_chains)
     collect_keys = jax.random.split(collect_key, num_chains)

@@ -21,11 +21,18 @@ from reprior.core import repriorise as rp
 from reprior.core.architectures import MLP
 from reprior.core.target import Target
 from reprior.evaluation.sbc.settings import SBCSettings
+from reprior.inference.driver import chain_functions
 from reprior.inference.samplers.registry import get_kernel, make_kernel
 from reprior.evaluation.sbc.statistics import (NOISE_SUMMARY, SUMMARY_NAMES, SBCResult, lag1_autocorrelation,
                                                uniformity_test)
 
 __all__ = ["SBCSettings", "run_sbc"]
+
+
+#: The diagnostics of a replication cover every sampling iteration: the acceptance is averaged over
+#: each thinning window, divergences and evaluations are counted over it.
+_WINDOW_DIAGNOSTICS = {"accept_prob": jnp.mean, "diverging": jnp.sum, "num_grad_evals": jnp.sum,
+                       "num_logdensity_evals": jnp.sum}
 
 
 # -- one replication ------------------------------------------------------------------------
@@ -61,30 +68,24 @@ def _make_replicate(arch, x, x_test, settings: SBCSettings, noise_prior=None, sa
         kernel = make_kernel(settings.sampler, target, settings.options)
         z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(init_key, 1))
 
-        def step(state, _):
-            state = kernel.sample(state, (), {})
-            s = stats_fn(state)
-            return state, (s["accept_prob"], s["diverging"], s["num_grad_evals"], s["num_logdensity_evals"])
-
-        state = kernel.init(run_key, settings.num_warmup, z0, (), {})
-        state, (_, _, warm_grads, warm_evals) = jax.lax.scan(step, state, None, length=settings.num_warmup)
-
-        def draw(state, key):
-            state, diag = jax.lax.scan(step, state, None, length=settings.thinning)
-            z = getattr(state, kernel.sample_field)
+        def summaries(_, key, z):
             theta_l, _ = target.to_params(z, key)
             sigma = target.noise_std_at(z) if inferred else noise_std
-            return state, (_summaries(arch, theta_l, x, x_test, y, sigma, inferred), diag)
+            return _summaries(arch, theta_l, x, x_test, y, sigma, inferred)
 
-        _, (draws, (accept, diverging, grads, evals)) = jax.lax.scan(
-            draw, state, jax.random.split(draw_key, settings.num_draws))
+        warmup, draw = chain_functions(kernel, stats_fn, summaries, num_warmup=settings.num_warmup,
+                                       num_samples=settings.num_draws, thinning=settings.thinning,
+                                       window_stats=_WINDOW_DIAGNOSTICS)
+        state = kernel.init(run_key, settings.num_warmup, z0, (), {})
+        state, warm = warmup(state, 0)
+        _, (draws, stats) = draw(state, (), draw_key, 0)
         truth = _summaries(arch, theta, x, x_test, y, noise_std, inferred)
         ranks = jnp.sum(draws < truth, axis=0)
         diagnostics = {
-            "accept_prob": jnp.mean(accept),
-            "num_divergences": jnp.sum(diverging),
-            "grad_evals": jnp.sum(warm_grads) + jnp.sum(grads),
-            "logdensity_evals": jnp.sum(warm_evals) + jnp.sum(evals),
+            "accept_prob": jnp.mean(stats["accept_prob"]),
+            "num_divergences": jnp.sum(stats["diverging"]),
+            "grad_evals": jnp.sum(warm["num_grad_evals"]) + jnp.sum(stats["num_grad_evals"]),
+            "logdensity_evals": jnp.sum(warm["num_logdensity_evals"]) + jnp.sum(stats["num_logdensity_evals"]),
         }
         return ranks, draws, diagnostics
 
