@@ -139,7 +139,7 @@ def test_project_rejects_bad_arguments(kwargs, match):
 def test_project_tree_rejects_empty_or_integer_trees():
     with pytest.raises(ValueError, match="at least one array leaf"):
         project_tree({}, 3)
-    with pytest.raises(ValueError, match="floating leaves"):
+    with pytest.raises(ValueError, match="argument `tree`: expected a pytree of floating leaves"):
         project_tree({"a": np.ones(3, np.int32)}, 3)
 
 

@@ -225,10 +225,10 @@ def project_tree(tree, num: int, seed: int = 0, *, block_size: int = DEFAULT_BLO
     """
     leaves = [jnp.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
     if not leaves:
-        raise ValueError("tree must have at least one array leaf, got an empty pytree")
+        raise _checks.fail("tree", "a pytree with at least one array leaf", tree)
     dtype = jnp.result_type(*leaves)
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"tree must have floating leaves, got dtype {dtype}")
+        raise _checks.fail("tree", "a pytree of floating leaves", f"leaves of dtype {dtype}")
     dim = sum(leaf.size for leaf in leaves)
     _check(dim, num, seed, block_size)
     if dim == 0 or num == 0:

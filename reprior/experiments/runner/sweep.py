@@ -30,6 +30,7 @@ import numpy as np
 
 from reprior.inference import checkpoint
 from reprior._util import interrupts
+from reprior._util import checks as _checks
 from reprior.evaluation.comparison import SETTINGS_COLUMNS  # the settings copied into every summary row, first
 from reprior.evaluation.accuracy import CURVE_FILE as ACCURACY_CURVE_FILE  # a cell's running error, one row per draw
 from reprior.experiments.report import CELL_WARNINGS_FILE
@@ -99,9 +100,9 @@ def load_cell_data(settings: dict[str, Any]):
                         seed=settings["data_seed"], path=settings["data_path"],
                         flatten=None if images else True, **settings["dataset_options"])
     if images and data.image_shape is None:
-        raise ValueError(f"arch {settings['arch']} needs image inputs (n, H, W, C), but data set "
-                         f"{settings['dataset']!r} has inputs of shape {data.x_train.shape}; use an MLP, or digits, "
-                         "cifar10 or an image .npz")
+        raise _checks.fail("arch", f"an architecture for the inputs of data set {settings['dataset']!r}, of shape "
+                           f"{data.x_train.shape} (an MLP; image architectures need inputs (n, H, W, C): digits, "
+                           "cifar10 or an image .npz)", settings["arch"])
     return data
 
 
