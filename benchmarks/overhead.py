@@ -15,7 +15,10 @@ script measures, side by side in one process:
   per-draw function of :func:`reprior.sample`) compiled on its own and timed
   at the chain's starting point, and ``collect`` whole, on its own (features
   and factorisation recomputed, as under NumPyro's NUTS) and handed the
-  density's evaluation (``collect_handed``, as this package's kernels hand it).
+  density's evaluation (``collect_handed``, as this package's kernels hand it),
+  and its per-draw part alone (``collect_unmoved``: what a draw costs when the
+  chain has not moved since the previous one and a sequential chain reuses that
+  draw's position part, :func:`reprior.inference.driver.chain_functions`).
 
 Rounds are interleaved (bare step, then each ``reprior.sample`` setting, once
 each per round; medians over rounds), so the ratios are robust to drifting load.  Each
@@ -81,6 +84,7 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
     import jax
 
     from reprior.inference import sampling
+    from reprior.inference.driver import _PositionPart
 
     key = jax.random.key(0)
     collect = sampling.make_collect_fn(target, x_test, keep, num_projections, 0)
@@ -90,6 +94,8 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
     words = sampling.run_projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
     consts = {"projection_words": words}
     psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
+    position = _PositionPart(collect.parts.position, consts, True)  # the driver's cache of an unmoved chain
+    cached = jax.jit(position.arrays)(z, evaluation)
     return {
         "features": (target.features, (z,)),
         "evaluate": (target.evaluate, (z,)),
@@ -101,6 +107,8 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
         "projections": (lambda t, f, w: sampling.draw_projections(t, f, num_projections, 0, w), (theta, phi, words)),
         "collect": (lambda zz, c: collect(c, key, zz), (z, consts)),
         "collect_handed": (lambda zz, c, ev: collect(c, key, zz, ev), (z, consts, evaluation)),
+        "collect_unmoved": (lambda zz, c, arrays: collect.parts.draw(c, key, zz, evaluation, position.rebuild(arrays)),
+                            (z, consts, cached)),
     }
 
 
@@ -158,6 +166,7 @@ def measure(sampler: str, width: int, args) -> dict:
     row["parts_ms"] = {name: 1e3 * t["median"] for name, t in part_times.items()}
     row["collect_over_bare"] = common.ratio(row["parts_ms"]["collect"], row["bare_ms"])
     row["collect_handed_over_bare"] = common.ratio(row["parts_ms"]["collect_handed"], row["bare_ms"])
+    row["collect_unmoved_over_bare"] = common.ratio(row["parts_ms"]["collect_unmoved"], row["bare_ms"])
     return row
 
 

@@ -316,10 +316,12 @@ def test_overhead(results):
         assert len(r["load_average"]) == 3 and 0 <= r["accept_mean_t1"] <= 1
         parts = r["parts_ms"]
         assert set(parts) == {"features", "evaluate", "factorisation", "readout_draw", "test_features",
-                              "log_marginal_likelihood", "predictive", "projections", "collect", "collect_handed"}
+                              "log_marginal_likelihood", "predictive", "projections", "collect", "collect_handed",
+                              "collect_unmoved"}
         assert all(0 < v < 1e3 * results["elapsed"] for v in parts.values())
         assert close(r["collect_over_bare"], parts["collect"] / r["bare_ms"])
         assert close(r["collect_handed_over_bare"], parts["collect_handed"] / r["bare_ms"])
+        assert close(r["collect_unmoved_over_bare"], parts["collect_unmoved"] / r["bare_ms"])
 
 
 @pytest.mark.slow

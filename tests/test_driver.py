@@ -297,3 +297,53 @@ def test_the_chain_functions_run_whole_give_the_chunked_runs_chains_and_window_r
                                rtol=1e-12)
     np.testing.assert_array_equal(reduced["diverging"], every["diverging"].reshape(10, 3).sum(axis=1))
     assert int(np.sum(reduced["diverging"])) > int(np.sum(stats["diverging"]))  # some windows diverge twice or more
+
+
+def _counted_collect(calls):
+    """A ``collect`` in two parts (:class:`reprior.inference.sampling.CollectParts`) whose position part
+    counts its executions (a host callback runs only when its branch does)."""
+    from reprior.inference.sampling import CollectParts
+
+    def position(consts, z, evaluation=None):
+        # rows of x: one per chain evaluated, whether vmap calls back once per batch or per chain
+        jax.debug.callback(lambda x: calls.append(np.asarray(x).reshape(-1, 3).shape[0]), z["x"])
+        return {"square": jnp.sum(z["x"] ** 2) + consts["shift"][0], "dim": 3}  # "dim": a leaf fixed at trace time
+
+    def per_draw(consts, key, z, evaluation, cache):
+        return {"x": z["x"], "square": cache["square"] * cache["dim"] / 3, "noise": jax.random.normal(key, ())}
+
+    def whole(consts, key, z, evaluation=None):
+        return per_draw(consts, key, z, evaluation, position(consts, z, evaluation))
+
+    whole.parts = CollectParts(position, per_draw)
+    return whole
+
+
+def test_an_unmoved_chain_reuses_its_previous_draws_position_part():
+    """Sequential chains (unbatched) skip the position part of a draw whose position equals the
+    previous draw's in the same chunk; vectorized chains compute it every draw.  Both record the same
+    values, and the sequential run's position part runs exactly once per chunk start or move, the
+    vectorized run's once per chain and draw."""
+    def rejecting():  # a step too long for the narrow coordinate: many proposals rejected
+        return HMC(potential_fn=gaussian_potential, num_steps=2, trajectory_length=None, step_size=1.3,
+                   adapt_step_size=False)
+
+    counts, runs = {}, {}
+    with jax.enable_x64(True):
+        for method in ("sequential", "vectorized"):
+            calls = []
+            runs[method] = run_chains(rejecting(), hmc_stats, _counted_collect(calls), {"x": jnp.ones((2, 3))},
+                                      rng_key=jax.random.key(5), consts={"shift": jnp.ones(3)}, num_warmup=0,
+                                      num_samples=40, num_chains=2, chain_method=method)
+            jax.effects_barrier()
+            counts[method] = sum(calls)
+    seq, vec = runs["sequential"].draws, runs["vectorized"].draws
+    for name in ("x", "square", "noise"):
+        np.testing.assert_allclose(np.asarray(seq[name]), np.asarray(vec[name]), rtol=1e-13, atol=0)
+    x = np.asarray(seq["x"])
+    moved = np.any(x[:, 1:] != x[:, :-1], axis=-1)  # (chain, draw - 1)
+    chunk = 2  # ceil(40 / 20): the driver's chunk of draws
+    first_of_chunk = np.arange(1, 40) % chunk == 0
+    expected = sum(1 + int(np.sum(moved[c] | first_of_chunk)) for c in range(2))
+    assert 0 < int(np.sum(~moved)) < moved.size  # some draws rejected, some accepted
+    assert counts["sequential"] == expected < counts["vectorized"] == 2 * 40

@@ -178,3 +178,32 @@ def test_float32_at_noise_1e3_stays_finite_and_agrees_with_float64(carried):
     recorded = np.concatenate([single["readout_W"], single["readout_b"][None]], axis=0)
     # float32 theta_out = mu + sigma R phi_out at sigma = 1e-3: errors relative to the largest entry
     np.testing.assert_allclose(recorded, theta_out, rtol=0, atol=1e-3 * np.max(np.abs(theta_out)))
+
+
+def test_a_rejected_pcn_proposal_reuses_the_position_part_and_records_what_a_fresh_draw_would_x64():
+    """pCN at a fixed step rejects some proposals and accepts others.  Sequential chains (which reuse the previous
+    draw's position part when the chain has not moved) record the same draws as vectorized chains
+    (which compute every draw afresh); on a rejected iteration the position-determined quantities
+    (log marginal likelihood, Rao-Blackwellised predictive) repeat the previous draw's while the
+    exact readout draw is a new one."""
+    bnn, data = _problem(0.1)
+    with jax.enable_x64(True):
+        runs = {method: reprior.sample(bnn, data.x_train, data.y_train, x_test=data.x_test, sampler="pcn",
+                                       sampler_options={"step_size": 0.05, "adapt_step_size": False},
+                                       num_warmup=0, num_samples=30, num_chains=1, chain_method=method,
+                                       progress_bar=False, seed=3)
+                for method in ("sequential", "vectorized")}
+    seq, vec = runs["sequential"], runs["vectorized"]
+    for group in ("posterior", "posterior_predictive"):
+        for name in seq[group].data_vars:
+            np.testing.assert_allclose(np.asarray(seq[group][name]), np.asarray(vec[group][name]), rtol=1e-10,
+                                       atol=1e-12, err_msg=f"{group}.{name}")
+    hidden = np.asarray(seq.posterior["hidden_0_W"])[0]
+    stayed = np.all(hidden[1:] == hidden[:-1], axis=(1, 2))
+    assert 0 < stayed.sum() < stayed.size
+    lml = np.asarray(seq.posterior["log_marginal_likelihood"])[0]
+    rb = np.asarray(seq.posterior_predictive["f_test_rb_mean"])[0]
+    readout = np.asarray(seq.posterior["readout_W"])[0]
+    np.testing.assert_array_equal(lml[1:][stayed], lml[:-1][stayed])
+    np.testing.assert_array_equal(rb[1:][stayed], rb[:-1][stayed])
+    assert np.all(np.any(readout[1:][stayed] != readout[:-1][stayed], axis=(1, 2)))

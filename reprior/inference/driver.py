@@ -7,6 +7,8 @@ transitions and the adaptation; this module only drives them, so that
   timed apart from warm-up and sampling;
 * a recorded draw is post-processed (``collect_fn``) as soon as it is made,
   inside the compiled chunk, so raw high-dimensional states are never stored;
+  an unbatched chain that has not moved since its previous draw (a rejected
+  proposal) reuses what that draw computed from the position alone;
 * progress is reported between chunks (``"compiling"`` first), and every
   chain reuses the same compiled executables (no recompilation between chains
   or chunks);
@@ -113,7 +115,8 @@ WINDOW_STATS = {"num_grad_evals": jnp.sum, "num_logdensity_evals": jnp.sum, "div
 
 def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_samples: int, thinning: int,
                     warmup_chunk: int | None = None, sample_chunk: int | None = None, draw_offset: int = 0,
-                    with_evaluation: bool = False, window_stats: dict | None = None, trace_counter=None):
+                    with_evaluation: bool = False, window_stats: dict | None = None, trace_counter=None,
+                    reuse_position: bool = False):
     """The two pure functions every chain of the package runs through, over one chain:
     ``warmup(state, start) -> (state, stats)`` and ``draw(state, consts, key, start) -> (state, (outputs, stats))``.
 
@@ -126,6 +129,16 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
     ``window_stats`` (default :data:`WINDOW_STATS`: ``{name: reduction}``), which are reduced over its
     whole thinning window.  :func:`run_chains` calls them chunk by chunk between checkpoints;
     simulation-based calibration calls each once inside its compiled replications.
+
+    With ``reuse_position`` and a ``collect_fn`` in two parts (``collect_fn.parts``, a
+    :class:`reprior.inference.sampling.CollectParts`), a draw whose position equals the previous
+    draw's in the same chunk (every proposal of its thinning window rejected) reuses that draw's
+    position part (the readout factorisation, test features, Rao-Blackwellised predictive, log
+    marginal likelihood, hidden projections) and pays only for the per-draw part; the outputs are
+    those without it, to float rounding (the position part then runs inside a branch, which the
+    compiler may fuse differently).
+    The test is a ``lax.cond`` on an unbatched predicate, so :func:`run_chains` asks for it only
+    for unbatched chains (under ``vmap`` both branches would run).
     """
     warmup_len = num_warmup if warmup_chunk is None else warmup_chunk
     sample_len = num_samples if sample_chunk is None else sample_chunk
@@ -154,6 +167,8 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
 
         return jax.lax.scan(guarded(start, warmup_len, num_warmup, advance, idle), state, jnp.arange(warmup_len))
 
+    parts = getattr(collect_fn, "parts", None) if reuse_position else None
+
     def draw(state, consts, key, start):
         traces.append("draw")
 
@@ -162,23 +177,81 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
             s = stats_fn(carry)
             return carry, {name: s[name] for name in window_stats if name in s}
 
-        def record(carry, index):
+        def advance(carry, index):
             carry, window = jax.lax.scan(thin, carry, None, length=thinning)
             stats = stats_fn(carry)
             stats.update({name: window_stats[name](values) for name, values in window.items()})
             sample = getattr(carry, kernel.sample_field)
-            draw_key = jax.random.fold_in(key, draw_offset + index)
+            evaluation = getattr(carry, "evaluation", None)
+            return carry, stats, sample, evaluation, jax.random.fold_in(key, draw_offset + index)
+
+        def record(carry, index):
+            carry, stats, sample, evaluation, draw_key = advance(carry, index)
             if with_evaluation:
-                return carry, (collect_fn(consts, draw_key, sample, getattr(carry, "evaluation", None)), stats)
+                return carry, (collect_fn(consts, draw_key, sample, evaluation), stats)
             return carry, (collect_fn(consts, draw_key, sample), stats)
 
-        def skip(carry, index):
-            shapes = jax.eval_shape(record, carry, index)[1]
-            return carry, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        def skip(record):
+            def idle(carry, index):
+                shapes = jax.eval_shape(record, carry, index)[1]
+                return carry, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return idle
 
-        return jax.lax.scan(guarded(start, sample_len, num_samples, record, skip), state, jnp.arange(sample_len))
+        if parts is None:
+            return jax.lax.scan(guarded(start, sample_len, num_samples, record, skip(record)), state,
+                                jnp.arange(sample_len))
+
+        position_part = _PositionPart(parts.position, consts, with_evaluation)
+
+        def record_reusing(carry, index):
+            state, (previous, cached, valid) = carry
+            state, stats, sample, evaluation, draw_key = advance(state, index)
+            moved = jnp.logical_not(valid) | jnp.logical_not(_same_tree(sample, previous))
+            arrays = jax.lax.cond(moved, position_part.arrays, lambda *_: cached, sample, evaluation)
+            cache = position_part.rebuild(arrays)
+            if with_evaluation:
+                out = parts.draw(consts, draw_key, sample, evaluation, cache)
+            else:
+                out = parts.draw(consts, draw_key, sample, None, cache)
+            return (state, (sample, arrays, jnp.array(True))), (out, stats)
+
+        first = getattr(state, kernel.sample_field)
+        empty = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                       jax.eval_shape(position_part.arrays, first,
+                                                      getattr(state, "evaluation", None)))
+        carry = (state, (first, empty, jnp.array(False)))
+        carry, outputs = jax.lax.scan(guarded(start, sample_len, num_samples, record_reusing, skip(record_reusing)),
+                                      carry, jnp.arange(sample_len))
+        return carry[0], outputs
 
     return warmup, draw
+
+
+def _same_tree(a, b) -> jax.Array:
+    """Whether two pytrees of arrays are equal, element for element (a scalar boolean)."""
+    equal = [jnp.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))]
+    return jnp.all(jnp.stack(equal)) if equal else jnp.array(True)
+
+
+class _PositionPart:
+    """``position(consts, z, evaluation)`` split into its array leaves, which a ``lax.cond`` can carry,
+    and the rest of its output (Python flags and sizes, fixed at trace time), which :meth:`rebuild`
+    puts back."""
+
+    def __init__(self, position, consts, with_evaluation: bool):
+        self.position, self.consts, self.with_evaluation = position, consts, with_evaluation
+        self.treedef, self.static = None, None
+
+    def arrays(self, z, evaluation):
+        cache = self.position(self.consts, z, evaluation if self.with_evaluation else None)
+        leaves, self.treedef = jax.tree_util.tree_flatten(cache)
+        self.static = [None if isinstance(leaf, jax.Array) else leaf for leaf in leaves]
+        return [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
+
+    def rebuild(self, arrays):
+        it = iter(arrays)
+        leaves = [next(it) if static is None else static for static in self.static]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
 # ---------------------------------------------------------------------------
@@ -374,6 +447,11 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
             density's evaluation at the recorded position that the kernel carries
             (:attr:`~reprior.inference.samplers.base.Density.evaluate_fn`; ``None`` for a kernel
             that carries none, such as NumPyro's), so that the draw need not recompute it.
+
+    A ``collect_fn`` with ``parts`` (:class:`reprior.inference.sampling.CollectParts`) run by
+    unbatched chains (``"sequential"``) reuses the position part of the previous draw when the
+    chain has not moved (:func:`chain_functions`, ``reuse_position``): a rejected proposal then
+    costs only the per-draw part of a recorded draw.
     """
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"argument `chain_method`: expected one of {CHAIN_METHODS}, received {chain_method!r}")
@@ -383,14 +461,15 @@ def run_chains(kernel, stats_fn, collect_fn, init_params, *, rng_key, consts=(),
     traces: list[str] = []
     draw_offset = 0 if start is None else start.num_draws
     kernel_warmup = num_warmup if start is None else start.kernel_warmup
+    layout = chain_layout(chain_method, num_chains)
     warmup_fn, draw_fn = chain_functions(kernel, stats_fn, collect_fn, num_warmup=num_warmup, num_samples=num_samples,
                                          thinning=thinning, warmup_chunk=_chunk_size(num_warmup),
                                          sample_chunk=_chunk_size(num_samples), draw_offset=draw_offset,
-                                         with_evaluation=with_evaluation, trace_counter=traces)
+                                         with_evaluation=with_evaluation, trace_counter=traces,
+                                         reuse_position=not layout.batched)
     init_key, collect_key = jax.random.split(rng_key)
     init_keys = jax.random.split(init_key, num_chains)
     collect_keys = jax.random.split(collect_key, num_chains)
-    layout = chain_layout(chain_method, num_chains)
     timings = {"compile_seconds": 0.0, "warmup_seconds": 0.0, "sample_seconds": 0.0}
 
     if progress:

@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import warnings
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +74,24 @@ def _check_data(bnn, x, y, x_test):
     return x, y, x_test
 
 
+class CollectParts(NamedTuple):
+    """A recorded draw (``collect``) in two parts: what the position alone determines, and what each draw adds.
+
+    ``position(consts, z, evaluation) -> cache``: the readout factorisation, the log marginal
+    likelihood, the test features and the Rao-Blackwellised predictive, and the hidden part of
+    the projections (a pytree; its array leaves change with ``z``, its other leaves are fixed).
+    ``draw(consts, key, z, evaluation, cache) -> dict``: the exact readout draw, ``theta_out``,
+    ``f``, the pointwise log likelihood and the predictive draws, the readout part of the
+    projections.  ``collect(consts, key, z, evaluation)`` is
+    ``draw(consts, key, z, evaluation, position(consts, z, evaluation))``, so a chain that has
+    not moved since its previous recorded draw (a rejected proposal) may reuse that draw's cache
+    and pay only for ``draw`` (:func:`reprior.inference.driver.chain_functions`, ``reuse_position``).
+    """
+
+    position: Callable
+    draw: Callable
+
+
 def make_collect_fn(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
                      pointwise: bool = True):
     """Per recorded draw: theta (and phi), projections, predictions, pointwise log likelihood.
@@ -86,15 +105,26 @@ def make_collect_fn(target: Target, x_test, keep: str, num_projections: int, pro
     with their accepted point) the training features and, in the dual form, the Cholesky
     factor are the kernel's own, so the draw neither recomputes the features nor factorises.
     The draw's key is split into the exact readout draw's and the predictive noise's.
+    ``collect.parts`` (:class:`CollectParts`) is the same function in its position part and
+    its per-draw part.
     """
-    record = make_record_fn(target, x_test, keep, num_projections, projection_seed, pointwise=pointwise)
+    record_position, record_draw = make_record_parts(target, x_test, keep, num_projections, projection_seed,
+                                                     pointwise=pointwise)
+
+    def at_position(consts, z, evaluation=None):
+        posterior = target.readout_factorisation(z, evaluation)
+        return {"posterior": posterior, **record_position(consts, z["hidden"], posterior)}
+
+    def at_draw(consts, key, z, evaluation, cache):
+        readout_key, noise_key = jax.random.split(key)
+        posterior = cache["posterior"]
+        theta, phi = target.to_params(z, readout_key, posterior.psi, posterior)
+        return record_draw(consts, noise_key, theta, phi, posterior.psi, posterior, cache)
 
     def collect(consts, key, z, evaluation=None):
-        readout_key, noise_key = jax.random.split(key)
-        posterior = target.readout_factorisation(z, evaluation)
-        theta, phi = target.to_params(z, readout_key, posterior.psi, posterior)
-        return record(consts, noise_key, theta, phi, posterior.psi, posterior)
+        return at_draw(consts, key, z, evaluation, at_position(consts, z, evaluation))
 
+    collect.parts = CollectParts(at_position, at_draw)
     return collect
 
 
@@ -110,9 +140,40 @@ def make_record_fn(target: Target, x_test, keep: str, num_projections: int, proj
     inferred noise (``target.noise_prior``) every one of them uses the draw's :math:`\\sigma`,
     ``posterior.noise_std``, which is recorded as ``noise_std``.
     """
-    y, fixed_noise_std, inferred = target.y, target.noise_std, target.noise_prior is not None
+    record_position, record_draw = make_record_parts(target, x_test, keep, num_projections, projection_seed,
+                                                     pointwise=pointwise)
 
     def record(consts, noise_key, theta, phi, psi, posterior):
+        cache = record_position(consts, theta["hidden"], posterior)
+        return record_draw(consts, noise_key, theta, phi, psi, posterior, cache)
+
+    return record
+
+
+def make_record_parts(target: Target, x_test, keep: str, num_projections: int, projection_seed: int, *,
+                      pointwise: bool = True):
+    """:func:`make_record_fn`'s ``record`` in two parts, ``(at_position, at_draw)``:
+
+    * ``at_position(consts, hidden, posterior) -> cache``, what the hidden weights and their
+      readout posterior determine: ``log_marginal_likelihood``, with ``x_test`` the test
+      features ``psi_test`` and ``f_test_rb_mean``/``f_test_rb_var``, and the hidden part of the
+      projections (:func:`hidden_projection`);
+    * ``at_draw(consts, noise_key, theta, phi, psi, posterior, cache) -> dict``, the record.
+    """
+    y, fixed_noise_std, inferred = target.y, target.noise_std, target.noise_prior is not None
+
+    def at_position(consts, hidden, posterior):
+        # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
+        cache = {"log_marginal_likelihood": posterior.log_marginal_likelihood(y)}
+        if x_test is not None:
+            cache["psi_test"] = target.arch.features({"hidden": hidden}, x_test)
+            cache["f_test_rb_mean"], cache["f_test_rb_var"] = posterior.predictive(cache["psi_test"])
+        if num_projections:
+            cache["hidden_projection"] = hidden_projection(hidden, num_projections, projection_seed,
+                                                           consts.get("projection_words"))
+        return cache
+
+    def at_draw(consts, noise_key, theta, phi, psi, posterior, cache):
         out = {}
         noise_std = fixed_noise_std
         if inferred:
@@ -126,24 +187,22 @@ def make_record_fn(target: Target, x_test, keep: str, num_projections: int, proj
             out.update({f"{k}_reprior": v for k, v in flatten_params({"readout": phi["readout"]}).items()})
         if num_projections:
             out.update(draw_projections(theta, phi, num_projections, projection_seed,
-                                    consts.get("projection_words")))
+                                        consts.get("projection_words"), hidden=cache["hidden_projection"]))
         theta_out = readout_matrix(theta)
-        # log p(Y | hidden weights), constants included: E_post of it gives the KL to the prior
-        out["log_marginal_likelihood"] = posterior.log_marginal_likelihood(y)
+        out["log_marginal_likelihood"] = cache["log_marginal_likelihood"]
         train_key, test_key = jax.random.split(noise_key)
         if pointwise:
             f = psi @ theta_out
             out["log_likelihood"] = -0.5 * ((y - f) ** 2 / noise_std**2 + jnp.log(2 * jnp.pi * noise_std**2))
             out["y"] = f + noise_std * jax.random.normal(train_key, f.shape, f.dtype)
         if x_test is not None:
-            psi_test = target.arch.features({"hidden": theta["hidden"]}, x_test)
-            out["f_test"] = psi_test @ theta_out
+            out["f_test"] = cache["psi_test"] @ theta_out
             out["y_test"] = out["f_test"] + noise_std * jax.random.normal(test_key, out["f_test"].shape,
                                                                           out["f_test"].dtype)
-            out["f_test_rb_mean"], out["f_test_rb_var"] = posterior.predictive(psi_test)
+            out["f_test_rb_mean"], out["f_test_rb_var"] = cache["f_test_rb_mean"], cache["f_test_rb_var"]
         return out
 
-    return record
+    return at_position, at_draw
 
 
 def noise_attrs(bnn) -> dict:
@@ -170,11 +229,19 @@ def run_projection_words(num_params: int, num: int, seed: int):
     return projection_words(num_params, num, seed)
 
 
-def draw_projections(theta, phi, num: int, seed: int, words=None) -> dict:
+def hidden_projection(hidden, num: int, seed: int, words=None):
+    """The hidden weights' part of :func:`draw_projections`: ``(unscaled sum, offset)`` of
+    :func:`reprior.core.projections.project_leaves` over the leaves of ``hidden`` (the first leaves
+    of theta and of phi alike)."""
+    return project_leaves(jax.tree_util.tree_leaves(hidden), num, seed, words=words)
+
+
+def draw_projections(theta, phi, num: int, seed: int, words=None, *, hidden=None) -> dict:
     """``theta_proj`` (and ``phi_proj``) on the fixed directions of :func:`reprior.core.projections.project_tree`.
 
     theta and phi share their hidden weights and their layout (hidden leaves first), so the
-    hidden part of the projection, most of its cost, is computed once and shared; with ``words``
+    hidden part of the projection, most of its cost, is computed once and shared (or passed as
+    ``hidden``, :func:`hidden_projection` of ``theta["hidden"]``); with ``words``
     (:func:`run_projection_words`) the directions' hash words are read instead of recomputed.  Equal
     to ``project_tree(theta)`` and ``project_tree(phi)`` to float rounding.
     """
@@ -183,7 +250,7 @@ def draw_projections(theta, phi, num: int, seed: int, words=None) -> dict:
                 **({} if phi is None else {"phi_proj": project_tree(phi, num, seed)})}
 
     leaves = jax.tree_util.tree_leaves
-    shared, offset = project_leaves(leaves(theta["hidden"]), num, seed, words=words)
+    shared, offset = hidden_projection(theta["hidden"], num, seed, words) if hidden is None else hidden
     readout, dim = project_leaves(leaves(theta["readout"]), num, seed, offset=offset, words=words)
     out = {"theta_proj": (shared + readout) / math.sqrt(dim)}
     if phi is not None:
