@@ -107,7 +107,8 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
         "projections": (lambda t, f, w: sampling.draw_projections(t, f, num_projections, 0, w), (theta, phi, words)),
         "collect": (lambda zz, c: collect(c, key, zz), (z, consts)),
         "collect_handed": (lambda zz, c, ev: collect(c, key, zz, ev), (z, consts, evaluation)),
-        "collect_unmoved": (lambda zz, c, arrays: collect.parts.draw(c, key, zz, evaluation, position.rebuild(arrays)),
+        "collect_unmoved": (lambda zz, c, arrays: collect.parts.draw(c, key, zz, evaluation,
+                                                                     position.rebuild(arrays, evaluation)),
                             (z, consts, cached)),
     }
 

@@ -207,3 +207,30 @@ def test_a_rejected_pcn_proposal_reuses_the_position_part_and_records_what_a_fre
     np.testing.assert_array_equal(lml[1:][stayed], lml[:-1][stayed])
     np.testing.assert_array_equal(rb[1:][stayed], rb[:-1][stayed])
     assert np.all(np.any(readout[1:][stayed] != readout[:-1][stayed], axis=(1, 2)))
+
+
+def test_an_unmoved_chain_carries_the_position_part_but_not_the_kernels_own_arrays_x64():
+    """The driver's cache of the position part (``_PositionPart``) carries the test features, the
+    whitened targets and the predictive, but takes the features and the Cholesky factor from the
+    evaluation the kernel carries (the same arrays when the chain has not moved); rebuilt, it gives
+    the draw that ``collect`` makes at once."""
+    from reprior.inference.driver import _PositionPart
+
+    bnn, data = _problem(0.1)
+    with jax.enable_x64(True):
+        target = build_target(bnn, jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+        z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
+        evaluation = target.evaluate(z)[1]
+        collect = sampling.make_collect_fn(target, jnp.asarray(data.x_test), "readout", 10, 0)
+        part = _PositionPart(collect.parts.position, {}, True)
+        arrays = jax.jit(part.arrays)(z, evaluation)
+        shapes = {a.shape for a in arrays}
+        assert evaluation.features.shape not in shapes and evaluation.chol.shape not in shapes
+        assert (data.x_test.shape[0], evaluation.features.shape[1]) in shapes  # the test features are carried
+        key = jax.random.key(4)
+        rebuilt = jax.jit(lambda zz, ev, a: collect.parts.draw({}, key, zz, ev, part.rebuild(a, ev)))(z, evaluation,
+                                                                                                       arrays)
+        whole = jax.jit(lambda zz, ev: collect({}, key, zz, ev))(z, evaluation)
+    for name in whole:
+        np.testing.assert_allclose(np.asarray(rebuilt[name]), np.asarray(whole[name]), rtol=1e-12, atol=1e-14,
+                                   err_msg=name)

@@ -208,7 +208,7 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
             state, stats, sample, evaluation, draw_key = advance(state, index)
             moved = jnp.logical_not(valid) | jnp.logical_not(_same_tree(sample, previous))
             arrays = jax.lax.cond(moved, position_part.arrays, lambda *_: cached, sample, evaluation)
-            cache = position_part.rebuild(arrays)
+            cache = position_part.rebuild(arrays, evaluation)
             if with_evaluation:
                 out = parts.draw(consts, draw_key, sample, evaluation, cache)
             else:
@@ -234,25 +234,29 @@ def _same_tree(a, b) -> jax.Array:
 
 
 class _PositionPart:
-    """``position(consts, z, evaluation)`` split into its array leaves, which a ``lax.cond`` can carry,
-    and the rest of its output (Python flags and sizes, fixed at trace time), which :meth:`rebuild`
-    puts back."""
+    """``position(consts, z, evaluation)`` split into the array leaves a ``lax.cond`` carries from draw to
+    draw, the leaves that are the evaluation's own arrays (the features, the Cholesky factor: the kernel
+    carries them already, and an unmoved chain's evaluation is the previous draw's), and the rest
+    (Python flags and sizes, fixed at trace time), which :meth:`rebuild` puts back."""
 
     def __init__(self, position, consts, with_evaluation: bool):
         self.position, self.consts, self.with_evaluation = position, consts, with_evaluation
-        self.treedef, self.static = None, None
+        self.treedef, self.kinds = None, None
 
     def arrays(self, z, evaluation):
-        cache = self.position(self.consts, z, evaluation if self.with_evaluation else None)
+        evaluation = evaluation if self.with_evaluation else None
+        cache = self.position(self.consts, z, evaluation)
         leaves, self.treedef = jax.tree_util.tree_flatten(cache)
-        self.static = [None if isinstance(leaf, jax.Array) else leaf for leaf in leaves]
-        return [leaf for leaf in leaves if isinstance(leaf, jax.Array)]
+        handed = {id(leaf): i for i, leaf in enumerate(jax.tree_util.tree_leaves(evaluation))}
+        self.kinds = [("evaluation", handed[id(leaf)]) if id(leaf) in handed
+                      else ("array", None) if isinstance(leaf, jax.Array) else ("static", leaf) for leaf in leaves]
+        return [leaf for leaf, (kind, _) in zip(leaves, self.kinds) if kind == "array"]
 
-    def rebuild(self, arrays):
-        it = iter(arrays)
-        leaves = [next(it) if static is None else static for static in self.static]
+    def rebuild(self, arrays, evaluation):
+        carried, handed = iter(arrays), jax.tree_util.tree_leaves(evaluation if self.with_evaluation else None)
+        leaves = [next(carried) if kind == "array" else handed[value] if kind == "evaluation" else value
+                  for kind, value in self.kinds]
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
-
 
 # ---------------------------------------------------------------------------
 # Where chains run
