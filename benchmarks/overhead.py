@@ -11,6 +11,13 @@ script measures, side by side in one process:
   iterations, compilation and warm-up excluded), with ``x_test``;
   ``t1_no_test_ms`` at thinning 1 without ``x_test`` (no test predictions);
 * ``ratio_t1``, ``ratio_t10``, ``ratio_t1_no_test``: those over ``bare_ms``;
+* ``chunk_reuse_ms``, ``chunk_plain_ms``: thinning 1 as the compiled draw chunk
+  that ``reprior.sample`` runs, from a chain warmed up ``--num-warmup``
+  iterations, with an unmoved chain's position part reused (sequential chains)
+  and computed afresh (vectorized chains), timed interleaved with the bare step
+  (``chunk_bare_ms``) in one process, no driver around them: their ratios
+  (``ratio_chunk_reuse``, ``ratio_chunk_plain``, ``reuse_speedup``) are the
+  cleanest measure of what the reuse saves, at the acceptance ``chunk_accept``;
 * ``parts``: where a recorded draw's time goes, each part of ``collect`` (the
   per-draw function of :func:`reprior.sample`) compiled on its own and timed
   at the chain's starting point, and ``collect`` whole, on its own (features
@@ -75,6 +82,38 @@ def bare_program(sampler: str, target, iterations: int, seed: int):
         return jax.lax.scan(body, kernel_state, jax.random.split(key, iterations))
 
     return run, (jax.random.key(seed + 2), state.kernel_state), z0
+
+
+def reuse_programs(sampler: str, target, x_test, keep: str, iterations: int, num_warmup: int, seed: int):
+    """``({name: fn}, args, accept)``: ``iterations`` recorded draws at thinning 1 (the compiled draw chunk of
+    :func:`reprior.inference.driver.chain_functions`, as ``reprior.sample`` runs it, with ``x_test``),
+    from one chain warmed up ``num_warmup`` iterations, with the position part of an unmoved chain
+    reused (``chunk_reuse``, what sequential chains run) and computed afresh (``chunk_plain``, what
+    vectorized chains run); ``accept``: the mean acceptance over those draws."""
+    import jax
+    import jax.numpy as jnp
+
+    from reprior.inference import sampling
+    from reprior.inference.driver import chain_functions
+    from reprior.inference.samplers.registry import get_kernel, make_kernel
+
+    kernel = make_kernel(sampler, target)
+    stats_fn = sampling._make_stats_fn(get_kernel(sampler).stats_fn, target)
+    collect = sampling.make_collect_fn(target, x_test, keep, 10, 0)
+    words = sampling.run_projection_words(target.num_params, 10, 0)
+    consts = {} if words is None else {"projection_words": words}
+    z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(seed), 1))
+    state = kernel.init(jax.random.key(seed + 1), num_warmup, z0)
+    warmup, _ = chain_functions(kernel, stats_fn, collect, num_warmup=num_warmup, num_samples=0, thinning=1)
+    state = jax.jit(warmup, static_argnums=1)(state, 0)[0]
+    fns, args = {}, {}
+    for name, reuse in (("chunk_reuse", True), ("chunk_plain", False)):
+        _, draw = chain_functions(kernel, stats_fn, collect, num_warmup=0, num_samples=iterations, thinning=1,
+                                  with_evaluation=True, reuse_position=reuse)
+        args[name] = (state, consts, jax.random.key(seed + 2))
+        fns[name] = common.compile_fn(lambda st, c, k, draw=draw: draw(st, c, k, 0), *args[name])[0]
+    accept = float(jnp.mean(fns["chunk_reuse"](*args["chunk_reuse"])[1][1]["accept_prob"]))
+    return fns, args, accept
 
 
 def draw_parts(target, x_test, keep: str, num_projections: int, z):
@@ -168,6 +207,16 @@ def measure(sampler: str, width: int, args) -> dict:
     row["collect_over_bare"] = common.ratio(row["parts_ms"]["collect"], row["bare_ms"])
     row["collect_handed_over_bare"] = common.ratio(row["parts_ms"]["collect_handed"], row["bare_ms"])
     row["collect_unmoved_over_bare"] = common.ratio(row["parts_ms"]["collect_unmoved"], row["bare_ms"])
+    # the reuse of an unmoved chain's position part, on and off, beside the bare step in one process
+    fns, fn_args, row["chunk_accept"] = reuse_programs(sampler, target, jax.numpy.asarray(data.x_test), args.keep,
+                                                       args.iterations, args.num_warmup, args.seed)
+    fns["chunk_bare"], fn_args["chunk_bare"] = bare, run_args
+    chunk_times = common.time_interleaved(fns, fn_args, rounds=args.part_rounds, max_seconds=30.0)
+    for name in ("chunk_reuse", "chunk_plain", "chunk_bare"):
+        row[f"{name}_ms"] = 1e3 * chunk_times[name]["median"] / args.iterations
+    row["ratio_chunk_reuse"] = common.ratio(row["chunk_reuse_ms"], row["chunk_bare_ms"])
+    row["ratio_chunk_plain"] = common.ratio(row["chunk_plain_ms"], row["chunk_bare_ms"])
+    row["reuse_speedup"] = common.ratio(row["chunk_plain_ms"], row["chunk_reuse_ms"])
     return row
 
 
@@ -211,6 +260,11 @@ def main(argv=None):
                               ("t1_ms", "thin 1", ".3g"), ("ratio_t1", "x", ".3f"),
                               ("t1_no_test_ms", "thin 1, no x_test", ".3g"), ("ratio_t1_no_test", "x", ".3f"),
                               ("t10_ms", "thin 10", ".3g"), ("ratio_t10", "x", ".3f")]))
+    print("\n## thinning 1, the compiled draw chunk: an unmoved chain's position part reused or not (ms per iteration)\n")
+    print(common.table(rows, [("sampler", "sampler", ""), ("width", "width", ""), ("chunk_accept", "accept", ".2f"),
+                              ("chunk_bare_ms", "bare", ".3g"), ("chunk_reuse_ms", "reused", ".3g"),
+                              ("ratio_chunk_reuse", "x", ".3f"), ("chunk_plain_ms", "not reused", ".3g"),
+                              ("ratio_chunk_plain", "x", ".3f"), ("reuse_speedup", "speed-up", ".3f")]))
     print("\n## ms of each part of a recorded draw (median)\n")
     names = list(rows[0]["parts_ms"]) if rows else []
     part_rows = [{"sampler": r["sampler"], "width": r["width"], **r["parts_ms"]} for r in rows]

@@ -322,6 +322,10 @@ def test_overhead(results):
         assert close(r["collect_over_bare"], parts["collect"] / r["bare_ms"])
         assert close(r["collect_handed_over_bare"], parts["collect_handed"] / r["bare_ms"])
         assert close(r["collect_unmoved_over_bare"], parts["collect_unmoved"] / r["bare_ms"])
+        assert 0 <= r["chunk_accept"] <= 1 and all(r[f"chunk_{n}_ms"] > 0 for n in ("reuse", "plain", "bare"))
+        assert close(r["ratio_chunk_reuse"], r["chunk_reuse_ms"] / r["chunk_bare_ms"])
+        assert close(r["ratio_chunk_plain"], r["chunk_plain_ms"] / r["chunk_bare_ms"])
+        assert close(r["reuse_speedup"], r["chunk_plain_ms"] / r["chunk_reuse_ms"])
 
 
 @pytest.mark.slow
