@@ -258,6 +258,7 @@ class _PositionPart:
                   for kind, value in self.kinds]
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
+
 # ---------------------------------------------------------------------------
 # Where chains run
 # ---------------------------------------------------------------------------
