@@ -100,8 +100,7 @@ def reuse_programs(sampler: str, target, x_test, keep: str, iterations: int, num
     kernel = make_kernel(sampler, target)
     stats_fn = sampling._make_stats_fn(get_kernel(sampler).stats_fn, target)
     collect = sampling.make_collect_fn(target, x_test, keep, 10, 0)
-    words = sampling.run_projection_words(target.num_params, 10, 0)
-    consts = {} if words is None else {"projection_words": words}
+    consts = {"projection_words": sampling.run_projection_words(target.num_params, 10, 0)}  # as draw_parts
     z0 = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(seed), 1))
     state = kernel.init(jax.random.key(seed + 1), num_warmup, z0)
     warmup, _ = chain_functions(kernel, stats_fn, collect, num_warmup=num_warmup, num_samples=0, thinning=1)
@@ -133,7 +132,7 @@ def draw_parts(target, x_test, keep: str, num_projections: int, z):
     words = sampling.run_projection_words(target.num_params, num_projections, 0)  # as reprior.sample builds
     consts = {"projection_words": words}
     psi_test = target.arch.features({"hidden": z["hidden"]}, x_test)
-    position = _PositionPart(collect.parts.position, consts, True)  # the driver's cache of an unmoved chain
+    position = _PositionPart(collect.parts.position, consts)  # the driver's cache of an unmoved chain
     cached = jax.jit(position.arrays)(z, evaluation)
     return {
         "features": (target.features, (z,)),
@@ -260,7 +259,8 @@ def main(argv=None):
                               ("t1_ms", "thin 1", ".3g"), ("ratio_t1", "x", ".3f"),
                               ("t1_no_test_ms", "thin 1, no x_test", ".3g"), ("ratio_t1_no_test", "x", ".3f"),
                               ("t10_ms", "thin 10", ".3g"), ("ratio_t10", "x", ".3f")]))
-    print("\n## thinning 1, the compiled draw chunk: an unmoved chain's position part reused or not (ms per iteration)\n")
+    print("\n## thinning 1, the compiled draw chunk: an unmoved chain's position part reused or not "
+          "(ms per iteration)\n")
     print(common.table(rows, [("sampler", "sampler", ""), ("width", "width", ""), ("chunk_accept", "accept", ".2f"),
                               ("chunk_bare_ms", "bare", ".3g"), ("chunk_reuse_ms", "reused", ".3g"),
                               ("ratio_chunk_reuse", "x", ".3f"), ("chunk_plain_ms", "not reused", ".3g"),

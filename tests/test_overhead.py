@@ -222,7 +222,7 @@ def test_an_unmoved_chain_carries_the_position_part_but_not_the_kernels_own_arra
         z = jax.tree_util.tree_map(lambda a: a[0], target.initial_positions(jax.random.key(0), 1))
         evaluation = target.evaluate(z)[1]
         collect = sampling.make_collect_fn(target, jnp.asarray(data.x_test), "readout", 10, 0)
-        part = _PositionPart(collect.parts.position, {}, True)
+        part = _PositionPart(collect.parts.position, {})
         arrays = jax.jit(part.arrays)(z, evaluation)
         shapes = {a.shape for a in arrays}
         assert evaluation.features.shape not in shapes and evaluation.chol.shape not in shapes

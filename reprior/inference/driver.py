@@ -181,14 +181,15 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
             carry, window = jax.lax.scan(thin, carry, None, length=thinning)
             stats = stats_fn(carry)
             stats.update({name: window_stats[name](values) for name, values in window.items()})
-            sample = getattr(carry, kernel.sample_field)
-            evaluation = getattr(carry, "evaluation", None)
-            return carry, stats, sample, evaluation, jax.random.fold_in(key, draw_offset + index)
+            return carry, stats, getattr(carry, kernel.sample_field), jax.random.fold_in(key, draw_offset + index)
+
+        def handed(state):  # the evaluation a draw is handed: with_evaluation, the kernel's (None if it carries none)
+            return getattr(state, "evaluation", None) if with_evaluation else None
 
         def record(carry, index):
-            carry, stats, sample, evaluation, draw_key = advance(carry, index)
+            carry, stats, sample, draw_key = advance(carry, index)
             if with_evaluation:
-                return carry, (collect_fn(consts, draw_key, sample, evaluation), stats)
+                return carry, (collect_fn(consts, draw_key, sample, handed(carry)), stats)
             return carry, (collect_fn(consts, draw_key, sample), stats)
 
         def skip(record):
@@ -201,24 +202,20 @@ def chain_functions(kernel, stats_fn, collect_fn, *, num_warmup: int, num_sample
             return jax.lax.scan(guarded(start, sample_len, num_samples, record, skip(record)), state,
                                 jnp.arange(sample_len))
 
-        position_part = _PositionPart(parts.position, consts, with_evaluation)
+        position_part = _PositionPart(parts.position, consts)
 
         def record_reusing(carry, index):
             state, (previous, cached, valid) = carry
-            state, stats, sample, evaluation, draw_key = advance(state, index)
+            state, stats, sample, draw_key = advance(state, index)
+            evaluation = handed(state)
             moved = jnp.logical_not(valid) | jnp.logical_not(_same_tree(sample, previous))
             arrays = jax.lax.cond(moved, position_part.arrays, lambda *_: cached, sample, evaluation)
-            cache = position_part.rebuild(arrays, evaluation)
-            if with_evaluation:
-                out = parts.draw(consts, draw_key, sample, evaluation, cache)
-            else:
-                out = parts.draw(consts, draw_key, sample, None, cache)
+            out = parts.draw(consts, draw_key, sample, evaluation, position_part.rebuild(arrays, evaluation))
             return (state, (sample, arrays, jnp.array(True))), (out, stats)
 
         first = getattr(state, kernel.sample_field)
         empty = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                       jax.eval_shape(position_part.arrays, first,
-                                                      getattr(state, "evaluation", None)))
+                                       jax.eval_shape(position_part.arrays, first, handed(state)))
         carry = (state, (first, empty, jnp.array(False)))
         carry, outputs = jax.lax.scan(guarded(start, sample_len, num_samples, record_reusing, skip(record_reusing)),
                                       carry, jnp.arange(sample_len))
@@ -239,12 +236,11 @@ class _PositionPart:
     carries them already, and an unmoved chain's evaluation is the previous draw's), and the rest
     (Python flags and sizes, fixed at trace time), which :meth:`rebuild` puts back."""
 
-    def __init__(self, position, consts, with_evaluation: bool):
-        self.position, self.consts, self.with_evaluation = position, consts, with_evaluation
+    def __init__(self, position, consts):
+        self.position, self.consts = position, consts
         self.treedef, self.kinds = None, None
 
     def arrays(self, z, evaluation):
-        evaluation = evaluation if self.with_evaluation else None
         cache = self.position(self.consts, z, evaluation)
         leaves, self.treedef = jax.tree_util.tree_flatten(cache)
         handed = {id(leaf): i for i, leaf in enumerate(jax.tree_util.tree_leaves(evaluation))}
@@ -253,7 +249,7 @@ class _PositionPart:
         return [leaf for leaf, (kind, _) in zip(leaves, self.kinds) if kind == "array"]
 
     def rebuild(self, arrays, evaluation):
-        carried, handed = iter(arrays), jax.tree_util.tree_leaves(evaluation if self.with_evaluation else None)
+        carried, handed = iter(arrays), jax.tree_util.tree_leaves(evaluation)
         leaves = [next(carried) if kind == "array" else handed[value] if kind == "evaluation" else value
                   for kind, value in self.kinds]
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
